@@ -1,0 +1,15 @@
+"""wclust: cluster a transformer's weights with exact 1-D k-means, run on indices + codebook."""
+from .compress import compress
+from .config import ClusterConfig
+from .errors import FormatError, WclustError
+from .io import load, read_header, save
+from .kmeans import KMeans1D
+from .models import load_source
+from .modules import ClusteredConv2d, ClusteredEmbedding, ClusteredLinear, ClusteredModule, set_compute_dtype
+
+__all__ = [
+    "compress", "ClusterConfig", "save", "load", "read_header", "load_source", "KMeans1D",
+    "ClusteredLinear", "ClusteredConv2d", "ClusteredEmbedding", "ClusteredModule", "set_compute_dtype",
+    "FormatError", "WclustError",
+]
+__version__ = "0.1.0"

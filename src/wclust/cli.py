@@ -1,0 +1,53 @@
+"""Command line: ``wclust COMMAND ...``. Thin: parse, call the library, print.
+
+Each command lives in ``wclust/commands/NAME.py`` with ``register(subparsers)`` setting
+``func``; user errors print one line on stderr and exit 2 (``--debug`` shows the traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = ["compress", "info", "eval", "sweep", "bench", "profile", "estimate", "study"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="wclust", description="Cluster transformer weights; measure what it costs and buys.")
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMANDS:
+        try:
+            mod = importlib.import_module(f"wclust.commands.{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"wclust.commands.{name}":
+                continue
+            raise
+        mod.register(sub)
+    return p
+
+
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("wclust: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # user-facing errors: one line, exit 2
+        from .errors import WclustError
+
+        if args.debug:
+            raise
+        user = isinstance(e, (WclustError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError,
+                              NotADirectoryError, TypeError, OSError))
+        kind = "error" if user else f"internal error ({type(e).__name__})"
+        print(f"wclust: {kind}: {e}", file=sys.stderr)
+        if not user:
+            print("wclust: run with --debug for the traceback", file=sys.stderr)
+        return 2

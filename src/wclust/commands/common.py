@@ -1,0 +1,86 @@
+"""Helpers shared by CLI commands: options, output checks, JSON printing."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+
+from ..errors import WclustError
+
+
+def add_cluster_options(p, k_many: bool = False) -> None:
+    if k_many:
+        p.add_argument("-k", "--n-clusters", type=int, nargs="+", default=[16, 32, 64, 128, 256],
+                       help="codebook lengths to try")
+        p.add_argument("--scope", nargs="+", choices=["model", "layer", "group"], default=["layer", "model"])
+    else:
+        p.add_argument("-k", "--n-clusters", type=int, default=64, help="codebook length, 2..256 (default 64)")
+        p.add_argument("--scope", choices=["model", "layer", "group"], default="layer")
+    p.add_argument("--bits", type=int, default=None, help="stored index width (default ceil(log2 k))")
+    p.add_argument("--group-size", type=int, default=64, help="output channels per codebook with --scope group")
+    p.add_argument("--outliers", type=float, default=0.0, help="fraction of largest weights kept in float")
+    p.add_argument("--channel-scale", action="store_true", help="per-output-channel scales + shared codebook")
+    p.add_argument("--exclude", nargs="*", default=None, help="fnmatch patterns of module names to keep float")
+
+
+def config_from_args(args, k=None, scope=None):
+    from ..config import ClusterConfig
+
+    return ClusterConfig(n_clusters=k if k is not None else args.n_clusters, scope=scope or args.scope,
+                         bits=args.bits, group_size=args.group_size, outliers=args.outliers,
+                         channel_scale=args.channel_scale, exclude=args.exclude,
+                         weighting=getattr(args, "weighting", "uniform") or "uniform")
+
+
+def check_output_path(path: str, suffix: str | None = None) -> str:
+    if suffix and not path.endswith(suffix):
+        raise WclustError(f"output {path!r} should end with {suffix}")
+    d = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(d):
+        raise WclustError(f"output directory {d!r} does not exist")
+    if not os.access(d, os.W_OK):
+        raise WclustError(f"output directory {d!r} is not writable")
+    if os.path.isdir(path):
+        raise WclustError(f"output {path!r} is a directory")
+    return path
+
+
+def check_output_dir(path: str) -> str:
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise WclustError(f"cannot create output directory {path!r}: {e.strerror}") from None
+    if not os.access(path, os.W_OK):
+        raise WclustError(f"output directory {path!r} is not writable")
+    return path
+
+
+def _clean(o):
+    if isinstance(o, float) and not math.isfinite(o):
+        return None if math.isnan(o) else ("inf" if o > 0 else "-inf")
+    if isinstance(o, dict):
+        return {k: _clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean(v) for v in o]
+    if hasattr(o, "item") and not isinstance(o, (str, bytes)):
+        try:
+            return _clean(o.item())
+        except (ValueError, AttributeError):
+            pass
+    return o
+
+
+def print_json(obj) -> None:
+    json.dump(_clean(obj), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+def print_table(rows: dict) -> None:
+    w = max(len(k) for k in rows)
+    for k, v in rows.items():
+        if isinstance(v, float):
+            v = f"{v:,.4g}" if abs(v) < 1e4 else f"{v:,.0f}"
+        elif isinstance(v, int):
+            v = f"{v:,}"
+        print(f"{k:<{w}}  {v}")

@@ -1,0 +1,226 @@
+"""Walk a model, fit codebooks per scope, swap in clustered modules (in place)."""
+from __future__ import annotations
+
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .config import ClusterConfig
+from .kmeans import Assigner, Histogram, KMeans1D, as_float32_array
+from .modules import ClusteredParts, _Clustered, clustered_class_for
+
+_KINDS = {"linear": (nn.Linear,), "conv": (nn.Conv1d, nn.Conv2d, nn.Conv3d), "embedding": (nn.Embedding,)}
+
+
+@dataclass
+class Target:
+    """One weight to cluster: the first module that owns it, plus any modules tied to it."""
+
+    fqn: str
+    module: nn.Module
+    tied: list[str]
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.module.weight
+
+
+def find_targets(model: nn.Module, config: ClusterConfig, filter_fn=None) -> list[Target]:
+    kinds = tuple(t for k in config.types for t in _KINDS[k])
+    by_param: dict[int, Target] = {}
+    out = []
+    for fqn, m in model.named_modules():
+        if isinstance(m, _Clustered) or not isinstance(m, kinds):
+            continue
+        w = getattr(m, "weight", None)
+        if not isinstance(w, torch.Tensor) or not config.selects(fqn):
+            continue
+        if filter_fn is not None and not filter_fn(m, fqn):
+            continue
+        if id(w) in by_param:
+            by_param[id(w)].tied.append(fqn)
+            continue
+        if w.numel() < config.min_size:
+            continue
+        if w.is_meta:
+            raise ValueError(f"{fqn}: weight is a meta tensor (no data); load real weights before compressing")
+        if not w.is_floating_point():
+            raise ValueError(f"{fqn}: weight has dtype {w.dtype}; only floating-point weights can be clustered")
+        t = Target(fqn, m, [])
+        by_param[id(w)] = t
+        out.append(t)
+    return out
+
+
+def _check_finite(t: Target) -> None:
+    w = t.weight.detach()
+    if not torch.isfinite(w).all():
+        bad = int((~torch.isfinite(w)).sum())
+        raise ValueError(f"{t.fqn}: weight has {bad} NaN/Inf value(s); cannot cluster it")
+
+
+class _Prepared:
+    """A weight viewed as 2-D float32 rows, with its scale and outlier mask applied."""
+
+    def __init__(self, t: Target, config: ClusterConfig, sample_weight: torch.Tensor | None):
+        w = t.weight.detach().to(torch.float32).reshape(t.weight.shape[0], -1).contiguous()
+        self.rows, self.cols = w.shape
+        self.scale = None
+        if config.channel_scale:
+            s = w.pow(2).mean(dim=1).sqrt()
+            s = torch.where(s > 0, s, torch.ones_like(s))
+            self.scale = s
+            w = w / s[:, None]
+        self.values = w
+        self.keep = None
+        self.outlier_index = None
+        n_out = int(round(config.outliers * w.numel()))
+        if n_out:
+            flat = t.weight.detach().reshape(-1).abs().to(torch.float32)
+            top = torch.topk(flat, n_out, sorted=False).indices.sort().values
+            self.outlier_index = top
+            keep = torch.ones(w.numel(), dtype=torch.bool)
+            keep[top] = False
+            self.keep = keep.reshape(w.shape)
+        self.sample_weight = None
+        if sample_weight is not None:
+            if tuple(sample_weight.shape) != tuple(t.weight.shape):
+                raise ValueError(f"{t.fqn}: sample weight shape {tuple(sample_weight.shape)} != weight shape "
+                                 f"{tuple(t.weight.shape)}")
+            self.sample_weight = sample_weight.detach().to(torch.float32).reshape(self.rows, self.cols)
+
+    def add_to(self, hist: Histogram, rows: slice = slice(None)) -> None:
+        v = self.values[rows]
+        sw = None if self.sample_weight is None else self.sample_weight[rows]
+        if self.keep is not None:
+            k = self.keep[rows]
+            v = v[k]
+            sw = None if sw is None else sw[k]
+        hist.add(v, sw)
+
+
+def _groups(rows: int, config: ClusterConfig) -> list[slice]:
+    if config.scope != "group":
+        return [slice(0, rows)]
+    return [slice(r, min(r + config.group_size, rows)) for r in range(0, rows, config.group_size)]
+
+
+def _fit_codebook(hist: Histogram, k: int) -> np.ndarray:
+    km = KMeans1D(k).fit_histogram(hist)
+    cb = np.zeros(k, np.float32)
+    cb[: km.codebook_.size] = km.codebook_
+    cb[km.codebook_.size:] = km.codebook_[-1]   # fewer distinct values than k: repeat the last
+    return cb
+
+
+def _build_parts(t: Target, prep: _Prepared, codebooks: list[np.ndarray], config: ClusterConfig,
+                 group_rows: list[slice]) -> ClusteredParts:
+    idx = np.empty((prep.rows, prep.cols), np.uint8)
+    dtype = t.weight.dtype
+    for cb, rows in zip(codebooks, group_rows):
+        # assign against the codebook as stored (rounded to the weight's dtype)
+        stored = torch.from_numpy(cb).to(dtype).to(torch.float32).numpy()
+        idx[rows] = Assigner(stored)(prep.values[rows])[0]
+    codebook = torch.from_numpy(np.stack(codebooks)).to(dtype)
+    parts = ClusteredParts(tuple(t.weight.shape), idx, codebook,
+                           config.group_size if config.scope == "group" else prep.rows, config.bits)
+    if prep.scale is not None:
+        parts.scale = prep.scale.to(dtype)
+    if prep.outlier_index is not None:
+        parts.outlier_index = prep.outlier_index.to(torch.int64)
+        parts.outlier_value = t.weight.detach().reshape(-1)[prep.outlier_index].clone()
+    return parts
+
+
+def _set_module(model: nn.Module, fqn: str, new: nn.Module) -> None:
+    parent_name, _, child = fqn.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)
+
+
+def compress(model: nn.Module, config: ClusterConfig | None = None, *, sample_weights: dict | None = None,
+             filter_fn=None, progress: bool = True) -> nn.Module:
+    """Cluster the weights ``config`` selects, in place; returns the model.
+
+    ``sample_weights`` maps module names to per-weight importances (e.g. Fisher information,
+    the shape of the weight) for ``weighting="fisher"``. A summary lands in ``model.wclust_info``.
+    """
+    config = config or ClusterConfig()
+    if config.weighting == "fisher" and not sample_weights:
+        raise ValueError('weighting="fisher" needs sample_weights (see wclust.fisher.fisher_weights)')
+    start = time.perf_counter()
+    targets = find_targets(model, config, filter_fn)
+    if not targets:
+        warnings.warn("wclust.compress: no layer matched the config (types, include/exclude, min_size); "
+                      "the model is unchanged", stacklevel=2)
+        return model
+    for t in targets:
+        _check_finite(t)
+    sw = sample_weights or {}
+    k = config.n_clusters
+    threads = config.threads or max(1, torch.get_num_threads())
+    bar = tqdm(total=len(targets), desc=f"clustering k={k} {config.scope}", unit="tensor",
+               disable=not progress, leave=False)
+    preps = [None] * len(targets)
+    parts: list[ClusteredParts | None] = [None] * len(targets)
+    if config.scope == "model":
+        hist = Histogram()
+        for i, t in enumerate(targets):
+            preps[i] = _Prepared(t, config, sw.get(t.fqn))
+            preps[i].add_to(hist)
+        shared = _fit_codebook(hist, k)
+
+        def work(i):
+            return _build_parts(targets[i], preps[i], [shared], config, [slice(0, preps[i].rows)])
+    else:
+        def work(i):
+            t = targets[i]
+            prep = _Prepared(t, config, sw.get(t.fqn))
+            groups = _groups(prep.rows, config)
+            cbs = []
+            for rows in groups:
+                h = Histogram()
+                prep.add_to(h, rows)
+                cbs.append(_fit_codebook(h, k))
+            return _build_parts(t, prep, cbs, config, groups)
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for i, p in enumerate(pool.map(work, range(len(targets)))):
+            parts[i] = p
+            bar.update(1)
+    bar.close()
+    fit_seconds = time.perf_counter() - start
+
+    sq = err = 0.0
+    n_clustered = 0
+    for t, p in zip(targets, parts):
+        cls = clustered_class_for(t.module)
+        orig = t.weight.detach()
+        new = cls.from_module(t.module, p)
+        w_hat = new.dequantize(torch.float32)
+        o = orig.to(torch.float32)
+        sq += float(o.pow(2).sum(dtype=torch.float64))
+        err += float((o - w_hat).pow(2).sum(dtype=torch.float64))
+        n_clustered += orig.numel()
+        _set_module(model, t.fqn, new)
+        for other in t.tied:
+            twin_cls = clustered_class_for(model.get_submodule(other))
+            twin = twin_cls.from_module(model.get_submodule(other), p)
+            for name in ("indices", "codebook", "scale", "outlier_index", "outlier_value"):
+                setattr(twin, name, getattr(new, name))
+            twin.tied_to = t.fqn
+            _set_module(model, other, twin)
+    sqnr = float("inf") if err == 0 else 10 * np.log10(sq / err) if sq > 0 else float("-inf")
+    model.wclust_info = {
+        "config": config.to_dict(),
+        "stats": {"params_clustered": n_clustered, "n_tensors": len(targets),
+                  "n_tied": sum(len(t.tied) for t in targets), "sqnr_db": sqnr,
+                  "seconds": time.perf_counter() - start, "fit_seconds": fit_seconds},
+    }
+    return model

@@ -1,0 +1,102 @@
+"""ClusterConfig: what to cluster and how."""
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+from dataclasses import dataclass, field
+
+from .packing import bits_for
+
+SCOPES = ("model", "layer", "group")
+# position embeddings stay float unless asked (pass exclude=[] to cluster them too)
+DEFAULT_EXCLUDE = ("*position_embedding*", "*pos_embed*")
+WEIGHTINGS = ("uniform", "fisher")
+
+
+@dataclass
+class ClusterConfig:
+    """Settings of one clustering.
+
+    n_clusters: codebook length, 2..256.
+    scope: "model" (one codebook for every clustered tensor), "layer" (one per tensor) or
+        "group" (one per block of ``group_size`` output channels; the last block may be smaller).
+    bits: stored index width; default ceil(log2(n_clusters)); at least that, at most 8.
+    include / exclude: fnmatch patterns over module names (``fqn``); exclude wins; exclude=None
+        means DEFAULT_EXCLUDE (position embeddings).
+    min_size: tensors with fewer elements stay float.
+    types: module kinds to cluster: "linear", "conv", "embedding".
+    weighting: "uniform" or "fisher" (k-means weighted by squared gradients; needs sample weights
+        passed to ``compress``).
+    outliers: fraction of each tensor's largest-magnitude weights kept exactly in float (sparse).
+    channel_scale: divide each output channel by its RMS before clustering and keep the scale in
+        float (one shared codebook of normalized values, per-channel scales).
+    """
+
+    n_clusters: int = 256
+    scope: str = "layer"
+    bits: int | None = None
+    include: list[str] | None = None
+    exclude: list[str] | None = None
+    min_size: int = 1024
+    types: tuple[str, ...] = ("linear", "conv", "embedding")
+    group_size: int = 64
+    weighting: str = "uniform"
+    outliers: float = 0.0
+    channel_scale: bool = False
+    threads: int | None = field(default=None, compare=False)
+
+    def __post_init__(self):
+        if isinstance(self.n_clusters, bool) or not isinstance(self.n_clusters, int):
+            raise ValueError(f"n_clusters must be an int, got {self.n_clusters!r}")
+        if not 2 <= self.n_clusters <= 256:
+            raise ValueError(f"n_clusters must be in 2..256, got {self.n_clusters}")
+        if self.scope not in SCOPES:
+            raise ValueError(f"scope must be one of {', '.join(SCOPES)}, got {self.scope!r}")
+        need = bits_for(self.n_clusters)
+        if self.bits is None:
+            self.bits = need
+        if isinstance(self.bits, bool) or not isinstance(self.bits, int) or not need <= self.bits <= 8:
+            raise ValueError(f"bits must be an int in {need}..8 for {self.n_clusters} clusters, got {self.bits!r}")
+        if isinstance(self.group_size, bool) or not isinstance(self.group_size, int) or self.group_size < 1:
+            raise ValueError(f"group_size must be a positive int, got {self.group_size!r}")
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got {self.weighting!r}")
+        if not isinstance(self.outliers, (int, float)) or not 0.0 <= float(self.outliers) < 0.5:
+            raise ValueError(f"outliers must be a fraction in [0, 0.5), got {self.outliers!r}")
+        self.outliers = float(self.outliers)
+        if not isinstance(self.min_size, int) or self.min_size < 0:
+            raise ValueError(f"min_size must be a non-negative int, got {self.min_size!r}")
+        self.types = tuple(self.types)
+        bad = set(self.types) - {"linear", "conv", "embedding"}
+        if bad:
+            raise ValueError(f"unknown module types {sorted(bad)}; use linear, conv, embedding")
+        for name in ("include", "exclude"):
+            val = getattr(self, name)
+            if isinstance(val, str):
+                setattr(self, name, [val])
+            elif val is not None and not all(isinstance(p, str) for p in val):
+                raise ValueError(f"{name} must be a list of fnmatch patterns")
+
+    def selects(self, fqn: str) -> bool:
+        exclude = DEFAULT_EXCLUDE if self.exclude is None else self.exclude
+        if any(fnmatch.fnmatchcase(fqn, p) for p in exclude):
+            return False
+        if self.include is not None:
+            return any(fnmatch.fnmatchcase(fqn, p) for p in self.include)
+        return True
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d.pop("threads")
+        d["types"] = list(self.types)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ClusterConfig":
+        if not isinstance(d, dict):
+            raise ValueError("config must be a JSON object")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown config field(s): {sorted(unknown)}")
+        return cls(**d)

@@ -1,0 +1,164 @@
+"""Sources -> nn.Module: ``zoo:NAME``, ``hf:DIR``, ``timm:NAME[:WEIGHTS]``, or a ``.wclust`` file.
+
+Every model returned carries ``model.wclust_source``: a JSON-able description from which
+``build_from_source`` rebuilds the architecture without the original checkpoint.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+
+import torch
+from torch import nn
+
+from .errors import WclustError
+
+# zoo name -> "module:function" returning an nn.Module with wclust_source set; loaded lazily
+ZOO = {
+    "minilm": "wclust.zoo:load_minilm",
+    "dinov2-s": "wclust.zoo:load_dinov2_s",
+}
+
+
+def _need_package(name: str, extra: str):
+    try:
+        return importlib.import_module(name)
+    except ImportError as e:
+        raise WclustError(f"this source needs the Python package {name!r} ({e}); "
+                          f"install it with: pip install 'wclust[{extra}]'") from None
+
+
+def hf_source_dict(model) -> dict:
+    return {"type": "hf", "class": type(model).__name__, "config": model.config.to_dict()}
+
+
+def load_hf(directory: str) -> nn.Module:
+    if not os.path.isdir(directory):
+        raise WclustError(f"hf:{directory}: no such directory")
+    if not os.path.isfile(os.path.join(directory, "config.json")):
+        raise WclustError(f"hf:{directory}: no config.json there (not a transformers model directory)")
+    transformers = _need_package("transformers", "hf")
+    config = transformers.AutoConfig.from_pretrained(directory)
+    arch = (getattr(config, "architectures", None) or [None])[0]
+    cls = getattr(transformers, arch, None) if arch else None
+    cls = cls or transformers.AutoModel
+    model = cls.from_pretrained(directory)
+    model.eval()
+    model.wclust_source = hf_source_dict(model)
+    return model
+
+
+def load_timm(spec: str) -> nn.Module:
+    name, _, weights = spec.partition(":")
+    timm = _need_package("timm", "timm")
+    try:
+        model = timm.create_model(name, pretrained=False)
+    except RuntimeError as e:
+        raise WclustError(f"timm:{name}: {e}") from None
+    if weights:
+        if not os.path.isfile(weights):
+            raise WclustError(f"timm:{spec}: weights file {weights!r} not found")
+        if weights.endswith(".safetensors"):
+            from safetensors.torch import load_file
+            sd = load_file(weights)
+        else:
+            sd = torch.load(weights, map_location="cpu", weights_only=True)
+            sd = sd.get("state_dict", sd.get("model", sd)) if isinstance(sd, dict) else sd
+        missing, unexpected = model.load_state_dict(sd, strict=False)
+        if missing:
+            raise WclustError(f"timm:{spec}: the weights file lacks {len(missing)} tensor(s), e.g. {missing[:3]}")
+    model.eval()
+    model.wclust_source = {"type": "timm", "name": name}
+    return model
+
+
+def load_zoo(name: str) -> nn.Module:
+    if name not in ZOO:
+        raise WclustError(f"unknown zoo model {name!r}; known: {', '.join(sorted(ZOO))}")
+    mod, fn = ZOO[name].split(":")
+    model = getattr(importlib.import_module(mod), fn)()
+    model.eval()
+    return model
+
+
+def load_source(source: str) -> nn.Module:
+    """A runnable nn.Module (eval mode) from a source string."""
+    if not isinstance(source, str) or not source:
+        raise WclustError("empty model source")
+    if source.endswith(".wclust"):
+        if not os.path.isfile(source):
+            raise WclustError(f"{source}: no such file")
+        from .io import load
+        return load(source)
+    kind, sep, rest = source.partition(":")
+    if not sep or not rest:
+        if os.path.isdir(source):
+            return load_hf(source)
+        raise WclustError(f"cannot read model source {source!r}: use zoo:NAME, hf:DIR, timm:NAME[:WEIGHTS] "
+                          "or a .wclust file")
+    if kind == "zoo":
+        return load_zoo(rest)
+    if kind == "hf":
+        return load_hf(rest)
+    if kind == "timm":
+        return load_timm(rest)
+    raise WclustError(f"unknown source kind {kind!r} in {source!r}: use zoo:, hf:, timm: or a .wclust file")
+
+
+def build_from_source(src: dict | None) -> nn.Module:
+    """The architecture described by a saved source, with freshly initialised weights."""
+    from .errors import FormatError
+
+    if not isinstance(src, dict):
+        raise FormatError("source: the file does not describe its architecture; pass model=<skeleton> to load()")
+    kind = src.get("type")
+    if kind == "hf":
+        transformers = _need_package("transformers", "hf")
+        cls_name, cfg = src.get("class"), src.get("config")
+        if not isinstance(cls_name, str) or not isinstance(cfg, dict) or not isinstance(cfg.get("model_type"), str):
+            raise FormatError("source: an hf source needs 'class' and a 'config' with 'model_type'")
+        cls = getattr(transformers, cls_name, None)
+        if not (isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel)):
+            raise FormatError(f"source.class: {cls_name!r} is not a transformers model class")
+        cfg = dict(cfg)
+        try:
+            config = transformers.AutoConfig.for_model(cfg.pop("model_type"), **cfg)
+        except (ValueError, KeyError, TypeError) as e:
+            raise FormatError(f"source.config: {e}") from None
+        model = cls(config)
+        model.wclust_source = src
+        return model.eval()
+    if kind == "timm":
+        name = src.get("name")
+        if not isinstance(name, str):
+            raise FormatError("source.name: a timm source needs a model name")
+        timm = _need_package("timm", "timm")
+        model = timm.create_model(name, pretrained=False)
+        model.wclust_source = src
+        return model.eval()
+    raise FormatError(f"source.type: unknown {kind!r} (expected 'hf' or 'timm')")
+
+
+def example_inputs(model: nn.Module, batch: int = 1, seq_len: int = 128, seed: int = 0) -> dict:
+    """Keyword arguments for one forward pass of a model of a known family (vision or text)."""
+    g = torch.Generator().manual_seed(seed)
+    cfg = getattr(model, "config", None)
+    if cfg is not None and hasattr(cfg, "vocab_size") and not hasattr(cfg, "image_size"):
+        ids = torch.randint(1000, min(cfg.vocab_size, 20000), (batch, seq_len), generator=g)
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    if cfg is not None and hasattr(cfg, "image_size"):
+        size = cfg.image_size if isinstance(cfg.image_size, int) else cfg.image_size[0]
+        size = min(size, 224)
+        return {"pixel_values": torch.randn(batch, getattr(cfg, "num_channels", 3), size, size, generator=g)}
+    pretrained = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None)
+    if pretrained and "input_size" in pretrained:
+        c, h, w = pretrained["input_size"]
+        return {"x": torch.randn(batch, c, h, w, generator=g)}
+    raise WclustError(f"no example input known for {type(model).__name__}")
+
+
+def run(model: nn.Module, inputs: dict):
+    """Call a model with example_inputs' output (timm models take one positional tensor)."""
+    if set(inputs) == {"x"}:
+        return model(inputs["x"])
+    return model(**inputs)

@@ -1,0 +1,247 @@
+"""Clustered modules: weights held as ``indices`` (uint8) into a ``codebook``.
+
+- ``ClusteredLinear`` replaces an ``nn.Linear`` (one ``wclust::lut_linear`` op per forward).
+- ``ClusteredEmbedding`` replaces an ``nn.Embedding`` (rows gathered as indices, then looked up).
+- ``ClusteredConv2d`` (and ``ClusteredModule`` for any other module, e.g. a Linear subclass with
+  its own forward) keeps the original module as ``inner`` without its weight and, for each call,
+  hands it the dequantized weight: its own forward runs unchanged, so its math cannot change.
+
+Every weight is viewed as 2-D (out_channels, rest). Indices of 1..4-bit codebooks are kept
+two per byte (``index_bits == 4``), wider ones one per byte; ``bits`` is the width stored on disk.
+Optional parts: ``scale`` (one float per output channel, multiplies the row) and sparse float
+outliers (``outlier_index`` flat positions, ``outlier_value`` their exact values).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .kernels import reference
+from .kernels.ops import lut_linear
+from .packing import pack_rows_4bit
+
+
+@dataclass
+class ClusteredParts:
+    """Everything that defines one clustered weight (what is fitted, saved and loaded)."""
+
+    shape: tuple[int, ...]
+    indices: np.ndarray          # uint8 (out, in), unpacked
+    codebook: torch.Tensor       # (n_groups, K), the weight's dtype
+    group_size: int
+    bits: int
+    scale: torch.Tensor | None = None          # (out,)
+    outlier_index: torch.Tensor | None = None  # int64 flat positions, sorted
+    outlier_value: torch.Tensor | None = None  # exact values at those positions
+
+
+class _Clustered(nn.Module):
+    kind = "?"
+
+    def _set_parts(self, p: ClusteredParts) -> None:
+        self.weight_shape = tuple(int(s) for s in p.shape)
+        self.out_features = self.weight_shape[0]
+        self.in_features = int(math.prod(self.weight_shape[1:]))
+        self.bits = int(p.bits)
+        self.group_size = int(p.group_size)
+        self.index_bits = 4 if p.bits <= 4 else 8
+        idx = np.ascontiguousarray(p.indices, dtype=np.uint8).reshape(self.out_features, self.in_features)
+        if self.index_bits == 4:
+            idx = pack_rows_4bit(idx)
+        self.register_buffer("indices", torch.from_numpy(np.ascontiguousarray(idx)))
+        self.register_buffer("codebook", p.codebook.detach().clone().contiguous())
+        self.register_buffer("scale", None if p.scale is None else p.scale.detach().clone())
+        self.register_buffer("outlier_index", None if p.outlier_index is None else p.outlier_index.to(torch.int64))
+        self.register_buffer("outlier_value", None if p.outlier_value is None else p.outlier_value.detach().clone())
+        self._residual = None
+        self.compute_dtype: torch.dtype | None = None
+
+    # -- views of the weight ---------------------------------------------------------------
+    def unpacked_indices(self) -> torch.Tensor:
+        """uint8 (out, in) indices."""
+        return reference.unpack_rows(self.indices, self.in_features, self.index_bits)
+
+    def parts(self) -> ClusteredParts:
+        return ClusteredParts(self.weight_shape, self.unpacked_indices().cpu().numpy(), self.codebook,
+                              self.group_size, self.bits, self.scale, self.outlier_index, self.outlier_value)
+
+    def dequantize(self, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """The float weight this module computes with, in its original shape."""
+        dtype = dtype or self.codebook.dtype
+        w = reference.dequantize(self.indices, self.codebook, self.in_features, self.group_size,
+                                 self.index_bits, dtype=dtype)
+        if self.scale is not None:
+            w = w * self.scale.to(dtype)[:, None]
+        if self.outlier_index is not None and self.outlier_index.numel():
+            w = w.reshape(-1).index_copy(0, self.outlier_index, self.outlier_value.to(dtype)).reshape(w.shape)
+        return w.reshape(self.weight_shape)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """Dequantized weight (computed on access: for code that reads ``.weight``)."""
+        return self.dequantize()
+
+    def n_codebooks(self) -> int:
+        return int(self.codebook.shape[0])
+
+    def residual(self, dtype) -> torch.Tensor | None:
+        """Sparse (out, in) matrix: exact outlier values minus their clustered values."""
+        if self.outlier_index is None or not self.outlier_index.numel():
+            return None
+        if self._residual is None or self._residual.dtype != dtype:
+            rows = self.outlier_index // self.in_features
+            cols = self.outlier_index % self.in_features
+            idx = self.unpacked_indices()[rows, cols].long()
+            g = rows // self.group_size
+            q = self.codebook[g, idx]
+            if self.scale is not None:
+                q = q * self.scale[rows]
+            vals = (self.outlier_value - q).to(dtype)
+            self._residual = torch.sparse_coo_tensor(torch.stack([rows, cols]), vals,
+                                                     (self.out_features, self.in_features),
+                                                     check_invariants=False).coalesce()
+        return self._residual
+
+    def extra_repr(self) -> str:
+        return (f"shape={self.weight_shape}, n_clusters={self.codebook.shape[1]}, "
+                f"n_codebooks={self.codebook.shape[0]}, bits={self.bits}")
+
+
+class ClusteredLinear(_Clustered):
+    kind = "linear"
+
+    def __init__(self, parts: ClusteredParts, bias: torch.Tensor | None):
+        super().__init__()
+        self._set_parts(parts)
+        self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
+
+    @classmethod
+    def from_module(cls, module: nn.Linear, parts: ClusteredParts | None = None, n_clusters: int = 256):
+        parts = parts or fit_parts(module.weight, n_clusters)
+        return cls(parts, module.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = self.compute_dtype or x.dtype
+        xin = x.to(dtype)
+        fold_bias = self.scale is None
+        y = lut_linear(xin, self.indices, self.codebook, self.bias if fold_bias else None,
+                       self.in_features, self.group_size, self.index_bits)
+        if self.scale is not None:
+            y = y * self.scale.to(dtype)
+            if self.bias is not None:
+                y = y + self.bias.to(dtype)
+        r = self.residual(dtype)
+        if r is not None:
+            x2 = xin.reshape(-1, self.in_features)
+            y = y + torch.sparse.mm(r, x2.t()).t().reshape(y.shape)
+        return y.to(x.dtype)
+
+
+class ClusteredEmbedding(_Clustered):
+    kind = "embedding"
+
+    def __init__(self, parts: ClusteredParts, padding_idx: int | None = None):
+        super().__init__()
+        self._set_parts(parts)
+        self.num_embeddings, self.embedding_dim = self.out_features, self.in_features
+        self.padding_idx = padding_idx
+
+    @classmethod
+    def from_module(cls, module: nn.Embedding, parts: ClusteredParts | None = None, n_clusters: int = 256):
+        parts = parts or fit_parts(module.weight, n_clusters)
+        return cls(parts, module.padding_idx)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if input.dtype not in (torch.int32, torch.int64):
+            raise TypeError(f"embedding input must be int32/int64, got {input.dtype}")
+        flat = input.reshape(-1)
+        idx = reference.unpack_rows(self.indices[flat], self.in_features, self.index_bits).long()
+        if self.codebook.shape[0] == 1:
+            rows = self.codebook[0][idx]
+        else:
+            g = flat // self.group_size
+            rows = self.codebook.reshape(-1)[idx + (g * self.codebook.shape[1])[:, None]]
+        if self.scale is not None:
+            rows = rows * self.scale[flat][:, None]
+        r = self.residual(rows.dtype)
+        if r is not None:
+            rows = rows + r.index_select(0, flat).to_dense()
+        return rows.reshape(*input.shape, self.in_features)
+
+
+class ClusteredModule(_Clustered):
+    """Any module with a weight: its own forward runs with the dequantized weight injected."""
+
+    kind = "wrapped"
+
+    def __init__(self, parts: ClusteredParts, inner: nn.Module):
+        super().__init__()
+        self._set_parts(parts)
+        if "weight" in inner._parameters:
+            del inner._parameters["weight"]
+        self.inner = inner
+
+    @classmethod
+    def from_module(cls, module: nn.Module, parts: ClusteredParts | None = None, n_clusters: int = 256):
+        parts = parts or fit_parts(module.weight, n_clusters)
+        return cls(parts, module)
+
+    def forward(self, *args, **kwargs):
+        inner = self.inner
+        inner.weight = self.dequantize(self.compute_dtype)
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            del inner.weight
+
+    def __getattr__(self, name):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            inner = self._modules.get("inner")
+            if inner is None or name == "inner":
+                raise
+            return getattr(inner, name)
+
+
+class ClusteredConv2d(ClusteredModule):
+    kind = "conv"
+
+
+def fit_parts(weight: torch.Tensor, n_clusters: int, bits: int | None = None) -> ClusteredParts:
+    """A per-tensor clustering of one weight (what ``from_module`` uses when given no parts)."""
+    from .kmeans import KMeans1D
+    from .packing import bits_for
+
+    km = KMeans1D(n_clusters).fit(weight)
+    idx = km.predict(weight).reshape(weight.shape[0], -1)
+    cb = torch.from_numpy(km.codebook_).to(weight.dtype)[None, :]
+    return ClusteredParts(tuple(weight.shape), idx, cb, weight.shape[0], bits or bits_for(n_clusters))
+
+
+CLUSTERED_TYPES = (ClusteredLinear, ClusteredEmbedding, ClusteredConv2d, ClusteredModule)
+KIND_TO_CLASS = {c.kind: c for c in CLUSTERED_TYPES}
+
+
+def clustered_class_for(module: nn.Module) -> type[_Clustered]:
+    """The clustered class for a module: a fast native one only where forward is the stock one."""
+    if type(module).forward is nn.Linear.forward and isinstance(module, nn.Linear):
+        return ClusteredLinear
+    if type(module).forward is nn.Embedding.forward and isinstance(module, nn.Embedding) and module.max_norm is None:
+        return ClusteredEmbedding
+    if isinstance(module, nn.Conv2d):
+        return ClusteredConv2d
+    return ClusteredModule
+
+
+def set_compute_dtype(model: nn.Module, dtype: torch.dtype | None) -> nn.Module:
+    """Compute every clustered module in ``dtype`` (e.g. torch.bfloat16), None = the input's dtype."""
+    for m in model.modules():
+        if isinstance(m, _Clustered):
+            m.compute_dtype = dtype
+    return model

@@ -1,0 +1,49 @@
+import os
+
+import pytest
+import torch
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("WCLUST_SLOW") or config.getoption("-m"):
+        return
+    skip = pytest.mark.skip(reason="slow (model-sized): run with WCLUST_SLOW=1 or -m slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+class TinyTransformer(torch.nn.Module):
+    """Small model with every kind of layer wclust handles (and a tied head)."""
+
+    def __init__(self, vocab=97, dim=48, hidden=80):
+        super().__init__()
+        self.embed = torch.nn.Embedding(vocab, dim)
+        self.patch = torch.nn.Conv2d(3, dim, 4, 4)
+        self.norm = torch.nn.LayerNorm(dim)
+        self.fc1 = torch.nn.Linear(dim, hidden)
+        self.fc2 = torch.nn.Linear(hidden, dim)
+        self.head = torch.nn.Linear(dim, vocab, bias=False)
+        self.head.weight = self.embed.weight
+
+    def forward(self, ids, img):
+        x = self.embed(ids) + self.patch(img).flatten(2).mean(-1)[:, None, :]
+        x = self.norm(x)
+        x = x + self.fc2(torch.nn.functional.gelu(self.fc1(x)))
+        return self.head(x)
+
+
+@pytest.fixture
+def tiny():
+    return TinyTransformer()
+
+
+@pytest.fixture
+def tiny_inputs():
+    g = torch.Generator().manual_seed(1)
+    return torch.randint(0, 97, (2, 5), generator=g), torch.randn(2, 3, 8, 8, generator=g)

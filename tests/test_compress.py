@@ -1,0 +1,112 @@
+import numpy as np
+import pytest
+import torch
+
+import wclust
+from wclust.modules import ClusteredConv2d, ClusteredEmbedding, ClusteredLinear
+
+
+def _clustered(model):
+    return {n: m for n, m in model.named_modules() if isinstance(m, (ClusteredLinear, ClusteredEmbedding, ClusteredConv2d))}
+
+
+@pytest.mark.parametrize("k", [2, 16, 64, 256])
+@pytest.mark.parametrize("scope", ["model", "layer", "group"])
+def test_invariants(tiny, k, scope):
+    w_before = {n: m.weight.detach().clone() for n, m in tiny.named_modules() if hasattr(m, "weight")
+                and isinstance(m.weight, torch.Tensor) and m.weight.numel() >= 1024}
+    wclust.compress(tiny, wclust.ClusterConfig(k, scope=scope, group_size=7), progress=False)
+    cms = _clustered(tiny)
+    assert set(cms) == {"embed", "patch", "fc1", "fc2", "head"}
+    for name, m in cms.items():
+        idx = m.unpacked_indices()
+        assert idx.dtype == torch.uint8 and int(idx.max()) < k
+        for g in range(m.codebook.shape[0]):
+            rows = slice(g * m.group_size, (g + 1) * m.group_size)
+            assert len(torch.unique(m.dequantize().reshape(m.out_features, -1)[rows])) <= k
+        w_hat = m.dequantize()
+        assert w_hat.shape == w_before[name if name != "head" else "embed"].shape
+    codebooks = {m.codebook.numpy().tobytes() for m in cms.values()}
+    if scope == "model":
+        assert len(codebooks) == 1
+        assert all(m.codebook.shape[0] == 1 for m in cms.values())
+    if scope == "group":
+        assert cms["fc1"].codebook.shape[0] == -(-80 // 7)  # 80 rows, groups of 7: last one has 3 rows
+
+
+def test_tied_weights_clustered_once_and_stay_tied(tiny, tiny_inputs):
+    wclust.compress(tiny, wclust.ClusterConfig(16), progress=False)
+    assert tiny.head.indices is tiny.embed.indices and tiny.head.codebook is tiny.embed.codebook
+    assert tiny.wclust_info["stats"]["n_tied"] == 1
+    ids, img = tiny_inputs
+    assert tiny(ids, img).shape == (2, 5, 97)
+
+
+def test_output_close_to_float_at_256(tiny, tiny_inputs):
+    ids, img = tiny_inputs
+    with torch.no_grad():
+        ref = tiny(ids, img)
+        wclust.compress(tiny, wclust.ClusterConfig(256), progress=False)
+        out = tiny(ids, img)
+    sqnr = 20 * torch.log10(ref.norm() / (ref - out).norm())
+    assert sqnr > 25
+    assert tiny.wclust_info["stats"]["sqnr_db"] > 25
+
+
+def test_outliers_are_exact_and_improve_error(tiny):
+    import copy
+
+    a, b = copy.deepcopy(tiny), copy.deepcopy(tiny)
+    wclust.compress(a, wclust.ClusterConfig(4), progress=False)
+    wclust.compress(b, wclust.ClusterConfig(4, outliers=0.01), progress=False)
+    w = tiny.fc2.weight.detach()
+    top = w.abs().reshape(-1).topk(int(round(0.01 * w.numel()))).indices
+    torch.testing.assert_close(b.fc2.dequantize().reshape(-1)[top], w.reshape(-1)[top])
+    assert b.wclust_info["stats"]["sqnr_db"] > a.wclust_info["stats"]["sqnr_db"]
+
+
+def test_fp16_and_bf16_weights_keep_dtype():
+    for dt in (torch.float16, torch.bfloat16):
+        lin = torch.nn.Sequential(torch.nn.Linear(64, 32)).to(dt)
+        wclust.compress(lin, wclust.ClusterConfig(16), progress=False)
+        assert lin[0].codebook.dtype == dt
+        assert lin(torch.randn(2, 64, dtype=dt)).dtype == dt
+
+
+def test_position_embeddings_and_small_tensors_stay_float():
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.position_embeddings = torch.nn.Embedding(64, 32)
+            self.small = torch.nn.Linear(8, 8)
+            self.big = torch.nn.Linear(32, 64)
+
+    m = wclust.compress(M(), wclust.ClusterConfig(16), progress=False)
+    assert set(_clustered(m)) == {"big"}
+    m = wclust.compress(M(), wclust.ClusterConfig(16, exclude=[]), progress=False)
+    assert set(_clustered(m)) == {"big", "position_embeddings"}
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="2..256"):
+        wclust.ClusterConfig(1)
+    with pytest.raises(ValueError, match="bits"):
+        wclust.ClusterConfig(64, bits=5)
+    with pytest.raises(ValueError, match="bits"):
+        wclust.ClusterConfig(16, bits=9)
+    lin = torch.nn.Linear(64, 64)
+    with torch.no_grad():
+        lin.weight[3, 3] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        wclust.compress(torch.nn.Sequential(lin), wclust.ClusterConfig(16), progress=False)
+    with pytest.warns(UserWarning, match="no layer matched"):
+        m = torch.nn.Sequential(torch.nn.LayerNorm(8))
+        assert wclust.compress(m, wclust.ClusterConfig(16), progress=False) is m
+
+
+def test_fewer_distinct_values_than_clusters():
+    lin = torch.nn.Linear(64, 64)
+    with torch.no_grad():
+        lin.weight.copy_(torch.randint(-2, 3, (64, 64)).float() / 4)
+    seq = wclust.compress(torch.nn.Sequential(lin), wclust.ClusterConfig(64), progress=False)
+    torch.testing.assert_close(seq[0].dequantize(), lin.weight.detach(), rtol=0, atol=0)

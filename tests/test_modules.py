@@ -1,0 +1,117 @@
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from wclust.modules import (ClusteredConv2d, ClusteredEmbedding, ClusteredLinear, ClusteredModule,
+                            ClusteredParts, clustered_class_for, fit_parts)
+
+
+def _parts(out, inp, k, bits, groups=1, scale=False, outliers=0, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randint(0, k, (out, inp), generator=g).to(torch.uint8).numpy()
+    cb = torch.randn(groups, k, generator=g).sort(dim=1).values
+    p = ClusteredParts((out, inp), idx, cb, -(-out // groups), bits)
+    if scale:
+        p.scale = torch.rand(out, generator=g) + 0.5
+    if outliers:
+        p.outlier_index = torch.randperm(out * inp, generator=g)[:outliers].sort().values
+        p.outlier_value = torch.randn(outliers, generator=g) * 5
+    return p
+
+
+def _reference_weight(p):
+    """float64 weight from parts, written independently of the module code."""
+    out, inp = p.shape
+    w = np.empty((out, inp))
+    cb = p.codebook.double().numpy()
+    for r in range(out):
+        w[r] = cb[r // p.group_size][p.indices[r]]
+    if p.scale is not None:
+        w *= p.scale.double().numpy()[:, None]
+    if p.outlier_index is not None:
+        w.reshape(-1)[p.outlier_index.numpy()] = p.outlier_value.double().numpy()
+    return torch.from_numpy(w)
+
+
+@pytest.mark.parametrize("k,bits", [(4, 2), (16, 4), (64, 6), (256, 8)])
+@pytest.mark.parametrize("groups,scale,outliers", [(1, False, 0), (3, False, 0), (1, True, 5), (2, True, 3)])
+def test_linear_matches_float64_reference(k, bits, groups, scale, outliers):
+    p = _parts(37, 29, k, bits, groups, scale, outliers)
+    bias = torch.randn(37)
+    m = ClusteredLinear(p, bias)
+    x = torch.randn(3, 4, 29)
+    w = _reference_weight(p)
+    ref = F.linear(x.double(), w, bias.double())
+    torch.testing.assert_close(m(x).double(), ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(m.dequantize().double(), w, rtol=0, atol=1e-6)
+    assert m.indices.dtype == torch.uint8
+    assert m.indices.shape[1] == (15 if bits <= 4 else 29)
+
+
+def test_linear_large_output_is_tiled():
+    p = _parts(1300, 16, 16, 4)
+    m = ClusteredLinear(p, None)
+    x = torch.randn(2, 16)
+    torch.testing.assert_close(m(x).double(), x.double() @ _reference_weight(p).T, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("bits", [3, 8])
+def test_embedding(bits):
+    p = _parts(50, 12, 2 ** bits, bits, groups=4, scale=True, outliers=4)
+    m = ClusteredEmbedding(p)
+    ids = torch.tensor([[0, 49, 7], [7, 3, 3]])
+    torch.testing.assert_close(m(ids).double(), _reference_weight(p)[ids], rtol=0, atol=1e-6)
+
+
+def test_conv_and_subclass_keep_their_math():
+    class PadConv(torch.nn.Conv2d):  # pads inside forward, like "same" convs of some model zoos
+        def forward(self, x):
+            return F.conv2d(F.pad(x, (1, 2, 1, 2)), self.weight, self.bias, self.stride)
+
+    for conv in (torch.nn.Conv2d(3, 8, 3, 2), PadConv(3, 8, 3, 2)):
+        cls = clustered_class_for(conv)
+        assert cls is ClusteredConv2d
+        x = torch.randn(1, 3, 11, 11)
+        ref = copy.deepcopy(conv)
+        c = cls.from_module(conv, fit_parts(conv.weight, 16))
+        with torch.no_grad():
+            ref.weight.copy_(c.dequantize())
+            torch.testing.assert_close(c(x), ref(x))
+        assert c.kernel_size == (3, 3) and "weight" not in dict(c.named_parameters())
+
+
+def test_linear_subclass_with_own_forward_is_wrapped():
+    class Scaled(torch.nn.Linear):
+        def forward(self, x):
+            return 2 * super().forward(x)
+
+    lin = Scaled(10, 6)
+    assert clustered_class_for(lin) is ClusteredModule
+    c = ClusteredModule.from_module(lin, fit_parts(lin.weight, 8))
+    x = torch.randn(4, 10)
+    torch.testing.assert_close(c(x), 2 * F.linear(x, c.dequantize(), lin.bias))
+
+
+def test_bf16_compute_close_to_fp32():
+    p = _parts(64, 96, 64, 6)
+    m = ClusteredLinear(p, torch.randn(64))
+    x = torch.randn(5, 96)
+    y32 = m(x)
+    m.compute_dtype = torch.bfloat16
+    y16 = m(x)
+    assert y16.dtype == torch.float32
+    sqnr = 20 * torch.log10(y32.norm() / (y32 - y16).norm())
+    assert sqnr > 30
+
+
+def test_op_schema_opcheck():
+    from wclust.kernels.ops import lut_linear
+
+    p = _parts(9, 7, 16, 4)
+    m = ClusteredLinear(p, torch.randn(9))
+    x = torch.randn(2, 7)
+    torch.library.opcheck(lut_linear, (x, m.indices, m.codebook, m.bias, 7, 9, 4),
+                          test_utils=("test_schema", "test_faketensor"))
