@@ -1,4 +1,9 @@
-"""Sources -> nn.Module: ``zoo:NAME``, ``hf:DIR``, ``timm:NAME[:WEIGHTS]``, or a ``.wclust`` file.
+"""Sources -> nn.Module: ``zoo:NAME``, ``hf:DIR``, ``timm:NAME[:WEIGHTS]``, ``arch:NAME``, or a
+``.wclust`` file.
+
+``arch:NAME`` builds a known architecture with random weights (transformers' own init, no download):
+for timing, profiling and clustering-speed work where pretrained weights are not needed
+(``arch:vit-b16`` = ViT-B/16 with a 1000-class head, 86.6M parameters; ``arch:deit-b`` = DeiT-B).
 
 Every model returned carries ``model.wclust_source``: a JSON-able description from which
 ``build_from_source`` rebuilds the architecture without the original checkpoint.
@@ -18,6 +23,28 @@ ZOO = {
     "minilm": "wclust.zoo:load_minilm",
     "dinov2-s": "wclust.zoo:load_dinov2_s",
 }
+
+
+# arch name -> (transformers model class, config class, config kwargs)
+ARCHS = {
+    "vit-b16": ("ViTForImageClassification", "ViTConfig", {"image_size": 224, "patch_size": 16, "num_labels": 1000}),
+    "deit-b": ("DeiTForImageClassification", "DeiTConfig", {"image_size": 224, "patch_size": 16, "num_labels": 1000}),
+    "vit-s16": ("ViTForImageClassification", "ViTConfig", {"image_size": 224, "patch_size": 16, "num_labels": 1000,
+                                                           "hidden_size": 384, "num_attention_heads": 6,
+                                                           "intermediate_size": 1536}),
+}
+
+
+def load_arch(name: str, seed: int = 0) -> nn.Module:
+    if name not in ARCHS:
+        raise WclustError(f"unknown arch {name!r}; known: {', '.join(sorted(ARCHS))}")
+    transformers = _need_package("transformers", "hf")
+    cls_name, cfg_name, kwargs = ARCHS[name]
+    torch.manual_seed(seed)
+    model = getattr(transformers, cls_name)(getattr(transformers, cfg_name)(**kwargs))
+    model.eval()
+    model.wclust_source = dict(hf_source_dict(model), arch=name)
+    return model
 
 
 def _need_package(name: str, extra: str):
@@ -102,7 +129,9 @@ def load_source(source: str) -> nn.Module:
         return load_hf(rest)
     if kind == "timm":
         return load_timm(rest)
-    raise WclustError(f"unknown source kind {kind!r} in {source!r}: use zoo:, hf:, timm: or a .wclust file")
+    if kind == "arch":
+        return load_arch(rest)
+    raise WclustError(f"unknown source kind {kind!r} in {source!r}: use zoo:, hf:, timm:, arch: or a .wclust file")
 
 
 def build_from_source(src: dict | None) -> nn.Module:
