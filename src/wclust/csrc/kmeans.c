@@ -76,6 +76,8 @@ typedef struct {
     const double *prev;         /* D_{l-1}[i] */
     double *cur;                /* D_l[j] */
     int32_t *arg;               /* argmin row for this layer */
+    const int32_t *prev_arg;    /* argmin row of layer l-1 (NULL for layer 2): a lower bound */
+    int64_t prev_jhi;           /* prev_arg is defined for j <= prev_jhi */
 } dp_ctx;
 
 static inline double seg_cost(const dp_ctx *c, int64_t i, int64_t j) {
@@ -92,9 +94,13 @@ static void dc(const dp_ctx *c, int64_t lo, int64_t hi, int64_t optlo, int64_t o
     while (lo <= hi) {
         int64_t mid = lo + (hi - lo) / 2;
         int64_t end = opthi < mid - 1 ? opthi : mid - 1;
+        /* with one cluster more, the last cluster starts no earlier (Knuth-Yao bound) */
+        int64_t start = optlo;
+        if (c->prev_arg && mid <= c->prev_jhi && c->prev_arg[mid] > start) start = c->prev_arg[mid];
+        if (start > end) start = end;
         double best = INFINITY;
-        int64_t bi = optlo;
-        for (int64_t i = optlo; i <= end; i++) {
+        int64_t bi = start;
+        for (int64_t i = start; i <= end; i++) {
             double v = c->prev[i] + seg_cost(c, i, mid);
             if (v < best) {
                 best = v;
@@ -138,7 +144,7 @@ double wc_kmeans_dp(const double *w, const double *s1, const double *s2, int64_t
         p1[i + 1] = p1[i] + s1[i];
         p2[i + 1] = p2[i] + s2[i];
     }
-    dp_ctx c = {p0, p1, p2, d0, d1, arg};
+    dp_ctx c = {p0, p1, p2, d0, d1, arg, NULL, 0};
     /* layer 1: one cluster over bins [0, j) */
     for (int64_t j = 1; j <= m; j++) {
         d0[j] = seg_cost(&c, 0, j);
@@ -148,6 +154,8 @@ double wc_kmeans_dp(const double *w, const double *s1, const double *s2, int64_t
         c.prev = (l % 2 == 0) ? d0 : d1;
         c.cur = (l % 2 == 0) ? d1 : d0;
         c.arg = arg + (size_t)(l - 1) * (size_t)(m + 1);
+        c.prev_arg = (l > 2) ? arg + (size_t)(l - 2) * (size_t)(m + 1) : NULL;
+        c.prev_jhi = m - (k - l + 1);
         /* only j that leave at least one bin per remaining cluster matter */
         int64_t jhi = m - (k - l);
         if (l == k) {
