@@ -78,6 +78,7 @@ class _Prepared:
             self.scale = s
             w = w / s[:, None]
         self.values = w
+        self.sse = self.sumsq = 0.0  # filled by the assignment (exact when no scale / outliers)
         self.keep = None
         self.outlier_index = None
         n_out = int(round(config.outliers * w.numel()))
@@ -126,7 +127,9 @@ def _build_parts(t: Target, prep: _Prepared, codebooks: list[np.ndarray], config
     for cb, rows in zip(codebooks, group_rows):
         # assign against the codebook as stored (rounded to the weight's dtype)
         stored = torch.from_numpy(cb).to(dtype).to(torch.float32).numpy()
-        idx[rows] = Assigner(stored)(prep.values[rows])[0]
+        idx[rows], sums = Assigner(stored)(prep.values[rows])
+        prep.sse += float(sums[1])
+        prep.sumsq += float(sums[2])
     codebook = torch.from_numpy(np.stack(codebooks)).to(dtype)
     parts = ClusteredParts(tuple(t.weight.shape), idx, codebook,
                            config.group_size if config.scope == "group" else prep.rows, config.bits)
@@ -135,6 +138,9 @@ def _build_parts(t: Target, prep: _Prepared, codebooks: list[np.ndarray], config
     if prep.outlier_index is not None:
         parts.outlier_index = prep.outlier_index.to(torch.int64)
         parts.outlier_value = t.weight.detach().reshape(-1)[prep.outlier_index].clone()
+    # squared error and energy of the original weights, straight from the assignment pass
+    exact = prep.scale is None and prep.outlier_index is None
+    parts.error_sums = (prep.sse, prep.sumsq) if exact else None
     return parts
 
 
@@ -203,10 +209,13 @@ def compress(model: nn.Module, config: ClusterConfig | None = None, *, sample_we
         cls = clustered_class_for(t.module)
         orig = t.weight.detach()
         new = cls.from_module(t.module, p)
-        w_hat = new.dequantize(torch.float32)
-        o = orig.to(torch.float32)
-        sq += float(o.pow(2).sum(dtype=torch.float64))
-        err += float((o - w_hat).pow(2).sum(dtype=torch.float64))
+        if getattr(p, "error_sums", None) is not None:
+            err += p.error_sums[0]
+            sq += p.error_sums[1]
+        else:  # scales / outliers: measure on the dequantized weight
+            o = orig.to(torch.float32)
+            sq += float(o.pow(2).sum(dtype=torch.float64))
+            err += float((o - new.dequantize(torch.float32)).pow(2).sum(dtype=torch.float64))
         n_clustered += orig.numel()
         _set_module(model, t.fqn, new)
         for other in t.tied:
