@@ -6,5 +6,7 @@ kernels (C on CPU, Triton on GPU) register themselves beside it.
 """
 from .ops import lut_linear  # noqa: F401
 from .reference import dequantize  # noqa: F401
+from . import cpu  # noqa: F401,E402  (registers the C kernel for "cpu")
+from . import triton_lut  # noqa: F401,E402  (registers the Triton kernel for "cuda" when triton imports)
 
 __all__ = ["lut_linear", "dequantize"]

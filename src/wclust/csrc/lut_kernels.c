@@ -1,0 +1,426 @@
+/* LUT kernels: y = x . W^T + b where W is given as uint8 indices into a short codebook.
+ *
+ * Layout (weight viewed as 2-D, out x in): indices one byte per weight (index_bits == 8) or two
+ * per byte, low nibble first, each row padded to whole bytes (index_bits == 4); codebook
+ * (n_groups, K) float32, row r uses group r / group_size; K <= 256.
+ *
+ * GEMV (few rows of x, bandwidth-bound): codebook lookups in registers.
+ *   AVX-512: 4-bit and 8-bit K <= 32: each dword of 4 (8-bit) or 8 (4-bit) indices is shifted so
+ *   the wanted index sits in its low bits, then vpermps / vpermt2ps look up 16 weights at once
+ *   (both ignore the higher bits); K <= 256: byte-plane lookups (the codebook split into 4 byte
+ *   planes, vpermb / vpermt2b per plane, byte unpacks rebuild the floats). Both produce weights in
+ *   a fixed permuted order inside a block, so x is permuted once per call to match.
+ *   AVX2: gathers. Portable C: scalar.
+ * Dequantize (many rows of x: the caller multiplies with its BLAS): rows of W into a float32 or
+ *   bfloat16 buffer, byte-plane lookups with the indices pre-permuted into natural order.
+ * Threads: output rows split across nthreads pthreads (the caller passes torch's thread count).
+ * ISA chosen once (AVX-512 F/BW/VBMI -> AVX2/FMA -> portable); wc_lut_force_isa lowers it (tests).
+ */
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define WC_X86 1
+#define T512 __attribute__((target("avx512f,avx512bw,avx512vbmi,avx512vl")))
+#define T256 __attribute__((target("avx2,fma")))
+#endif
+
+enum { ISA_C = 0, ISA_AVX2 = 1, ISA_AVX512 = 2 };
+static int g_isa = -1, g_force = -1;
+
+static int detect_isa(void) {
+#ifdef WC_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512vl"))
+        return ISA_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return ISA_AVX2;
+#endif
+    return ISA_C;
+}
+
+static int isa(void) {
+    if (g_isa < 0) g_isa = detect_isa();
+    return (g_force >= 0 && g_force < g_isa) ? g_force : g_isa;
+}
+
+int wc_lut_isa(void) { return isa(); }
+/* Lower the ISA used (for tests); -1 restores the detected one. Returns the one now in use. */
+int wc_lut_force_isa(int level) { g_force = level; return isa(); }
+
+/* ------------------------------------------------------------------------------------------ */
+typedef struct {
+    int64_t M, in, out, ldx, rowbytes, group_size;
+    int index_bits, K, mode, out_bf16;
+    const float *x;         /* GEMV: (M, ldx), permuted/padded for the mode */
+    const uint8_t *idx;
+    const float *tab;       /* (n_groups, 256) codebook, zero padded */
+    const uint8_t *planes;  /* (n_groups, 4, 256) byte planes of tab */
+    const float *bias;
+    float *y;               /* (M, out) */
+    void *w;                /* dequantize: (out, in) */
+} job_t;
+
+typedef void (*range_fn)(const job_t *, int64_t, int64_t);
+typedef struct { const job_t *job; range_fn fn; int64_t r0, r1; } task_t;
+
+static void *task_main(void *p) {
+    task_t *t = (task_t *)p;
+    if (t->r1 > t->r0) t->fn(t->job, t->r0, t->r1);
+    return NULL;
+}
+
+static void parallel_rows(const job_t *job, range_fn fn, int64_t rows, int nthreads) {
+    if (nthreads > 64) nthreads = 64;
+    if (nthreads > rows / 16) nthreads = (int)(rows / 16);
+    if (nthreads < 2) { fn(job, 0, rows); return; }
+    task_t tasks[64];
+    pthread_t th[64];
+    int started[64] = {0};
+    for (int t = 0; t < nthreads; t++) {
+        tasks[t].job = job; tasks[t].fn = fn;
+        tasks[t].r0 = rows * t / nthreads; tasks[t].r1 = rows * (t + 1) / nthreads;
+    }
+    for (int t = 1; t < nthreads; t++) started[t] = pthread_create(&th[t], NULL, task_main, &tasks[t]) == 0;
+    task_main(&tasks[0]);
+    for (int t = 1; t < nthreads; t++) {
+        if (started[t]) pthread_join(th[t], NULL);
+        else task_main(&tasks[t]);
+    }
+}
+
+static inline int idx_at(const job_t *j, int64_t r, int64_t c) {
+    const uint8_t *row = j->idx + r * j->rowbytes;
+    if (j->index_bits == 8) return row[c];
+    return (row[c >> 1] >> ((c & 1) * 4)) & 15;
+}
+
+static inline uint16_t f32_to_bf16_bits(float f) { /* values are already bf16-representable */
+    uint32_t u; memcpy(&u, &f, 4); return (uint16_t)(u >> 16);
+}
+
+/* ---- portable C ---------------------------------------------------------------------------- */
+static void gemv_c(const job_t *j, int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+        const float *t = j->tab + (r / j->group_size) * 256;
+        for (int64_t m = 0; m < j->M; m++) {
+            const float *x = j->x + m * j->ldx;
+            float acc = 0.f;
+            for (int64_t c = 0; c < j->in; c++) acc += x[c] * t[idx_at(j, r, c)];
+            j->y[m * j->out + r] = acc + (j->bias ? j->bias[r] : 0.f);
+        }
+    }
+}
+
+static void deq_c(const job_t *j, int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+        const float *t = j->tab + (r / j->group_size) * 256;
+        if (j->out_bf16) {
+            uint16_t *w = (uint16_t *)j->w + r * j->in;
+            for (int64_t c = 0; c < j->in; c++) w[c] = f32_to_bf16_bits(t[idx_at(j, r, c)]);
+        } else {
+            float *w = (float *)j->w + r * j->in;
+            for (int64_t c = 0; c < j->in; c++) w[c] = t[idx_at(j, r, c)];
+        }
+    }
+}
+
+#ifdef WC_X86
+/* ---- AVX2: gathers ------------------------------------------------------------------------- */
+T256 static inline __m256i idx8_avx2(const job_t *j, const uint8_t *row, int64_t c) {
+    if (j->index_bits == 8) return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(row + c)));
+    int32_t v; memcpy(&v, row + c / 2, 4);
+    __m256i s = _mm256_srlv_epi32(_mm256_set1_epi32(v), _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28));
+    return _mm256_and_si256(s, _mm256_set1_epi32(15));
+}
+
+T256 static inline float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+T256 static void gemv_avx2(const job_t *j, int64_t r0, int64_t r1) {
+    int64_t full = j->in & ~(int64_t)7;
+    for (int64_t r = r0; r < r1; r++) {
+        const float *t = j->tab + (r / j->group_size) * 256;
+        const uint8_t *row = j->idx + r * j->rowbytes;
+        for (int64_t m0 = 0; m0 < j->M; m0 += 4) {
+            int mb = (int)(j->M - m0 < 4 ? j->M - m0 : 4);
+            __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+            for (int64_t c = 0; c < full; c += 8) {
+                __m256 w = _mm256_i32gather_ps(t, idx8_avx2(j, row, c), 4);
+                for (int m = 0; m < mb; m++)
+                    acc[m] = _mm256_fmadd_ps(w, _mm256_loadu_ps(j->x + (m0 + m) * j->ldx + c), acc[m]);
+            }
+            for (int m = 0; m < mb; m++) {
+                const float *x = j->x + (m0 + m) * j->ldx;
+                float s = hsum256(acc[m]);
+                for (int64_t c = full; c < j->in; c++) s += x[c] * t[idx_at(j, r, c)];
+                j->y[(m0 + m) * j->out + r] = s + (j->bias ? j->bias[r] : 0.f);
+            }
+        }
+    }
+}
+
+T256 static void deq_avx2(const job_t *j, int64_t r0, int64_t r1) {
+    if (j->out_bf16) { deq_c(j, r0, r1); return; }
+    int64_t full = j->in & ~(int64_t)7;
+    for (int64_t r = r0; r < r1; r++) {
+        const float *t = j->tab + (r / j->group_size) * 256;
+        const uint8_t *row = j->idx + r * j->rowbytes;
+        float *w = (float *)j->w + r * j->in;
+        for (int64_t c = 0; c < full; c += 8) _mm256_storeu_ps(w + c, _mm256_i32gather_ps(t, idx8_avx2(j, row, c), 4));
+        for (int64_t c = full; c < j->in; c++) w[c] = t[idx_at(j, r, c)];
+    }
+}
+
+/* ---- AVX-512 ------------------------------------------------------------------------------- */
+/* Block permutations (position in the lookup output -> weight within the block). */
+static int perm_a8(int p) { int v = p / 16, d = p % 16; return 4 * d + v; }           /* 64 */
+static int perm_a4(int p) { int v = p / 16, d = p % 16; return 8 * d + v; }           /* 128 */
+static int perm_bp(int p) { int v = p / 16, q = p % 16; return 16 * (q / 4) + 4 * v + q % 4; } /* 64 */
+/* byte-plane slot s -> weight, so that the unpacks come out in natural order */
+static int q_f32(int s) { int L = s / 16, v = (s / 4) % 4, e = s % 4; return 16 * v + 4 * L + e; }
+static int q_bf16(int s) { int L = s / 16, v = (s / 8) % 2, w = s % 8; return 32 * v + 8 * L + w; }
+static int nib_pos(int w) { return (w & 1) ? 32 + w / 2 : w / 2; }
+
+enum { MODE_A8_16 = 1, MODE_A8_32, MODE_A4, MODE_BP1, MODE_BP2, MODE_BP4 };
+
+T512 static inline float hsum512(__m512 v) { return _mm512_reduce_add_ps(v); }
+
+/* tables of one group for the permute modes */
+typedef struct { __m512 t0, t1; __m512i p[4][4]; } tabs_t;
+
+T512 static inline __m512i bp_lookup(const __m512i *P, __m512i v, int nt) {
+    if (nt == 1) return _mm512_permutexvar_epi8(v, P[0]);
+    if (nt == 2) return _mm512_permutex2var_epi8(P[0], v, P[1]);
+    __m512i lo = _mm512_permutex2var_epi8(P[0], v, P[1]);
+    __m512i hi = _mm512_permutex2var_epi8(P[2], v, P[3]);
+    return _mm512_mask_blend_epi8(_mm512_movepi8_mask(v), lo, hi);
+}
+
+#define GEMV512_BODY(MB)                                                                             \
+    for (int64_t b = 0; b < nblk; b++) {                                                             \
+        int64_t off = b * 64, rem = j->rowbytes - off;                                               \
+        __m512i v = rem >= 64 ? _mm512_loadu_si512(row + off)                                        \
+                              : _mm512_maskz_loadu_epi8(((__mmask64)1 << rem) - 1, row + off);      \
+        const float *xb = xbase + b * bw;                                                             \
+        if (mode == MODE_A8_16 || mode == MODE_A8_32) {                                              \
+            for (int q = 0; q < 4; q++) {                                                            \
+                __m512i s = q ? _mm512_srli_epi32(v, 8 * q) : v;                                     \
+                __m512 w = mode == MODE_A8_16 ? _mm512_permutexvar_ps(s, T.t0)                      \
+                                              : _mm512_permutex2var_ps(T.t0, s, T.t1);             \
+                for (int m = 0; m < MB; m++)                                                         \
+                    acc[m][q] = _mm512_fmadd_ps(w, _mm512_loadu_ps(xb + m * ldx + 16 * q), acc[m][q]); \
+            }                                                                                        \
+        } else if (mode == MODE_A4) {                                                                \
+            for (int q = 0; q < 8; q++) {                                                            \
+                __m512i s = q ? _mm512_srli_epi32(v, 4 * q) : v;                                     \
+                __m512 w = _mm512_permutexvar_ps(s, T.t0);                                           \
+                for (int m = 0; m < MB; m++)                                                         \
+                    acc[m][q & 3] = _mm512_fmadd_ps(w, _mm512_loadu_ps(xb + m * ldx + 16 * q), acc[m][q & 3]); \
+            }                                                                                        \
+        } else {                                                                                     \
+            __m512i p0 = bp_lookup(T.p[0], v, nt), p1 = bp_lookup(T.p[1], v, nt);                    \
+            __m512i p2 = bp_lookup(T.p[2], v, nt), p3 = bp_lookup(T.p[3], v, nt);                    \
+            __m512i a = _mm512_unpacklo_epi8(p0, p1), c = _mm512_unpacklo_epi8(p2, p3);              \
+            __m512i bb = _mm512_unpackhi_epi8(p0, p1), d = _mm512_unpackhi_epi8(p2, p3);             \
+            __m512 f[4] = {_mm512_castsi512_ps(_mm512_unpacklo_epi16(a, c)),                         \
+                           _mm512_castsi512_ps(_mm512_unpackhi_epi16(a, c)),                         \
+                           _mm512_castsi512_ps(_mm512_unpacklo_epi16(bb, d)),                        \
+                           _mm512_castsi512_ps(_mm512_unpackhi_epi16(bb, d))};                       \
+            for (int q = 0; q < 4; q++)                                                              \
+                for (int m = 0; m < MB; m++)                                                         \
+                    acc[m][q] = _mm512_fmadd_ps(f[q], _mm512_loadu_ps(xb + m * ldx + 16 * q), acc[m][q]); \
+        }                                                                                            \
+    }
+
+T512 static void load_tabs(const job_t *j, int64_t g, tabs_t *T, int nt) {
+    const float *t = j->tab + g * 256;
+    T->t0 = _mm512_loadu_ps(t);
+    T->t1 = _mm512_loadu_ps(t + 16);
+    const uint8_t *pl = j->planes + g * 1024;
+    for (int c = 0; c < 4; c++)
+        for (int k = 0; k < nt; k++) T->p[c][k] = _mm512_loadu_si512(pl + c * 256 + 64 * k);
+}
+
+T512 static void gemv_avx512(const job_t *j, int64_t r0, int64_t r1) {
+    const int mode = j->mode;
+    const int nt = mode == MODE_BP1 ? 1 : mode == MODE_BP2 ? 2 : 4;
+    const int64_t ldx = j->ldx, bw = mode == MODE_A4 ? 128 : 64;
+    const int64_t nblk = (j->rowbytes + 63) / 64;
+    tabs_t T;
+    memset(&T, 0, sizeof T);
+    int64_t gcur = -1;
+    for (int64_t r = r0; r < r1; r++) {
+        int64_t g = r / j->group_size;
+        if (g != gcur) { load_tabs(j, g, &T, mode >= MODE_BP1 ? nt : 0); gcur = g; }
+        const uint8_t *row = j->idx + r * j->rowbytes;
+        float bias = j->bias ? j->bias[r] : 0.f;
+        for (int64_t m0 = 0; m0 < j->M; m0 += 4) {
+            int64_t mb = j->M - m0 < 4 ? j->M - m0 : 4;
+            __m512 acc[4][4];
+            for (int m = 0; m < 4; m++)
+                for (int q = 0; q < 4; q++) acc[m][q] = _mm512_setzero_ps();
+            const float *xbase = j->x + m0 * ldx;
+            switch (mb) {
+                case 1: GEMV512_BODY(1) break;
+                case 2: GEMV512_BODY(2) break;
+                case 3: GEMV512_BODY(3) break;
+                default: GEMV512_BODY(4) break;
+            }
+            for (int m = 0; m < mb; m++) {
+                __m512 s = _mm512_add_ps(_mm512_add_ps(acc[m][0], acc[m][1]), _mm512_add_ps(acc[m][2], acc[m][3]));
+                j->y[(m0 + m) * j->out + r] = hsum512(s) + bias;
+            }
+        }
+    }
+}
+
+T512 static void deq_avx512(const job_t *j, int64_t r0, int64_t r1) {
+    const int K = j->K, nt = K <= 64 ? 1 : K <= 128 ? 2 : 4;
+    const int four = j->index_bits == 4, bf = j->out_bf16, np = bf ? 2 : 4;
+    uint8_t qb[64];
+    for (int s = 0; s < 64; s++) {
+        int w = bf ? q_bf16(s) : q_f32(s);
+        qb[s] = (uint8_t)(four ? nib_pos(w) : w);
+    }
+    const __m512i Q = _mm512_loadu_si512(qb);
+    const __m512i cnt = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
+    const __m512i lo4 = _mm512_set1_epi8(15);
+    const int64_t full = j->in & ~(int64_t)63;
+    __m512i P[4][4];
+    int64_t gcur = -1;
+    for (int64_t r = r0; r < r1; r++) {
+        int64_t g = r / j->group_size;
+        if (g != gcur) {
+            /* bf16 planes: bytes 2 and 3 of each float */
+            for (int c = 0; c < np; c++)
+                for (int k = 0; k < nt; k++)
+                    P[c][k] = _mm512_loadu_si512(j->planes + g * 1024 + (bf ? c + 2 : c) * 256 + 64 * k);
+            gcur = g;
+        }
+        const uint8_t *row = j->idx + r * j->rowbytes;
+        for (int64_t c0 = 0; c0 < full; c0 += 64) {
+            __m512i v;
+            if (four) {
+                v = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(row + c0 / 2)));
+                v = _mm512_and_si512(_mm512_srlv_epi16(v, cnt), lo4);
+            } else {
+                v = _mm512_loadu_si512(row + c0);
+            }
+            v = _mm512_permutexvar_epi8(Q, v);
+            if (bf) {
+                __m512i p0 = bp_lookup(P[0], v, nt), p1 = bp_lookup(P[1], v, nt);
+                uint16_t *w = (uint16_t *)j->w + r * j->in + c0;
+                _mm512_storeu_si512(w, _mm512_unpacklo_epi8(p0, p1));
+                _mm512_storeu_si512(w + 32, _mm512_unpackhi_epi8(p0, p1));
+            } else {
+                __m512i p0 = bp_lookup(P[0], v, nt), p1 = bp_lookup(P[1], v, nt);
+                __m512i p2 = bp_lookup(P[2], v, nt), p3 = bp_lookup(P[3], v, nt);
+                __m512i a = _mm512_unpacklo_epi8(p0, p1), c = _mm512_unpacklo_epi8(p2, p3);
+                __m512i b = _mm512_unpackhi_epi8(p0, p1), d = _mm512_unpackhi_epi8(p2, p3);
+                float *w = (float *)j->w + r * j->in + c0;
+                _mm512_storeu_si512(w, _mm512_unpacklo_epi16(a, c));
+                _mm512_storeu_si512(w + 16, _mm512_unpackhi_epi16(a, c));
+                _mm512_storeu_si512(w + 32, _mm512_unpacklo_epi16(b, d));
+                _mm512_storeu_si512(w + 48, _mm512_unpackhi_epi16(b, d));
+            }
+        }
+        const float *t = j->tab + g * 256;
+        for (int64_t c = full; c < j->in; c++) {
+            float val = t[idx_at(j, r, c)];
+            if (bf) ((uint16_t *)j->w)[r * j->in + c] = f32_to_bf16_bits(val);
+            else ((float *)j->w)[r * j->in + c] = val;
+        }
+    }
+}
+#endif /* WC_X86 */
+
+/* ---- entry points -------------------------------------------------------------------------- */
+static int prepare(job_t *j, const float *cb, int64_t n_groups, int64_t K, float **tab, uint8_t **planes) {
+    *tab = (float *)calloc((size_t)n_groups * 256, sizeof(float));
+    *planes = (uint8_t *)malloc((size_t)n_groups * 1024);
+    if (!*tab || !*planes) { free(*tab); free(*planes); return -1; }
+    for (int64_t g = 0; g < n_groups; g++) {
+        memcpy(*tab + g * 256, cb + g * K, (size_t)K * sizeof(float));
+        for (int c = 0; c < 256; c++) {
+            uint32_t u; memcpy(&u, *tab + g * 256 + c, 4);
+            for (int p = 0; p < 4; p++) (*planes)[g * 1024 + p * 256 + c] = (uint8_t)(u >> (8 * p));
+        }
+    }
+    j->tab = *tab; j->planes = *planes; j->K = (int)K;
+    return 0;
+}
+
+static int check(int64_t K, int index_bits, int64_t group_size) {
+    return K >= 1 && K <= 256 && (index_bits == 8 || (index_bits == 4 && K <= 16)) && group_size >= 1;
+}
+
+/* y (M, out) = x (M, in) . W^T + bias. Returns 0, or -1 (bad arguments / out of memory). */
+int wc_lut_gemv_f32(const float *x, int64_t M, int64_t in, const uint8_t *idx, int64_t out, int index_bits,
+                    const float *cb, int64_t n_groups, int64_t K, int64_t group_size, const float *bias,
+                    float *y, int nthreads) {
+    if (!check(K, index_bits, group_size) || M < 0 || in < 0 || out < 0) return -1;
+    job_t j; memset(&j, 0, sizeof j);
+    j.M = M; j.in = in; j.out = out; j.index_bits = index_bits; j.group_size = group_size;
+    j.rowbytes = index_bits == 8 ? in : (in + 1) / 2;
+    j.idx = idx; j.bias = bias; j.y = y;
+    float *tab, *xp = NULL; uint8_t *planes;
+    if (prepare(&j, cb, n_groups, K, &tab, &planes)) return -1;
+    int level = isa();
+    range_fn fn = gemv_c;
+#ifdef WC_X86
+    if (level == ISA_AVX512) {
+        int mode = index_bits == 4 ? MODE_A4 : K <= 16 ? MODE_A8_16 : K <= 32 ? MODE_A8_32
+                 : K <= 64 ? MODE_BP1 : K <= 128 ? MODE_BP2 : MODE_BP4;
+        int bw = mode == MODE_A4 ? 128 : 64;
+        int64_t nblk = (j.rowbytes + 63) / 64;
+        j.mode = mode; j.ldx = nblk * bw;
+        xp = (float *)calloc((size_t)(M * j.ldx + 1), sizeof(float));
+        if (!xp) { free(tab); free(planes); return -1; }
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t b = 0; b < nblk; b++)
+                for (int p = 0; p < bw; p++) {
+                    int w = mode == MODE_A4 ? perm_a4(p) : mode <= MODE_A8_32 ? perm_a8(p) : perm_bp(p);
+                    int64_t c = b * bw + w;
+                    xp[m * j.ldx + b * bw + p] = c < in ? x[m * in + c] : 0.f;
+                }
+        j.x = xp;
+        fn = gemv_avx512;
+    } else if (level == ISA_AVX2) {
+        fn = gemv_avx2;
+    }
+#endif
+    if (!j.x) { j.x = x; j.ldx = in; }
+    parallel_rows(&j, fn, out, nthreads);
+    free(xp); free(tab); free(planes);
+    return 0;
+}
+
+/* w (out, in) = codebook[indices], float32 (out_bf16 == 0) or bfloat16 bits (out_bf16 == 1; the
+ * codebook values must then be bf16-representable: the upper 16 bits of each float are kept). */
+int wc_lut_dequant(const uint8_t *idx, int64_t out, int64_t in, int index_bits, const float *cb, int64_t n_groups,
+                   int64_t K, int64_t group_size, void *w, int out_bf16, int nthreads) {
+    if (!check(K, index_bits, group_size) || in < 0 || out < 0) return -1;
+    job_t j; memset(&j, 0, sizeof j);
+    j.in = in; j.out = out; j.index_bits = index_bits; j.group_size = group_size;
+    j.rowbytes = index_bits == 8 ? in : (in + 1) / 2;
+    j.idx = idx; j.w = w; j.out_bf16 = out_bf16 != 0;
+    float *tab; uint8_t *planes;
+    if (prepare(&j, cb, n_groups, K, &tab, &planes)) return -1;
+    int level = isa();
+    range_fn fn = deq_c;
+#ifdef WC_X86
+    if (level == ISA_AVX512) fn = deq_avx512;
+    else if (level == ISA_AVX2) fn = deq_avx2;
+#endif
+    parallel_rows(&j, fn, out, nthreads);
+    free(tab); free(planes);
+    return 0;
+}

@@ -1,0 +1,155 @@
+"""CPU kernel of ``wclust::lut_linear``: the plain-C LUT kernels (csrc/lut_kernels.c) via ctypes.
+
+- few rows of x (``M <= GEMV_MAX_ROWS``): the C GEMV computes on indices + codebook directly
+  (in-register lookups), float32 accumulation; bfloat16 inputs are widened exactly and the result
+  rounded once.
+- many rows: the C code dequantizes the whole layer into one reused per-thread scratch buffer
+  (float32, or bfloat16 for bf16 compute), then torch's matmul (MKL sgemm / oneDNN bf16, AMX).
+Threads follow ``torch.get_num_threads()``. Anything else (other dtypes, no C library, odd
+layouts) goes to the pure-torch reference, so every layout the reference handles works.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import threading
+
+import torch
+import torch.nn.functional as F
+
+from .. import _native
+from . import reference
+from .ops import lut_linear
+
+GEMV_MAX_ROWS = 8
+ISA_NAMES = {0: "portable-c", 1: "avx2", 2: "avx512-vbmi"}
+
+_vp, _i64, _int = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+_SIGNATURES = {
+    "wc_lut_isa": (_int, []),
+    "wc_lut_force_isa": (_int, [_int]),
+    "wc_lut_gemv_f32": (_int, [_vp, _i64, _i64, _vp, _i64, _int, _vp, _i64, _i64, _i64, _vp, _vp, _int]),
+    "wc_lut_dequant": (_int, [_vp, _i64, _i64, _int, _vp, _i64, _i64, _i64, _vp, _int, _int]),
+}
+_declared = False
+_GEMV = None
+_local = threading.local()
+
+
+def native():
+    """The C library with the LUT kernels, or None (not built, or disabled by WCLUST_NO_NATIVE)."""
+    global _declared, _GEMV
+    lib = _native.lib()
+    if lib is None or getattr(lib, "wc_lut_gemv_f32", None) is None:
+        return None
+    if not _declared:
+        _native.declare(lib, _SIGNATURES)
+        _GEMV = lib.wc_lut_gemv_f32
+        _declared = True
+    return lib
+
+
+def isa() -> str:
+    lib = native()
+    return "reference" if lib is None else ISA_NAMES[lib.wc_lut_isa()]
+
+
+@contextlib.contextmanager
+def force_isa(level: int):
+    """Use at most ISA ``level`` (0 portable C, 1 AVX2, 2 AVX-512) inside the block (tests)."""
+    lib = native()
+    lib.wc_lut_force_isa(level)
+    try:
+        yield
+    finally:
+        lib.wc_lut_force_isa(-1)
+
+
+def _ptr(t: torch.Tensor | None):
+    return None if t is None else ctypes.c_void_p(t.data_ptr())
+
+
+def _scratch(numel: int, dtype: torch.dtype) -> torch.Tensor:
+    bufs = getattr(_local, "bufs", None)
+    if bufs is None:
+        bufs = _local.bufs = {}
+    buf = bufs.get(dtype)
+    if buf is None or buf.numel() < numel:
+        buf = bufs[dtype] = torch.empty(numel, dtype=dtype)
+    return buf[:numel]
+
+
+def release_scratch() -> None:
+    """Free this thread's dequantization buffers."""
+    _local.bufs = {}
+
+
+_FLOATS = (torch.float32, torch.bfloat16)
+_CODEBOOK_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def _supported(x, indices, codebook, bias, in_features, group_size, index_bits) -> bool:
+    """Cheap checks (this runs on every call): the C kernel's layout, else the reference."""
+    if not (x.is_cpu and indices.is_cpu and codebook.is_cpu) or x.dtype not in _FLOATS:
+        return False
+    if indices.dtype != torch.uint8 or codebook.dtype not in _CODEBOOK_DTYPES or codebook.dim() != 2:
+        return False
+    if index_bits not in (4, 8) or indices.dim() != 2 or in_features < 1 or group_size < 1:
+        return False
+    n_groups, k = codebook.shape
+    out, rowbytes = indices.shape
+    if rowbytes != (in_features if index_bits == 8 else (in_features + 1) // 2):
+        return False
+    if not 1 <= k <= (16 if index_bits == 4 else 256) or n_groups * group_size < out or x.shape[-1] != in_features:
+        return False
+    return bias is None or (bias.is_cpu and bias.dim() == 1 and bias.shape[0] == out)
+
+
+def dequantize(indices, codebook, in_features, group_size, index_bits, dtype=torch.float32, out=None):
+    """(out, in) weight in float32 or bfloat16 from the C kernel (``codebook`` already in ``dtype``)."""
+    lib = native()
+    n_out = indices.shape[0]
+    cb = codebook.to(dtype).float().contiguous()
+    w = torch.empty(n_out, in_features, dtype=dtype) if out is None else out.view(n_out, in_features)
+    idx = indices.contiguous()
+    rc = lib.wc_lut_dequant(_ptr(idx), n_out, in_features, index_bits, _ptr(cb), cb.shape[0], cb.shape[1],
+                            group_size, _ptr(w), int(dtype == torch.bfloat16), torch.get_num_threads())
+    if rc:
+        raise MemoryError("wc_lut_dequant failed")
+    return w
+
+
+def gemv(x2, indices, codebook, bias, in_features, group_size, index_bits):
+    """(M, out) float32 = x2 (M, in) @ W^T + bias, computed on indices + codebook by the C GEMV."""
+    xf = x2.float().contiguous()
+    cb = codebook.float().contiguous()
+    b = None if bias is None else bias.float().contiguous()
+    idx = indices.contiguous()
+    y = torch.empty(xf.shape[0], indices.shape[0], dtype=torch.float32)
+    rc = _GEMV(_ptr(xf), xf.shape[0], in_features, _ptr(idx), indices.shape[0], index_bits, _ptr(cb),
+                             cb.shape[0], cb.shape[1], group_size, _ptr(b), _ptr(y), torch.get_num_threads())
+    if rc:
+        raise MemoryError("wc_lut_gemv_f32 failed")
+    return y
+
+
+@lut_linear.register_kernel("cpu")
+def lut_linear_cpu(x, indices, codebook, bias, in_features, group_size, index_bits):
+    if native() is None or not _supported(x, indices, codebook, bias, in_features, group_size, index_bits):
+        return reference.lut_linear(x, indices, codebook, bias, in_features, group_size, index_bits)
+    dt = x.dtype
+    out = indices.shape[0]
+    x2 = x if x.dim() == 2 else x.reshape(-1, in_features)
+    m = x2.shape[0]
+    if m == 0:
+        return x.new_empty(*x.shape[:-1], out)
+    cb = codebook if codebook.dtype == dt else codebook.to(dt)  # the values the reference computes with
+    b = None if bias is None else (bias if bias.dtype == dt else bias.to(dt))
+    if m <= GEMV_MAX_ROWS:
+        y = gemv(x2, indices, cb, b, in_features, group_size, index_bits)
+        if dt != torch.float32:
+            y = y.to(dt)
+    else:
+        w = dequantize(indices, cb, in_features, group_size, index_bits, dt, out=_scratch(out * in_features, dt))
+        y = F.linear(x2, w, b)
+    return y if x.dim() == 2 else y.reshape(*x.shape[:-1], out)
