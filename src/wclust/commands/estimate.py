@@ -1,0 +1,81 @@
+"""wclust estimate SOURCE --platform NAME [-k K ...] [--bits B] [--contention C] [--json] [-o DIR]"""
+from __future__ import annotations
+
+import os
+
+from .common import check_output_dir, print_json
+
+
+def register(sub) -> None:
+    from ..platforms import DEFAULT_KS, names
+
+    p = sub.add_parser("estimate", help="modelled speed-up and energy of clustered models per platform (Figure 9)")
+    p.add_argument("source", help="zoo:NAME, hf:DIR, timm:NAME, arch:NAME or a .wclust file")
+    p.add_argument("--platform", nargs="+", default=["all"], choices=names() + ["all", "paper"],
+                   help="platform(s); all = the paper's three + host; paper = the paper's three")
+    p.add_argument("-k", "--n-clusters", type=int, nargs="+", default=None,
+                   help=f"codebook lengths (default {' '.join(map(str, DEFAULT_KS))}, or the file's own k)")
+    p.add_argument("--bits", type=int, default=None, help="index width in memory (default ceil(log2 k); the paper: 8)")
+    p.add_argument("--contention", type=float, default=0.0,
+                   help="share of DRAM bandwidth taken by other units (0..0.99)")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("-o", "--output-dir", default=None, help="write estimate.json and estimate.png")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import json
+
+    from .. import platforms
+    from ..errors import WclustError
+    from ..io import clustered_modules
+    from ..models import load_source
+
+    if not 0.0 <= args.contention < 1.0:
+        raise WclustError(f"--contention must be in [0, 1), got {args.contention}")
+    if args.batch < 1:
+        raise WclustError("--batch must be >= 1")
+    for k in args.n_clusters or []:
+        if not 2 <= k <= 256:
+            raise WclustError(f"-k must be in 2..256, got {k}")
+    if args.bits is not None and not 1 <= args.bits <= 32:
+        raise WclustError(f"--bits must be in 1..32, got {args.bits}")
+    plats = []
+    for name in args.platform:
+        more = {"all": platforms.names(), "paper": list(platforms.PAPER)}.get(name, [name])
+        plats += [p for p in more if p not in plats]
+    out_dir = check_output_dir(args.output_dir) if args.output_dir else None
+    model = load_source(args.source)
+    ks, bits = args.n_clusters, args.bits
+    cms = clustered_modules(model)
+    if ks is None:
+        if cms:
+            m = next(iter(cms.values()))
+            ks, bits = [int(m.codebook.shape[1])], bits or m.bits
+        else:
+            ks = list(platforms.DEFAULT_KS)
+    result = platforms.estimate(model, platforms=plats, ks=ks, contention=args.contention, bits=bits,
+                                batch=args.batch)
+    result["source"] = args.source
+    if out_dir:
+        result["files"] = [platforms.plot_estimate(result, os.path.join(out_dir, "estimate.png"))]
+        with open(os.path.join(out_dir, "estimate.json"), "w") as f:
+            json.dump(result, f, indent=1)
+    if args.json:
+        print_json(result)
+        return 0
+    tot = result["totals"]
+    print(f"{args.source}: {result['model']}, batch {args.batch}, {tot['flops'] / 1e9:.1f} GFLOP, "
+          f"weights {tot['weight_bytes_fp32'] / 2**20:.1f} MiB fp32, contention {args.contention:.0%}, "
+          f"index bits {bits or 'ceil(log2 k)'}")
+    print(f"{'platform':<16} {'k':>4} {'fp32 ms':>9} {'speed-up':>9} {'ideal':>7} {'energy':>8} {'mem-bound':>9}")
+    for name, d in result["platforms"].items():
+        for k, p in d["k"].items():
+            print(f"{name:<16} {k:>4} {1e3 * d['fp32']['time_s']:>9.3f} {p['speedup']:>8.3f}x "
+                  f"{p['speedup_ideal']:>6.2f}x {p['energy_change_pct']:>+7.1f}% "
+                  f"{100 * d['fp32']['memory_bound_share']:>8.1f}%")
+    print("energy: change vs fp32 (negative = less energy); mem-bound: share of fp32 time in memory-bound ops")
+    for f in result.get("files", []):
+        print(f"wrote {f}")
+    return 0

@@ -1,0 +1,360 @@
+"""Modelled time and energy of a (clustered) model on a platform: the paper's Figure 9, for any model.
+
+A ``PlatformSpec`` holds datasheet-derived numbers, each with a source string in ``sources``:
+peak fp32 rate, DRAM bandwidth, DRAM energy per byte, energy per FLOP, codebook (SRAM) access
+energy, static power. ``host`` is calibrated on the running machine (a large copy, ``torch.mm``,
+a small op, a codebook gather) and cached. Nothing here is fitted to the paper's results.
+
+The model walks one forward pass (``wclust.profile.trace_ops``: every matmul, convolution,
+embedding, attention product and elementwise op with its FLOPs and bytes) and, per op::
+
+    time   = overhead + max(FLOPs / rate + lookups / lookup_rate, bytes / (bandwidth * (1 - contention)))
+    bytes  = weights (clusterable ones at the index width + codebooks) + activations read/written
+    energy = DRAM J/byte * bytes + J/FLOP * FLOPs + SRAM J/access(table bytes) * lookups + static W * time
+
+``ideal``: compute unbounded, every op memory-bound (Amdahl on the memory share): the speed-up is
+the ratio of bytes moved. Public API: ``get(name)``, ``names()``, ``calibrate_host()``,
+``predict(records, spec, ...)``, ``estimate(model, ...)``, ``plot_estimate(result, path)``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import platform as _platform
+import statistics
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+DEFAULT_KS = (16, 32, 64, 128, 256)
+PAPER = ("desktop-2080ti", "jetson-tx2", "jetson-xavier")
+
+_HOROWITZ = ("Horowitz, 'Computing's energy problem', ISSCC 2014: 45 nm fp32 mult 3.7 pJ + add 0.9 pJ "
+             "= 4.6 pJ per FMA (2 FLOPs) = 2.3 pJ/FLOP, scaled linearly with feature size to {nm} nm")
+_SRAM = ("CACTI-style scaling of Horowitz ISSCC 2014 (8 KiB SRAM, 64-bit read, 45 nm: 10 pJ): "
+         "E = 10 pJ * sqrt(table bytes / 8192) * ({nm}/45); 256 B table at {nm} nm: {e:.2f} pJ")
+_STATIC = "assumption: 10% of the rated power ({w} W) is static (leakage + always-on) while running"
+
+
+def _pj_flop(nm: float) -> float:
+    return 2.3e-12 * nm / 45.0
+
+
+@dataclass(frozen=True)
+class PlatformSpec:
+    name: str
+    description: str
+    flops_rate: float          # FLOP/s, fp32
+    bandwidth: float           # DRAM bytes/s
+    dram_j_per_byte: float
+    j_per_flop: float
+    process_nm: float          # scales the SRAM access energy
+    static_w: float
+    lookup_rate: float         # codebook lookups/s
+    lookup_tile: int | None    # rows (tokens) that share one lookup of a weight; None = once per op
+    op_overhead_s: float = 0.0
+    sources: dict = field(default_factory=dict)
+
+    def sram_j_per_access(self, table_bytes: float) -> float:
+        """Energy of one read of a ``table_bytes`` codebook (64..1024 B typical), CACTI-style sqrt scaling."""
+        return 10e-12 * math.sqrt(max(table_bytes, 1.0) / 8192.0) * self.process_nm / 45.0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _gpu(name, desc, cores, clock_hz, bw, bw_src, dram_pj_bit, dram_src, nm, rated_w, rated_src, extra=""):
+    rate = 2.0 * cores * clock_hz
+    return PlatformSpec(
+        name=name, description=desc, flops_rate=rate, bandwidth=bw, dram_j_per_byte=8 * dram_pj_bit * 1e-12,
+        j_per_flop=_pj_flop(nm), process_nm=nm, static_w=0.1 * rated_w, lookup_rate=cores * clock_hz,
+        lookup_tile=64,
+        sources={
+            "flops_rate": f"{cores} CUDA cores x 2 FLOP/cycle (FMA) x {clock_hz / 1e9:.3f} GHz = "
+                          f"{rate / 1e12:.2f} TFLOP/s fp32 (datasheet){extra}",
+            "bandwidth": bw_src, "dram_j_per_byte": dram_src, "j_per_flop": _HOROWITZ.format(nm=nm),
+            "sram": _SRAM.format(nm=nm, e=10 * math.sqrt(256 / 8192) * nm / 45),
+            "static_w": _STATIC.format(w=rated_w) + f"; rated power: {rated_src}",
+            "lookup_rate": "one shared-memory codebook read per CUDA core per cycle",
+            "lookup_tile": "assumption: a tiled GEMM kernel loads (looks up) each weight once per 64-row tile",
+            "op_overhead_s": "assumption: kernel launches are asynchronous and overlap (0 s)",
+        })
+
+
+_REGISTRY = {
+    "desktop-2080ti": _gpu(
+        "desktop-2080ti", "Conf-1: desktop GeForce RTX 2080 Ti (TU102, 12 nm), 11 GB GDDR6", 4352, 1.545e9,
+        616e9, "352-bit GDDR6 at 14 Gbit/s = 616 GB/s (NVIDIA RTX 2080 Ti specification)", 7.5,
+        "GDDR6 ~7.5 pJ/bit average device energy (Rambus/vendor GDDR6 vs HBM2E comparison tables)",
+        12, 250, "250 W board power (NVIDIA reference specification)", " (reference boost clock)"),
+    "jetson-tx2": _gpu(
+        "jetson-tx2", "Conf-2: NVIDIA Jetson TX2 (256-core Pascal GPU, 16 nm), 8 GB LPDDR4", 256, 1.30e9,
+        59.7e9, "128-bit LPDDR4 at 1866 MHz = 59.7 GB/s (Jetson TX2 module datasheet)", 5.0,
+        "assumption: LPDDR4 ~5 pJ/bit (device + I/O; mobile DRAM is ~4-6 pJ/bit in public DRAM power models)",
+        16, 15, "15 W max power mode (Jetson TX2 datasheet)", " (max GPU clock 1.30 GHz)"),
+    "jetson-xavier": _gpu(
+        "jetson-xavier", "Conf-3: NVIDIA Jetson AGX Xavier (512-core Volta GPU, 12 nm), 16 GB LPDDR4x", 512,
+        1.377e9, 136.5e9, "256-bit LPDDR4x at 2133 MHz = 136.5 GB/s (Jetson AGX Xavier datasheet)", 4.0,
+        "assumption: LPDDR4x ~4 pJ/bit (LPDDR4 with 0.6 V I/O; public DRAM power models)",
+        12, 30, "30 W max power mode (Jetson AGX Xavier datasheet)", " (max GPU clock 1.377 GHz)"),
+}
+
+
+def names() -> list[str]:
+    return list(_REGISTRY) + ["host"]
+
+
+def get(name: str) -> PlatformSpec:
+    if name == "host":
+        return calibrate_host()
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown platform {name!r}; known: {', '.join(names())}")
+    return _REGISTRY[name]
+
+
+# -- host calibration ---------------------------------------------------------------------------
+def _median_time(fn, repeats: int = 5) -> float:
+    fn()
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def measure_host(threads: int | None = None) -> dict:
+    """Short measurements (~2 s): copy bandwidth, torch.mm rate, small-op time, codebook gather rate."""
+    from .kernels.reference import dequantize
+
+    old = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        n = 32 * 2**20  # 128 MiB of fp32: far larger than any cache
+        src, dst = torch.ones(n), torch.empty(n)
+        bw = 2 * n * 4 / _median_time(lambda: dst.copy_(src))
+        del src, dst
+        a, b = torch.randn(512, 1024), torch.randn(1024, 1024)
+        rate = 2 * 512 * 1024 * 1024 / _median_time(lambda: torch.mm(a, b), 7)
+        x = torch.randn(64)
+        overhead = _median_time(lambda: [x.add(x) for _ in range(100)], 5) / 100
+        idx = torch.randint(0, 64, (768, 3072), dtype=torch.uint8)
+        cb = torch.randn(1, 64)
+        lookups = idx.numel() / _median_time(lambda: dequantize(idx, cb, 3072, 768, 8), 5)
+        return {"bandwidth": bw, "flops_rate": rate, "op_overhead_s": overhead, "lookup_rate": lookups,
+                "threads": torch.get_num_threads()}
+    finally:
+        torch.set_num_threads(old)
+
+
+def _cache_path() -> str:
+    root = os.environ.get("WCLUST_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "wclust")
+    return os.path.join(root, "host_calibration.json")
+
+
+_HOST: dict = {}
+
+
+def calibrate_host(threads: int | None = None, force: bool = False) -> PlatformSpec:
+    """The running machine, calibrated by ``measure_host`` once per (cpu, threads, torch) and cached."""
+    threads = threads or torch.get_num_threads()
+    key = f"{_platform.machine()}|{_platform.processor() or os.uname().nodename}|{threads}|{torch.__version__}"
+    if not force and key in _HOST:
+        return _HOST[key]
+    path, cache = _cache_path(), {}
+    try:
+        with open(path) as f:
+            cache = json.load(f)
+    except (OSError, ValueError):
+        cache = {}
+    m = None if force else cache.get(key)
+    if not isinstance(m, dict) or not all(isinstance(m.get(k), (int, float)) for k in
+                                          ("bandwidth", "flops_rate", "op_overhead_s", "lookup_rate")):
+        m = measure_host(threads)
+        cache[key] = m
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path + ".tmp", "w") as f:
+                json.dump(cache, f, indent=1)
+            os.replace(path + ".tmp", path)
+        except OSError:
+            pass
+    nm = 14
+    spec = PlatformSpec(
+        name="host", description=f"this machine ({_platform.machine()}, {threads} thread(s)), calibrated",
+        flops_rate=m["flops_rate"], bandwidth=m["bandwidth"], dram_j_per_byte=8 * 15e-12,
+        j_per_flop=_pj_flop(nm), process_nm=nm, static_w=2.0 * threads, lookup_rate=m["lookup_rate"],
+        lookup_tile=None, op_overhead_s=m["op_overhead_s"],
+        sources={
+            "flops_rate": "measured: median torch.mm (512x1024)@(1024x1024) fp32",
+            "bandwidth": "measured: median copy of 128 MiB fp32 (read + write bytes)",
+            "op_overhead_s": "measured: median time of a 64-element torch add (dispatch cost per op)",
+            "lookup_rate": "measured: median reference dequantize (codebook[indices]) of a 768x3072 weight",
+            "lookup_tile": "the reference kernel dequantizes each weight once per op (tile = all rows)",
+            "dram_j_per_byte": "assumption: DDR4/DDR5 ~15 pJ/bit (device + I/O); not measured",
+            "j_per_flop": _HOROWITZ.format(nm=nm) + " (assumed process)",
+            "sram": _SRAM.format(nm=nm, e=10 * math.sqrt(256 / 8192) * nm / 45),
+            "static_w": "assumption: 2 W static per busy core; not measured",
+            "cache": path,
+        })
+    _HOST[key] = spec
+    return spec
+
+
+# -- the model ----------------------------------------------------------------------------------
+def op_costs(rec: dict, n_clusters: int | None = None, bits: int | None = None) -> dict:
+    """FLOPs, DRAM bytes, codebook lookups and table bytes of one traced op, with its clusterable
+    weights as fp32 (``n_clusters=None``) or as ``bits``-wide indices + one fp32 codebook per tensor."""
+    flops = rec["flops"]
+    wbytes = rec["weight_bytes"]
+    lookups = table = 0
+    cn = rec.get("clusterable_numel", 0)
+    if n_clusters is not None and cn:
+        from .packing import bits_for
+
+        b = bits or bits_for(n_clusters)
+        table = 4 * n_clusters
+        wbytes = wbytes - 4 * cn + math.ceil(cn * b / 8) + table * rec.get("n_clusterable", 1)
+        lookups = cn
+    reuse = flops / (2 * cn) if cn and rec["group"] in ("matmul", "convolution") else 1.0
+    return {"flops": flops, "weight_bytes": wbytes, "act_bytes": rec["act_bytes"], "lookups": lookups,
+            "table_bytes": table, "reuse": max(1.0, reuse)}
+
+
+def predict(records: list[dict], spec: PlatformSpec, n_clusters: int | None = None, bits: int | None = None,
+            contention: float = 0.0) -> dict:
+    """Modelled time (s), energy (J) with its components, bytes and memory-bound share of one forward."""
+    if not 0.0 <= contention < 1.0:
+        raise ValueError(f"contention must be in [0, 1), got {contention}")
+    bw = spec.bandwidth * (1.0 - contention)
+    t = e_dram = e_flop = e_sram = ideal = t_mem_bound = 0.0
+    n_bytes = flops = lookups = 0
+    for r in records:
+        c = op_costs(r, n_clusters, bits)
+        b = c["weight_bytes"] + c["act_bytes"]
+        lk = c["lookups"] * (math.ceil(c["reuse"] / spec.lookup_tile) if spec.lookup_tile else 1)
+        compute = c["flops"] / spec.flops_rate + lk / spec.lookup_rate
+        memory = b / bw
+        op_t = spec.op_overhead_s + max(compute, memory)
+        t += op_t
+        if memory >= compute:
+            t_mem_bound += op_t
+        ideal += memory
+        n_bytes += b
+        flops += c["flops"]
+        lookups += lk
+        e_dram += spec.dram_j_per_byte * b
+        e_flop += spec.j_per_flop * c["flops"]
+        e_sram += spec.sram_j_per_access(c["table_bytes"]) * lk
+    e_static = spec.static_w * t
+    energy = {"dram": e_dram, "compute": e_flop, "codebook_sram": e_sram, "static": e_static}
+    return {"time_s": t, "energy_j": sum(energy.values()), "energy": energy, "bytes": n_bytes, "flops": flops,
+            "lookups": lookups, "ideal_time_s": ideal, "memory_bound_share": t_mem_bound / t if t else 0.0}
+
+
+def float_copy(model):
+    """A float model with the same architecture as a clustered one (clustered weights dequantized)."""
+    import copy
+
+    from torch import nn
+
+    from .modules import ClusteredEmbedding, ClusteredLinear, _Clustered
+
+    model = copy.deepcopy(model)
+    for fqn, m in list(model.named_modules()):
+        if not isinstance(m, _Clustered):
+            continue
+        w = nn.Parameter(m.dequantize(torch.float32), requires_grad=False)
+        if isinstance(m, ClusteredLinear):
+            new = nn.Linear(m.in_features, m.out_features, bias=m.bias is not None)
+            new.weight = w
+            if m.bias is not None:
+                new.bias = m.bias
+        elif isinstance(m, ClusteredEmbedding):
+            new = nn.Embedding(m.num_embeddings, m.embedding_dim, padding_idx=m.padding_idx)
+            new.weight = w
+        else:
+            new = m.inner
+            new.weight = w
+        parent, _, name = fqn.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, name, new)
+    return model
+
+
+def estimate(model, platforms=PAPER, ks=DEFAULT_KS, contention: float = 0.0, bits: int | None = None,
+             batch: int = 1, inputs: dict | None = None, records: list[dict] | None = None) -> dict:
+    """Speed-up and energy of clustered versions of ``model`` (k in ``ks``) vs its fp32 baseline,
+    per platform, plus the ideal case. A clustered model is estimated from its dequantized copy."""
+    from .io import clustered_modules
+    from .models import example_inputs
+    from .profile import trace_ops
+
+    if records is None:
+        if clustered_modules(model):
+            model = float_copy(model)
+        inputs = inputs if inputs is not None else example_inputs(model, batch)
+        records = trace_ops(model, inputs)
+    plats = [p if isinstance(p, PlatformSpec) else get(p) for p in platforms]
+    ks = [int(k) for k in ks]
+    out = {"model": type(model).__name__, "batch": batch, "bits": bits, "contention": contention, "ks": ks,
+           "totals": {"n_ops": len(records), "flops": sum(r["flops"] for r in records),
+                      "weight_bytes_fp32": sum(r["weight_bytes"] for r in records),
+                      "clusterable_weights": sum(r.get("clusterable_numel", 0) for r in records),
+                      "activation_bytes": sum(r["act_bytes"] for r in records)},
+           "platforms": {}}
+    for spec in plats:
+        base = predict(records, spec, None, bits, contention)
+        per_k = {}
+        for k in ks:
+            p = predict(records, spec, k, bits, contention)
+            p["speedup"] = base["time_s"] / p["time_s"]
+            p["speedup_ideal"] = base["ideal_time_s"] / p["ideal_time_s"]
+            p["energy_rel"] = p["energy_j"] / base["energy_j"]
+            p["energy_saving_pct"] = 100.0 * (1.0 - p["energy_rel"])
+            p["energy_change_pct"] = -p["energy_saving_pct"]
+            p["time_saving_pct"] = 100.0 * (1.0 - p["time_s"] / base["time_s"])
+            per_k[str(k)] = p
+        out["platforms"][spec.name] = {"spec": spec.to_dict(), "fp32": base, "k": per_k}
+    return out
+
+
+def plot_estimate(result: dict, path: str) -> str:
+    """Figure-9-like bars: speed-up (modelled and ideal) and normalized energy per platform and k."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plats = list(result["platforms"])
+    ks = [str(k) for k in result["ks"]]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(max(8, 2.2 * len(plats) + 4), 4.2))
+    width = 0.8 / max(1, len(ks))
+    for i, k in enumerate(ks):
+        xs = [j + (i - (len(ks) - 1) / 2) * width for j in range(len(plats))]
+        sp = [result["platforms"][p]["k"][k]["speedup"] for p in plats]
+        ideal = [result["platforms"][p]["k"][k]["speedup_ideal"] for p in plats]
+        en = [result["platforms"][p]["k"][k]["energy_rel"] for p in plats]
+        bars = ax1.bar(xs, sp, width, label=f"k={k}")
+        ax1.scatter(xs, ideal, marker="_", s=200, color=bars.patches[0].get_facecolor(), edgecolor="k",
+                    label="ideal (compute unbounded)" if i == 0 else None)
+        ax2.bar(xs, en, width, label=f"k={k}")
+    for ax, title, ylabel in ((ax1, "Speed-up vs fp32", "speed-up (x, fp32 = 1)"),
+                              (ax2, "Energy vs fp32", "energy (fraction of fp32)")):
+        ax.axhline(1.0, color="k", lw=0.8)
+        ax.set_xticks(range(len(plats)), plats, rotation=15)
+        ax.set_title(title)
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=7)
+    ax1.set_yscale("log")
+    bits = result.get("bits") or "ceil(log2 k)"
+    fig.suptitle(f"{result['model']}, batch {result['batch']}: modelled, index bits {bits}, "
+                 f"contention {result['contention']:.0%}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
