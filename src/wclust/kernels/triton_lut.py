@@ -1,0 +1,127 @@
+"""Triton kernels of ``wclust::lut_linear`` for NVIDIA GPUs (registered for "cuda").
+
+Each program loads a tile of indices (uint8, or two 4-bit indices per byte), looks the weights up
+in the codebook (a tiny table: gathers hit L1), and multiplies:
+- GEMV (``M <= GEMV_MAX_ROWS``): one x row per program, ``BLOCK_N`` outputs, a reduction over K.
+- GEMM: ``tl.dot`` on (BLOCK_M x BLOCK_K) x (BLOCK_K x BLOCK_N) tiles, float32 accumulation;
+  float32 inputs use IEEE fp32 (exact, like the reference), bf16/fp16 inputs the tensor cores.
+Runs on CPU tensors under ``TRITON_INTERPRET=1`` (how the tests check it without a GPU).
+Unsupported layouts fall back to the reference. Importing this module without triton is fine.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+
+from . import reference
+from .ops import lut_linear
+
+try:  # optional dependency
+    import triton
+    import triton.language as tl
+except Exception:  # pragma: no cover - triton missing or broken
+    triton = None
+
+GEMV_MAX_ROWS = 8
+AVAILABLE = triton is not None
+
+if AVAILABLE:
+
+    @triton.jit
+    def _load_w(idx_ptr, cb_ptr, rn, kk, n_out, in_features, rowbytes, group_size, n_codes, FOUR: tl.constexpr):
+        wmask = (rn[:, None] < n_out) & (kk[None, :] < in_features)
+        if FOUR:
+            byte = tl.load(idx_ptr + rn[:, None] * rowbytes + kk[None, :] // 2, mask=wmask, other=0).to(tl.int32)
+            code = (byte >> ((kk[None, :] % 2) * 4)) & 15
+        else:
+            code = tl.load(idx_ptr + rn[:, None] * rowbytes + kk[None, :], mask=wmask, other=0).to(tl.int32)
+        g = rn // group_size
+        return tl.load(cb_ptr + g[:, None] * n_codes + code, mask=wmask, other=0.0).to(tl.float32)
+
+    @triton.jit
+    def _gemv_kernel(x_ptr, idx_ptr, cb_ptr, bias_ptr, y_ptr, n_out, in_features, rowbytes, group_size, n_codes,
+                     HAS_BIAS: tl.constexpr, FOUR: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+        m = tl.program_id(0)
+        rn = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+        acc = tl.zeros((BLOCK_N,), dtype=tl.float32)
+        for k0 in range(0, in_features, BLOCK_K):
+            kk = k0 + tl.arange(0, BLOCK_K)
+            xv = tl.load(x_ptr + m * in_features + kk, mask=kk < in_features, other=0.0).to(tl.float32)
+            w = _load_w(idx_ptr, cb_ptr, rn, kk, n_out, in_features, rowbytes, group_size, n_codes, FOUR)
+            acc += tl.sum(w * xv[None, :], axis=1)
+        if HAS_BIAS:
+            acc += tl.load(bias_ptr + rn, mask=rn < n_out, other=0.0).to(tl.float32)
+        tl.store(y_ptr + m * n_out + rn, acc.to(y_ptr.dtype.element_ty), mask=rn < n_out)
+
+    @triton.jit
+    def _gemm_kernel(x_ptr, idx_ptr, cb_ptr, bias_ptr, y_ptr, M, n_out, in_features, rowbytes, group_size, n_codes,
+                     HAS_BIAS: tl.constexpr, FOUR: tl.constexpr, FP32: tl.constexpr, LOWP_DOT: tl.constexpr,
+                     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+        rm = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+        rn = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        for k0 in range(0, in_features, BLOCK_K):
+            kk = k0 + tl.arange(0, BLOCK_K)
+            xmask = (rm[:, None] < M) & (kk[None, :] < in_features)
+            xt = tl.load(x_ptr + rm[:, None] * in_features + kk[None, :], mask=xmask, other=0.0)
+            w = _load_w(idx_ptr, cb_ptr, rn, kk, n_out, in_features, rowbytes, group_size, n_codes, FOUR)
+            if FP32:
+                acc += tl.dot(xt.to(tl.float32), tl.trans(w), input_precision="ieee")
+            elif LOWP_DOT:
+                acc += tl.dot(xt, tl.trans(w.to(xt.dtype)))
+            else:  # same values (w rounded to x's dtype), float32 products: the interpreter's path
+                w = w.to(xt.dtype).to(tl.float32)
+                acc += tl.dot(xt.to(tl.float32), tl.trans(w), input_precision="ieee")
+        if HAS_BIAS:
+            acc += tl.load(bias_ptr + rn, mask=rn < n_out, other=0.0).to(tl.float32)[None, :]
+        ymask = (rm[:, None] < M) & (rn[None, :] < n_out)
+        tl.store(y_ptr + rm[:, None] * n_out + rn[None, :], acc.to(y_ptr.dtype.element_ty), mask=ymask)
+
+
+def _interpreted() -> bool:
+    """bf16/fp16 ``tl.dot`` gives wrong results under TRITON_INTERPRET (checked with triton 3.9)."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def _supported(x, indices, codebook, bias, in_features, group_size, index_bits) -> bool:
+    if not AVAILABLE or x.dtype not in (torch.float32, torch.bfloat16, torch.float16):
+        return False
+    if indices.dtype != torch.uint8 or indices.dim() != 2 or codebook.dim() != 2 or index_bits not in (4, 8):
+        return False
+    rowbytes = in_features if index_bits == 8 else (in_features + 1) // 2
+    if indices.shape[1] != rowbytes or in_features < 1 or group_size < 1:
+        return False
+    if codebook.shape[0] * group_size < indices.shape[0] or x.shape[-1] != in_features:
+        return False
+    return bias is None or bias.shape == (indices.shape[0],)
+
+
+def lut_linear_triton(x, indices, codebook, bias, in_features, group_size, index_bits,
+                      block_m=32, block_n=64, block_k=64):
+    """y = x @ W^T + bias on indices + codebook with the Triton kernels (GPU, or CPU when interpreted)."""
+    if not _supported(x, indices, codebook, bias, in_features, group_size, index_bits):
+        return reference.lut_linear(x, indices, codebook, bias, in_features, group_size, index_bits)
+    n_out = indices.shape[0]
+    x2 = x.reshape(-1, in_features).contiguous()
+    m = x2.shape[0]
+    y = torch.empty(m, n_out, dtype=x.dtype, device=x.device)
+    if m == 0:
+        return y.reshape(*x.shape[:-1], n_out)
+    cb = codebook.to(x.dtype).contiguous()  # the values the reference computes with
+    idx = indices.contiguous()
+    b = bias.contiguous() if bias is not None else y  # dummy pointer when HAS_BIAS is False
+    common = (n_out, in_features, idx.shape[1], group_size, cb.shape[1])
+    if m <= GEMV_MAX_ROWS:
+        grid = (m, triton.cdiv(n_out, block_n))
+        _gemv_kernel[grid](x2, idx, cb, b, y, *common, HAS_BIAS=bias is not None, FOUR=index_bits == 4,
+                           BLOCK_N=block_n, BLOCK_K=block_k)
+    else:
+        grid = (triton.cdiv(m, block_m), triton.cdiv(n_out, block_n))
+        _gemm_kernel[grid](x2, idx, cb, b, y, m, *common, HAS_BIAS=bias is not None, FOUR=index_bits == 4,
+                           FP32=x.dtype == torch.float32, LOWP_DOT=not _interpreted(), BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k)
+    return y.reshape(*x.shape[:-1], n_out)
+
+
+if AVAILABLE:
+    lut_linear.register_kernel("cuda")(lut_linear_triton)
