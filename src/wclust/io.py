@@ -9,6 +9,7 @@ config, stats and one entry per clustered module. No pickle anywhere.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import tempfile
@@ -19,7 +20,7 @@ from safetensors.torch import save as st_save
 from torch import nn
 
 from . import validate
-from .errors import FormatError
+from .errors import FormatError, WclustError
 from .modules import KIND_TO_CLASS, ClusteredParts, _Clustered, clustered_class_for
 from .packing import pack, unpack
 
@@ -28,12 +29,46 @@ FORMAT_VERSION = 1
 _CLUSTERED_BUFFERS = ("indices", "codebook", "scale", "outlier_index", "outlier_value")
 
 
+def _stale_temp_files(path: str) -> list[str]:
+    """Our own temp files for ``path`` (``.NAME.PID.XXXX.tmp``) whose writing process is gone."""
+    d, base = os.path.split(os.path.abspath(path))
+    prefix, out = f".{base}.", []
+    try:
+        names = os.listdir(d)
+    except OSError:
+        return out
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        pid = name[len(prefix):].split(".", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            out.append(os.path.join(d, name))
+        except (PermissionError, OverflowError, OSError):
+            pass  # alive (another user's) or not a pid we can ask about: leave it
+    return out
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write to a temp file in the same directory, fsync, rename over ``path``."""
+    """Write to a temp file in the same directory, fsync, rename over ``path``.
+
+    A reader sees the old file or the new one, never a half-written one. Temp files left by a
+    writer that was killed (``.NAME.PID.XXXX.tmp`` whose PID no longer runs) are removed here.
+    """
     path = os.fspath(path)
     d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=d, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    for stale in _stale_temp_files(path):
+        try:
+            os.unlink(stale)
+        except OSError:
+            pass
+    mode = os.stat(path).st_mode & 0o777 if os.path.isfile(path) else 0o644
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=f".{os.path.basename(path)}.{os.getpid()}.", suffix=".tmp")
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -126,16 +161,31 @@ def save(model: nn.Module, path: str | os.PathLike, *, source: dict | None = Non
         if key is not None:
             by_storage[key] = name
         tensors[name] = t.detach().contiguous().clone()
+    for name, t in tensors.items():
+        if t.dtype not in validate.DTYPE_NAMES:
+            raise ValueError(f"save: tensor {name} has dtype {t.dtype}, which .wclust does not store")
     info = getattr(model, "wclust_info", {}) or {}
     stats = model_stats(model)
     if "sqnr_db" in info.get("stats", {}):
         stats["sqnr_db"] = float(info["stats"]["sqnr_db"])
     header = {"format": FORMAT, "format_version": FORMAT_VERSION,
-              "source": source if source is not None else getattr(model, "wclust_source", None),
+              "source": _portable_source(source if source is not None else getattr(model, "wclust_source", None)),
               "config": info.get("config"), "stats": stats, "modules": entries, "aliases": aliases}
-    meta = {"wclust": json.dumps(header, sort_keys=True, allow_nan=True)}
-    atomic_write_bytes(path, st_save(tensors, metadata=meta))
+    header[validate.DIGEST_KEY] = validate.digest(
+        validate.canonical_json(header),
+        ((n, validate.DTYPE_NAMES[t.dtype], tuple(t.shape), validate.tensor_bytes(t)) for n, t in tensors.items()))
+    atomic_write_bytes(path, st_save(tensors, metadata={"wclust": validate.canonical_json(header)}))
     return header
+
+
+def _portable_source(src):
+    """The source without machine-specific fields (the local path transformers records)."""
+    if not isinstance(src, dict):
+        return src
+    src = json.loads(json.dumps(src))
+    if isinstance(src.get("config"), dict):
+        src["config"].pop("_name_or_path", None)
+    return src
 
 
 def read_header(path: str | os.PathLike) -> dict:
@@ -144,31 +194,90 @@ def read_header(path: str | os.PathLike) -> dict:
 
 
 def load(path: str | os.PathLike, model: nn.Module | None = None) -> nn.Module:
-    """Rebuild (or fill ``model``) from a .wclust file; returns a runnable model in eval mode."""
-    header, tensors = validate.read_file(path)
-    if model is None:
-        from .models import build_from_source
+    """Rebuild (or fill ``model``) from a .wclust file; returns a runnable model in eval mode.
 
-        model = build_from_source(header.get("source"))
-    validate.check_model_fits(header, tensors, model)
+    Every problem with the file raises ``FormatError`` naming the field. When ``model`` is given,
+    its shapes are checked before it is touched; a later error can leave it partly converted.
+    """
+    header, tensors, entries = validate.read_file(path)
+    parts = _parts(header, tensors)
+    if model is None:
+        model = _build(header, os.path.getsize(path), parts, tensors)
+    else:
+        if any(t.is_meta for t in itertools.chain(model.parameters(), model.buffers())):
+            raise ValueError("load: the model has meta tensors (no storage); pass a real skeleton or model=None")
+        validate.check_model_fits(header, model)
+    state = _assemble(model, header, parts, tensors)
+    model.load_state_dict(state, strict=False)
+    model.wclust_info = {"config": header.get("config"), "stats": header.get("stats"), "path": os.fspath(path)}
+    model.wclust_source = header.get("source")
+    model.eval()
+    return model
+
+
+def _parts(header: dict, tensors: dict) -> dict[str, ClusteredParts]:
+    """Unpacked, checked parts of every clustered entry (an index >= codebook length is refused)."""
+    out = {}
+    for fqn, e in header["modules"].items():
+        idx = unpack(tensors[e["indices"]].numpy(), e["bits"], e["count"])
+        cb = tensors[e["codebook"]]
+        if idx.size and int(idx.max()) >= cb.shape[1]:
+            raise FormatError(f"modules.{fqn}.indices: index {int(idx.max())} >= codebook length {cb.shape[1]}")
+        out[fqn] = ClusteredParts(tuple(e["shape"]), idx.reshape(e["shape"][0], -1), cb, e["group_size"], e["bits"],
+                                  tensors[e["scale"]] if e.get("scale") else None,
+                                  tensors[e["outlier_index"]] if e.get("outlier_index") else None,
+                                  tensors[e["outlier_value"]] if e.get("outlier_value") else None)
+    return out
+
+
+def _build(header: dict, file_bytes: int, parts: dict, tensors: dict) -> nn.Module:
+    """The architecture from the header's source: first on the meta device (no memory), where its
+    size is bounded by the file's and every tensor is checked, then for real."""
+    from .models import build_from_source
+
+    src = header.get("source")
+    if isinstance(src, dict) and src.get("type") == "hf":
+        validate.check_hf_source(src)
+    meta = _construct(build_from_source, src, torch.device("meta"))
+    nbytes = sum(t.numel() * t.element_size() for t in itertools.chain(meta.parameters(), meta.buffers()))
+    if nbytes > 64 * file_bytes + 2**28:
+        raise FormatError(f"source.config: the architecture needs {nbytes:,} bytes, far more than a "
+                          f"{file_bytes:,}-byte file can fill")
+    validate.check_model_fits(header, meta)
+    _assemble(meta, header, parts, tensors)
+    del meta
+    model = _construct(build_from_source, src, torch.device("cpu"))
+    validate.check_model_fits(header, model)
+    return model
+
+
+def _construct(build, src, device) -> nn.Module:
+    try:
+        with device:
+            return build(src)
+    except (WclustError, ImportError):
+        raise
+    except Exception as e:  # whatever transformers makes of a hostile config: one line, named field
+        msg = (str(e).splitlines() or [""])[0][:200]
+        raise FormatError(f"source: the architecture cannot be built from it ({type(e).__name__}: {msg})") from None
+
+
+_WIDER = {torch.float16: (torch.float32, torch.float64), torch.bfloat16: (torch.float32, torch.float64),
+          torch.float32: (torch.float64,)}
+
+
+def _assemble(model: nn.Module, header: dict, parts: dict, tensors: dict) -> dict:
+    """Swap in the clustered modules; return the state dict to load, checked name by name."""
     for fqn, e in header["modules"].items():
         skel = model.get_submodule(fqn)
         cls = clustered_class_for(skel)
         if cls.kind != e["kind"] and not (cls.kind == "conv" and e["kind"] == "wrapped"):
             raise FormatError(f"modules.{fqn}.kind: file says {e['kind']!r}, the model has {type(skel).__name__}")
-        idx = unpack(tensors[e["indices"]].numpy(), e["bits"], e["count"])
-        cb = tensors[e["codebook"]]
-        if idx.size and int(idx.max()) >= cb.shape[1]:
-            raise FormatError(f"modules.{fqn}.indices: index {int(idx.max())} >= codebook length {cb.shape[1]}")
-        parts = ClusteredParts(tuple(e["shape"]), idx.reshape(e["shape"][0], -1), cb, e["group_size"], e["bits"],
-                               tensors.get(e.get("scale")) if e.get("scale") else None,
-                               tensors[e["outlier_index"]] if e.get("outlier_index") else None,
-                               tensors[e["outlier_value"]] if e.get("outlier_value") else None)
-        new = KIND_TO_CLASS[cls.kind].from_module(skel, parts)
+        new = KIND_TO_CLASS[cls.kind].from_module(skel, parts[fqn])
         _replace(model, fqn, new)
         for other in e["tied"]:
             twin_skel = model.get_submodule(other)
-            twin = clustered_class_for(twin_skel).from_module(twin_skel, parts)
+            twin = clustered_class_for(twin_skel).from_module(twin_skel, parts[fqn])
             for name in _CLUSTERED_BUFFERS:
                 setattr(twin, name, getattr(new, name))
             twin.tied_to = fqn
@@ -186,14 +295,13 @@ def load(path: str | os.PathLike, model: nn.Module | None = None) -> nn.Module:
         raise FormatError(f"tensors: the file lacks {len(missing)} tensor(s) the model needs, e.g. {missing[:3]}")
     if unexpected:
         raise FormatError(f"tensors: the model has no place for {len(unexpected)} tensor(s), e.g. {unexpected[:3]}")
-    for n in needed:
-        if tuple(expected[n].shape) != tuple(state[n].shape):
-            raise FormatError(f"tensors.{n}: shape {tuple(state[n].shape)} != model's {tuple(expected[n].shape)}")
-    model.load_state_dict(state, strict=False)
-    model.wclust_info = {"config": header.get("config"), "stats": header.get("stats"), "path": os.fspath(path)}
-    model.wclust_source = header.get("source")
-    model.eval()
-    return model
+    for n in sorted(needed):
+        want, got = expected[n], state[n]
+        if tuple(want.shape) != tuple(got.shape):
+            raise FormatError(f"tensors.{n}: shape {tuple(got.shape)} != model's {tuple(want.shape)}")
+        if got.dtype != want.dtype and want.dtype not in _WIDER.get(got.dtype, ()):
+            raise FormatError(f"tensors.{n}.dtype: {got.dtype} cannot be loaded exactly into the model's {want.dtype}")
+    return state
 
 
 def _replace(model: nn.Module, fqn: str, new: nn.Module) -> None:

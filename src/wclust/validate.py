@@ -2,14 +2,18 @@
 
 The safetensors container is parsed here (not by the safetensors library) so that each
 problem is reported as a ``FormatError`` naming the field, sizes are bounded by the file's real
-length before anything is allocated, and offsets are checked to lie inside the file without
-overlapping.
+length before anything is allocated, and the tensors must tile the data region exactly (no
+overlaps, no gaps). A SHA-256 digest over the header and every tensor (name, dtype, shape,
+bytes) is checked on load, so a corrupted byte is refused instead of giving a silently wrong
+model; the structural checks still hold for hostile files whose digest is valid.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import re
 import struct
 
 import numpy as np
@@ -19,18 +23,34 @@ from .errors import FormatError
 from .packing import packed_nbytes
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
+MAX_JSON_DEPTH = 32
+MAX_INT = 2 ** 53
+DIGEST_KEY = "sha256"  # in the wclust header: digest of the header without it + every tensor
 DTYPES = {  # safetensors name -> (numpy dtype to read, torch dtype)
     "F64": (np.float64, torch.float64), "F32": (np.float32, torch.float32), "F16": (np.float16, torch.float16),
     "BF16": (np.uint16, torch.bfloat16), "I64": (np.int64, torch.int64), "I32": (np.int32, torch.int32),
     "I16": (np.int16, torch.int16), "I8": (np.int8, torch.int8), "U8": (np.uint8, torch.uint8),
     "BOOL": (np.bool_, torch.bool),
 }
+DTYPE_NAMES = {tdt: name for name, (_, tdt) in DTYPES.items()}
 FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")
 KINDS = ("linear", "embedding", "conv", "wrapped")
+HEADER_KEYS = {"format", "format_version", "source", "config", "stats", "modules", "aliases", DIGEST_KEY}
+ENTRY_KEYS = {"kind", "shape", "count", "bits", "group_size", "indices", "codebook", "tied", "scale",
+              "outlier_index", "outlier_value"}
+STATS_INT_KEYS = ("params_total", "params_clustered", "n_codebooks", "bytes_fp32")
+_NAME = re.compile(r"[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*\Z")     # module / tensor names
+_CLASS = re.compile(r"[A-Z][A-Za-z0-9_]{0,99}\Z")
+_SOURCE_NAME = re.compile(r"[A-Za-z0-9_.\-/:]{1,200}\Z")
+_LAYER_KEY = re.compile(r"(^|_)(layers?|depths?|blocks)\Z")
 
 
 def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and (not _is_int(v) or abs(v) <= MAX_INT)
 
 
 def _need(cond: bool, field: str, msg: str) -> None:
@@ -38,45 +58,141 @@ def _need(cond: bool, field: str, msg: str) -> None:
         raise FormatError(f"{field}: {msg}")
 
 
-def _parse_container(f, size: int) -> tuple[dict, dict, int]:
+def _no_duplicates(pairs):
+    d = {}
+    for k, v in pairs:
+        if k in d:
+            raise FormatError(f"header: duplicate key {k!r}")
+        d[k] = v
+    return d
+
+
+def _depth(obj) -> int:
+    """Nesting depth of a JSON value (iterative: no recursion on hostile input)."""
+    deepest, stack = 0, [(obj, 1)]
+    while stack:
+        o, d = stack.pop()
+        deepest = max(deepest, d)
+        if d > MAX_JSON_DEPTH:
+            break
+        if isinstance(o, dict):
+            stack.extend((v, d + 1) for v in o.values())
+        elif isinstance(o, list):
+            stack.extend((v, d + 1) for v in o)
+    return deepest
+
+
+def loads(raw: bytes | str, field: str):
+    """json.loads that refuses duplicate keys, > MAX_JSON_DEPTH nesting and oversized numbers."""
+    try:
+        if isinstance(raw, bytes):
+            raw = raw.decode("utf-8")
+        obj = json.loads(raw, object_pairs_hook=_no_duplicates)
+    except FormatError as e:
+        raise FormatError(f"{field}: {str(e).partition(': ')[2]}") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:  # ValueError: JSONDecodeError, huge ints
+        raise FormatError(f"{field}: not valid JSON ({e.__class__.__name__})") from None
+    _need(_depth(obj) <= MAX_JSON_DEPTH, field, f"nested deeper than {MAX_JSON_DEPTH} levels")
+    return obj
+
+
+def _parse_container(f, size: int) -> tuple[dict, str, int]:
     _need(size >= 8, "file", f"too short to be a .wclust file ({size} bytes)")
     n = struct.unpack("<Q", f.read(8))[0]
-    _need(2 <= n <= min(MAX_HEADER_BYTES, size - 8), "header length",
-          f"{n} bytes does not fit a {size}-byte file")
-    raw = f.read(n)
-    try:
-        top = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        raise FormatError(f"header: not valid JSON ({e.__class__.__name__})") from None
+    _need(2 <= n <= min(MAX_HEADER_BYTES, size - 8), "header length", f"{n} bytes does not fit a {size}-byte file")
+    top = loads(f.read(n), "header")
     _need(isinstance(top, dict), "header", "must be a JSON object")
     meta = top.pop("__metadata__", None)
     _need(isinstance(meta, dict) and isinstance(meta.get("wclust"), str), "__metadata__.wclust",
           "missing: this is not a .wclust file (plain safetensors?)")
+    _need(all(isinstance(v, str) for v in meta.values()), "__metadata__", "values must be strings")
     data_len = size - 8 - n
     spans = []
     for name, e in top.items():
         f_ = f"tensors.{name}"
+        _need(_NAME.match(name) is not None and len(name) <= 1000, f_, "invalid tensor name")
         _need(isinstance(e, dict), f_, "must be an object")
-        _need(e.get("dtype") in DTYPES, f_ + ".dtype", f"unsupported dtype {e.get('dtype')!r}")
+        dt = e.get("dtype")
+        _need(isinstance(dt, str) and dt in DTYPES, f_ + ".dtype", f"unsupported dtype {dt!r}")
         shape = e.get("shape")
         _need(isinstance(shape, list) and len(shape) <= 8 and all(_is_int(s) and 0 <= s < 2**40 for s in shape),
               f_ + ".shape", f"invalid shape {shape!r}")
         off = e.get("data_offsets")
         _need(isinstance(off, list) and len(off) == 2 and all(_is_int(o) for o in off)
               and 0 <= off[0] <= off[1] <= data_len, f_ + ".data_offsets", f"{off!r} outside the {data_len}-byte data")
-        itemsize = np.dtype(DTYPES[e["dtype"]][0]).itemsize
+        itemsize = np.dtype(DTYPES[dt][0]).itemsize
         numel = math.prod(shape)
         _need(numel * itemsize == off[1] - off[0], f_ + ".data_offsets",
-              f"{off[1] - off[0]} bytes for shape {shape} of {e['dtype']} ({numel * itemsize} expected)")
+              f"{off[1] - off[0]} bytes for shape {shape} of {dt} ({numel * itemsize} expected)")
         spans.append((off[0], off[1], name))
     spans.sort()
-    for (b0, e0, n0), (b1, e1, n1) in zip(spans, spans[1:]):
-        _need(b1 >= e0, f"tensors.{n1}.data_offsets", f"overlaps tensor {n0}")
+    pos, prev = 0, None
+    for b, e, name in spans:
+        _need(b >= pos, f"tensors.{name}.data_offsets", f"overlaps tensor {prev}")
+        _need(b == pos, f"tensors.{name}.data_offsets", f"{b - pos} bytes before it belong to no tensor")
+        pos, prev = e, name
+    _need(pos == data_len, "tensors", f"the last {data_len - pos} data bytes belong to no tensor")
+    return top, meta["wclust"], 8 + n
+
+
+def _check_source(src, n_names: int) -> None:
+    if src is None:
+        return
+    _need(isinstance(src, dict), "source", "must be an object or null")
+    kind = src.get("type")
+    _need(isinstance(kind, str), "source.type", f"must be a string, got {kind!r}")
+    for key in ("zoo", "arch", "name"):
+        v = src.get(key)
+        _need(v is None or (isinstance(v, str) and _SOURCE_NAME.match(v) is not None), f"source.{key}",
+              f"invalid name {v!r}")
+    if kind == "hf":
+        _need(isinstance(src.get("class"), str) and _CLASS.match(src["class"]) is not None, "source.class",
+              f"{src.get('class')!r} is not a model class name")
+        cfg = src.get("config")
+        _need(isinstance(cfg, dict), "source.config", "must be an object")
+        mt = cfg.get("model_type")
+        _need(isinstance(mt, str) and re.fullmatch(r"[a-z0-9_\-]{1,64}", mt) is not None,
+              "source.config.model_type", f"invalid {mt!r}")
+        layers = 0
+        for k, v in cfg.items():
+            vals = v if isinstance(v, list) else [v]
+            _need(all(not _is_int(x) or abs(x) < 2**31 for x in vals), f"source.config.{k}", "number too large")
+            if _LAYER_KEY.search(k) or k == "num_labels":
+                _need(all(x is None or (_is_int(x) and x >= 0) for x in vals), f"source.config.{k}",
+                      f"must be a non-negative int, got {v!r}")
+            if _LAYER_KEY.search(k):
+                layers += sum(x for x in vals if _is_int(x))
+        # every layer holds at least one stored tensor: more layers than the file has tensors is hostile
+        _need(layers <= n_names + 8, "source.config", f"declares {layers} layers for {n_names} stored tensors")
+        _need(not _is_int(cfg.get("num_labels")) or cfg["num_labels"] <= 2**20, "source.config.num_labels",
+              "too large")
+    elif kind == "timm":
+        _need(isinstance(src.get("name"), str), "source.name", "a timm source needs a model name")
+
+
+def _check_config(cfg) -> None:
+    if cfg is None:
+        return
+    from .config import ClusterConfig
+
     try:
-        header = json.loads(meta["wclust"])
-    except (json.JSONDecodeError, RecursionError) as e:
-        raise FormatError(f"__metadata__.wclust: not valid JSON ({e.__class__.__name__})") from None
-    return header, top, 8 + n
+        ClusterConfig.from_dict(cfg)
+    except (ValueError, TypeError) as e:
+        raise FormatError(f"config: {e}") from None
+
+
+def _check_stats(stats) -> None:
+    if stats is None:
+        return
+    _need(isinstance(stats, dict), "stats", "must be an object or null")
+    for k, v in stats.items():
+        if k in STATS_INT_KEYS:
+            _need(_is_int(v) and 0 <= v <= MAX_INT, f"stats.{k}", f"must be a non-negative int, got {v!r}")
+        elif k == "bits":
+            ok = (_is_int(v) and 1 <= v <= 8) or (isinstance(v, list) and all(_is_int(b) and 1 <= b <= 8 for b in v))
+            _need(ok, "stats.bits", f"must be an int (or list of ints) in 1..8, got {v!r}")
+        else:
+            _need(v is None or _is_num(v), f"stats.{k}", f"must be a number, got {v!r}")
 
 
 def _check_header(h, entries: dict) -> dict:
@@ -85,36 +201,39 @@ def _check_header(h, entries: dict) -> dict:
     v = h.get("format_version")
     _need(_is_int(v), "format_version", f"must be an int, got {v!r}")
     _need(v == 1, "format_version", f"version {v} is not supported by this wclust (supports 1)")
-    _need(h.get("source") is None or isinstance(h.get("source"), dict), "source", "must be an object or null")
-    _need(h.get("config") is None or isinstance(h.get("config"), dict), "config", "must be an object or null")
-    _need(h.get("stats") is None or isinstance(h.get("stats"), dict), "stats", "must be an object or null")
+    unknown = set(h) - HEADER_KEYS
+    _need(not unknown, "wclust header", f"unknown field(s) {sorted(unknown)}")
     mods = h.get("modules")
-    _need(isinstance(mods, dict), "modules", "must be an object")
-    aliases = h.get("aliases", {})
-    _need(isinstance(aliases, dict) and all(isinstance(a, str) and isinstance(b, str) and b in entries
-                                            for a, b in aliases.items()), "aliases", "must map names to stored tensors")
-    h.setdefault("aliases", aliases)
+    _need(isinstance(mods, dict) and mods, "modules", "must be a non-empty object")
+    _check_source(h.get("source"), len(entries) + len(mods))
+    _check_config(h.get("config"))
+    _check_stats(h.get("stats"))
 
-    def tensor(field, name, dtypes, ndim=None):
+    def tensor(field, name, dtypes, ndim):
         _need(isinstance(name, str) and name in entries, field, f"names no stored tensor ({name!r})")
         e = entries[name]
         _need(e["dtype"] in dtypes, field, f"tensor {name} has dtype {e['dtype']}, expected one of {list(dtypes)}")
-        _need(ndim is None or len(e["shape"]) == ndim, field, f"tensor {name} must be {ndim}-D, is {e['shape']}")
+        _need(len(e["shape"]) == ndim, field, f"tensor {name} must be {ndim}-D, is {e['shape']}")
         return e
 
+    module_names: set[str] = set()
     for fqn, e in mods.items():
         f = f"modules.{fqn}"
+        _need(_NAME.match(fqn) is not None, f, "invalid module name")
         _need(isinstance(e, dict), f, "must be an object")
+        unknown = set(e) - ENTRY_KEYS
+        _need(not unknown, f, f"unknown field(s) {sorted(unknown)}")
         _need(e.get("kind") in KINDS, f + ".kind", f"unknown kind {e.get('kind')!r}")
         shape = e.get("shape")
         _need(isinstance(shape, list) and 2 <= len(shape) <= 5 and all(_is_int(s) and 1 <= s < 2**31 for s in shape),
               f + ".shape", f"invalid weight shape {shape!r}")
         count = math.prod(shape)
-        _need(e.get("count") == count, f + ".count", f"{e.get('count')!r} != product of shape {count}")
+        _need(_is_int(e.get("count")) and e["count"] == count, f + ".count",
+              f"{e.get('count')!r} != product of shape {count}")
         bits = e.get("bits")
         _need(_is_int(bits) and 1 <= bits <= 8, f + ".bits", f"must be an int in 1..8, got {bits!r}")
         gs = e.get("group_size")
-        _need(_is_int(gs) and gs >= 1, f + ".group_size", f"must be a positive int, got {gs!r}")
+        _need(_is_int(gs) and 1 <= gs < 2**31, f + ".group_size", f"must be a positive int, got {gs!r}")
         ie = tensor(f + ".indices", e.get("indices"), ("U8",), 1)
         _need(ie["shape"][0] == packed_nbytes(count, bits), f + ".indices",
               f"{ie['shape'][0]} bytes stored, {packed_nbytes(count, bits)} needed for {count} indices at {bits} bits")
@@ -133,26 +252,24 @@ def _check_header(h, entries: dict) -> dict:
             b = tensor(f + ".outlier_value", ov, FLOAT_DTYPES, 1)
             _need(a["shape"] == b["shape"] and a["shape"][0] <= count, f + ".outlier_index",
                   "outlier_index and outlier_value must have equal length <= count")
-        tied = e.get("tied", [])
-        _need(isinstance(tied, list) and all(isinstance(t, str) for t in tied), f + ".tied", "must be a list of names")
-        e.setdefault("tied", tied)
+        tied = e.setdefault("tied", [])
+        _need(isinstance(tied, list) and all(isinstance(t, str) and _NAME.match(t) for t in tied), f + ".tied",
+              "must be a list of module names")
+        for name in (fqn, *tied):
+            _need(name not in module_names, f + ".tied", f"module {name} is clustered twice")
+            module_names.add(name)
+    for name in module_names:  # a clustered module cannot sit inside another one
+        parts = name.split(".")
+        for i in range(1, len(parts)):
+            _need(".".join(parts[:i]) not in module_names, f"modules.{name}", "nested inside another clustered module")
+    clustered = clustered_tensor_names(h)
+    aliases = h.setdefault("aliases", {})
+    _need(isinstance(aliases, dict), "aliases", "must be an object")
+    for a, b in aliases.items():
+        _need(_NAME.match(a) is not None and a not in entries, f"aliases.{a}", "must be a new tensor name")
+        _need(isinstance(b, str) and b in entries and b not in clustered, f"aliases.{a}",
+              f"must name a stored plain tensor, got {b!r}")
     return h
-
-
-def _read_tensor(buf, base: int, name: str, e: dict) -> torch.Tensor:
-    npdt, tdt = DTYPES[e["dtype"]]
-    b, end = e["data_offsets"]
-    itemsize = np.dtype(npdt).itemsize
-    start = base + b
-    count = (end - b) // itemsize
-    if start % itemsize:
-        arr = np.frombuffer(bytes(buf[start:start + end - b]), dtype=npdt).copy()
-    else:
-        arr = np.frombuffer(buf, dtype=npdt, count=count, offset=start)
-    t = torch.from_numpy(arr)
-    if tdt == torch.bfloat16:
-        t = t.view(torch.bfloat16)
-    return t.reshape(e["shape"])
 
 
 def clustered_tensor_names(header: dict) -> set[str]:
@@ -164,7 +281,47 @@ def clustered_tensor_names(header: dict) -> set[str]:
     return names
 
 
-def _check_values(header: dict, tensors: dict) -> None:
+def canonical_json(header: dict) -> str:
+    """The header as save() writes it (and hashes it, without the digest field)."""
+    return json.dumps(header, sort_keys=True, allow_nan=True)
+
+
+def digest(header_json: str, tensors) -> str:
+    """SHA-256 over the header string and every (name, dtype, shape, bytes), in name order."""
+    h = hashlib.sha256(b"wclust-digest-1\0")
+    for part in (header_json.encode("utf-8"),):
+        h.update(len(part).to_bytes(8, "little") + part)
+    for name, dtype, shape, data in sorted(tensors, key=lambda t: t[0]):
+        head = json.dumps([name, dtype, list(shape)]).encode("utf-8")
+        h.update(len(head).to_bytes(8, "little") + head + len(data).to_bytes(8, "little"))
+        h.update(data)
+    return h.hexdigest()
+
+
+def tensor_bytes(t: torch.Tensor) -> memoryview:
+    """The raw little-endian bytes of a CPU tensor, as safetensors stores them."""
+    return memoryview(t.detach().contiguous().reshape(-1).view(torch.uint8).numpy())
+
+
+def _read_tensor(buf, base: int, e: dict) -> torch.Tensor:
+    npdt, tdt = DTYPES[e["dtype"]]
+    b, end = e["data_offsets"]
+    itemsize = np.dtype(npdt).itemsize
+    start = base + b
+    if start % itemsize:
+        arr = np.frombuffer(bytes(buf[start:base + end]), dtype=npdt).copy()
+    else:
+        arr = np.frombuffer(buf, dtype=npdt, count=(end - b) // itemsize, offset=start)
+    t = torch.from_numpy(arr)
+    if tdt == torch.bfloat16:
+        t = t.view(torch.bfloat16)
+    return t.reshape(e["shape"])
+
+
+def _check_values(header: dict, entries: dict, tensors: dict) -> None:
+    for name, e in entries.items():
+        if e["dtype"] == "BOOL":
+            _need(bool((tensors[name].view(torch.uint8) <= 1).all()), f"tensors.{name}", "bool values other than 0/1")
     for fqn, e in header["modules"].items():
         f = f"modules.{fqn}"
         for key in ("codebook", "scale", "outlier_value"):
@@ -176,28 +333,38 @@ def _check_values(header: dict, tensors: dict) -> None:
                 raise FormatError(f"{f}.outlier_index: positions must be sorted, unique and < {e['count']}")
 
 
-def read_file(path, header_only: bool = False) -> tuple[dict, dict]:
-    """(validated header, tensors by name). Raises FormatError for anything malformed."""
+def read_file(path, header_only: bool = False) -> tuple[dict, dict, dict]:
+    """(validated header, tensors by name, container entries by name). FormatError for anything malformed."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such file: {path}")
     size = os.path.getsize(path)
     with open(path, "rb") as f:
-        header, entries, base = _parse_container(f, size)
+        entries, header_json, base = _parse_container(f, size)
+        header = loads(header_json, "__metadata__.wclust")
+        _need(isinstance(header, dict), "wclust header", "must be a JSON object")
+        want = header.pop(DIGEST_KEY, None)
+        _need(isinstance(want, str) and re.fullmatch(r"[0-9a-f]{64}", want) is not None, DIGEST_KEY,
+              "missing or not a SHA-256 hex digest")
+        canonical = canonical_json(header)
         header = _check_header(header, entries)
         if header_only:
-            return header, {}
+            return header, {}, entries
         f.seek(0)
         buf = bytearray(size)
-        view = memoryview(buf)
-        got = f.readinto(view)
+        got = f.readinto(memoryview(buf))
     _need(got == size, "file", f"read {got} of {size} bytes (file changed while reading?)")
-    tensors = {n: _read_tensor(buf, base, n, e) for n, e in entries.items()}
-    _check_values(header, tensors)
-    return header, tensors
+    view = memoryview(buf)
+    got_digest = digest(canonical, ((n, e["dtype"], e["shape"], view[base + e["data_offsets"][0]:
+                                                                     base + e["data_offsets"][1]])
+                                      for n, e in entries.items()))
+    _need(got_digest == want, DIGEST_KEY, "checksum mismatch: the file is corrupted or was modified")
+    tensors = {n: _read_tensor(buf, base, e) for n, e in entries.items()}
+    _check_values(header, entries, tensors)
+    return header, tensors, entries
 
 
-def check_model_fits(header: dict, tensors: dict, model) -> None:
+def check_model_fits(header: dict, model) -> None:
     """Every clustered entry names a module of the model whose weight has that shape."""
     for fqn, e in header["modules"].items():
         for name in [fqn, *e["tied"]]:
@@ -205,7 +372,50 @@ def check_model_fits(header: dict, tensors: dict, model) -> None:
                 m = model.get_submodule(name)
             except AttributeError:
                 raise FormatError(f"modules.{name}: the model has no such module") from None
-            w = getattr(m, "weight", None)
+            w = m._parameters.get("weight", m._buffers.get("weight"))
             if not isinstance(w, torch.Tensor) or list(w.shape) != e["shape"]:
                 got = None if not isinstance(w, torch.Tensor) else list(w.shape)
                 raise FormatError(f"modules.{name}.shape: file says {e['shape']}, the model's weight is {got}")
+
+
+def _same_kind(ref, v) -> bool:
+    if v is None or ref is None:
+        return True
+    if isinstance(ref, bool):
+        return isinstance(v, bool)
+    if isinstance(ref, int):
+        return _is_int(v) or (isinstance(v, list) and all(_is_int(x) for x in v))
+    if isinstance(ref, float):
+        return _is_num(v)
+    if isinstance(ref, (str, dict)):
+        return isinstance(v, type(ref))
+    if isinstance(ref, (list, tuple)):
+        return isinstance(v, list)
+    return True
+
+
+def check_hf_source(src: dict) -> None:
+    """An hf source names a transformers model class whose config type matches, and every config
+    field has the type of the class's default (so no string reaches an int field)."""
+    try:
+        import transformers
+    except ImportError as e:
+        from .errors import WclustError
+        raise WclustError(f"this file needs the Python package 'transformers' ({e})") from None
+    name, cfg = src["class"], src["config"]
+    try:
+        cls = getattr(transformers, name, None)
+    except Exception:  # a lazy transformers module that cannot import here
+        cls = None
+    _need(isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel) and
+          cls is not transformers.PreTrainedModel, "source.class", f"{name!r} is not a transformers model class")
+    want = getattr(getattr(cls, "config_class", None), "model_type", None)
+    _need(not want or want == cfg["model_type"], "source.config.model_type",
+          f"{cfg['model_type']!r} does not fit {name} (expects {want!r})")
+    try:
+        default = transformers.AutoConfig.for_model(cfg["model_type"]).to_dict()
+    except Exception:
+        raise FormatError(f"source.config.model_type: unknown {cfg['model_type']!r}") from None
+    for k, v in cfg.items():
+        _need(_same_kind(default.get(k), v), f"source.config.{k}",
+              f"{v!r} has the wrong type (the default is {default.get(k)!r})")
