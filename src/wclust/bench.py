@@ -1,0 +1,213 @@
+"""Measured speed: end-to-end latency and memory of a model, fp32 vs its cheaper versions.
+
+``run_bench`` times, side by side in one run (interleaved, rotating order, medians):
+- ``fp32``: the model as loaded;
+- ``int8_dynamic``: ``torch.ao.quantization.quantize_dynamic`` on its Linear layers (the peer a
+  CPU user would pick);
+- ``clustered_fp32`` / ``clustered_bf16``: the model clustered with ``n_clusters`` (one object,
+  ``set_compute_dtype`` switched between runs).
+Peak resident memory of each loaded model is measured in a fresh subprocess per variant (the
+module saved with ``torch.save`` and loaded back; the import baseline is subtracted).
+``pressure=P`` adds P background processes streaming memory (as the paper did to model a
+shared-memory SoC); the timing is then done without and with them.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import multiprocessing as mp
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+
+import torch
+from torch import nn
+
+VARIANTS = ("fp32", "int8_dynamic", "clustered_fp32", "clustered_bf16")
+STREAM_MB = 256
+
+
+def _stream_worker(stop, mb: int) -> None:
+    """Copy two large buffers back and forth until ``stop`` is set (memory-bandwidth pressure)."""
+    import numpy as np
+
+    n = mb * (1 << 20) // 8
+    a, b = np.ones(n), np.empty(n)
+    while not stop.is_set():
+        np.copyto(b, a)
+        np.copyto(a, b)
+
+
+class Pressure:
+    """Context manager running ``n`` memory-streaming worker processes."""
+
+    def __init__(self, n: int, mb: int = STREAM_MB):
+        self.n, self.mb, self.procs = n, mb, []
+
+    def __enter__(self):
+        if self.n > 0:
+            ctx = mp.get_context("spawn")
+            self.stop = ctx.Event()
+            self.procs = [ctx.Process(target=_stream_worker, args=(self.stop, self.mb), daemon=True)
+                          for _ in range(self.n)]
+            for p in self.procs:
+                p.start()
+            time.sleep(1.0)  # let them allocate and start streaming
+        return self
+
+    def __exit__(self, *exc):
+        if self.procs:
+            self.stop.set()
+            for p in self.procs:
+                p.join(timeout=10)
+                if p.is_alive():
+                    p.terminate()
+        return False
+
+
+def int8_dynamic(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` with torch's dynamic int8 quantization of every nn.Linear."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from torch.ao.quantization import quantize_dynamic
+
+        return quantize_dynamic(copy.deepcopy(model), {nn.Linear}, dtype=torch.qint8)
+
+
+def build_variants(model: nn.Module, k: int = 64, scope: str = "layer") -> dict:
+    """name -> (module, compute_dtype or None); the clustered module is shared by both dtypes."""
+    from .compress import compress
+    from .config import ClusterConfig
+
+    clustered = compress(copy.deepcopy(model), ClusterConfig(n_clusters=k, scope=scope), progress=False)
+    return {"fp32": (model, None), "int8_dynamic": (int8_dynamic(model), None),
+            "clustered_fp32": (clustered, torch.float32), "clustered_bf16": (clustered, torch.bfloat16)}
+
+
+def _call(model, inputs):
+    from .models import run
+
+    return run(model, inputs)
+
+
+def time_variants(variants: dict, inputs: dict, repeats: int = 20, warmup: int = 2) -> dict:
+    """Median/min latency (ms) of each variant, runs interleaved in a rotating order."""
+    from .modules import set_compute_dtype
+
+    names = list(variants)
+    times = {n: [] for n in names}
+
+    def once(name):
+        model, cdt = variants[name]
+        if cdt is not None:
+            set_compute_dtype(model, None if cdt == torch.float32 else cdt)
+        t = time.perf_counter()
+        _call(model, inputs)
+        return (time.perf_counter() - t) * 1e3
+
+    with torch.inference_mode():
+        for name in names:
+            for _ in range(warmup):
+                once(name)
+        for r in range(repeats):
+            for i in range(len(names)):
+                name = names[(i + r) % len(names)]
+                times[name].append(once(name))
+    out = {n: {"median_ms": statistics.median(ts), "min_ms": min(ts), "runs": len(ts)} for n, ts in times.items()}
+    base = out["fp32"]["median_ms"] if "fp32" in out else None
+    for n in out:
+        out[n]["speedup_vs_fp32"] = (base / out[n]["median_ms"]) if base else None
+    return out
+
+
+_MEM_SCRIPT = r"""
+import json, resource, sys
+import torch
+for m in sys.argv[2:]:
+    __import__(m)
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * __import__("os").sysconf("SC_PAGE_SIZE")
+r0, p0 = rss(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+model = torch.load(sys.argv[1], weights_only=False)
+r1, p1 = rss(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = p1 - r0 if p1 > p0 else r1 - r0  # the import peak hides the load's when it is higher
+print(json.dumps({"rss_mb": (r1 - r0) / 2**20, "peak_rss_mb": peak / 2**20, "baseline_rss_mb": r0 / 2**20}))
+"""
+
+
+def measure_memory(model: nn.Module, preload: tuple[str, ...] = ("wclust",)) -> dict:
+    """Resident memory that loading ``model`` adds, in a fresh interpreter (weights part)."""
+    mods = set(preload) | {type(model).__module__.split(".")[0]}
+    mods |= {type(m).__module__ for m in model.modules() if type(m).__module__.startswith("transformers")}
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "model.pt")
+        torch.save(model, path)
+        size = os.path.getsize(path)
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        res = subprocess.run([sys.executable, "-c", _MEM_SCRIPT, path, *sorted(mods)], capture_output=True,
+                             text=True, env=env, timeout=600)
+    if res.returncode != 0:
+        return {"error": res.stderr.strip().splitlines()[-1] if res.stderr.strip() else "failed"}
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    out["file_mb"] = size / 2**20
+    return out
+
+
+def param_bytes(model: nn.Module) -> int:
+    """Bytes of parameters and buffers (packed int8 weights of quantized Linear layers included)."""
+    total = sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
+    for m in model.modules():
+        packed = getattr(m, "_packed_params", None)
+        if packed is not None and hasattr(packed, "_weight_bias"):
+            w, b = packed._weight_bias()
+            total += w.numel() * w.element_size() + (0 if b is None else b.numel() * b.element_size())
+    return total
+
+
+def run_bench(source, k: int = 64, threads: int = 1, pressure: int = 0, repeats: int | None = None,
+              quick: bool = False, scope: str = "layer", memory: bool = True, inputs: dict | None = None,
+              batch: int = 1) -> dict:
+    """Benchmark ``source`` (a source string or an nn.Module); a JSON-ready dict."""
+    from .kernels import cpu
+    from .models import example_inputs, load_source
+
+    model = load_source(source) if isinstance(source, str) else source
+    model.eval()
+    inputs = inputs if inputs is not None else example_inputs(model, batch=batch)
+    repeats = repeats or (5 if quick else 20)
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        variants = build_variants(model, k, scope)
+        result = {
+            "source": source if isinstance(source, str) else type(source).__name__,
+            "n_clusters": k, "scope": scope, "threads": threads, "repeats": repeats, "batch": batch,
+            "kernel_isa": cpu.isa(), "torch": torch.__version__,
+            "latency": time_variants(variants, inputs, repeats, warmup=1 if quick else 2),
+        }
+        if pressure > 0:
+            with Pressure(pressure):
+                result["pressure"] = {"workers": pressure, "stream_mb": STREAM_MB,
+                                      "latency": time_variants(variants, inputs, repeats, warmup=1)}
+        seen = {}
+        result["memory"] = {}
+        for name, (m, _) in variants.items():
+            if id(m) not in seen:
+                mem = {"param_mb": param_bytes(m) / 2**20}
+                if memory:
+                    mem.update(measure_memory(m))
+                seen[id(m)] = mem
+            result["memory"][name] = seen[id(m)]
+        base = result["memory"]["fp32"]
+        for name, mem in result["memory"].items():
+            for key in ("rss_mb", "param_mb"):
+                if key in mem and base.get(key):
+                    mem[f"{key.split('_')[0]}_vs_fp32"] = mem[key] / base[key]
+    finally:
+        torch.set_num_threads(old_threads)
+    return result

@@ -1,0 +1,49 @@
+"""wclust bench SOURCE [-k K] [--threads N] [--pressure P] [--json]"""
+from __future__ import annotations
+
+from .common import print_json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("bench", help="end-to-end latency and memory: fp32 vs int8 dynamic vs clustered (fp32/bf16)")
+    p.add_argument("source", help="zoo:NAME, hf:DIR, timm:NAME, arch:NAME or a .wclust file")
+    p.add_argument("-k", "--n-clusters", type=int, default=64, help="codebook length (default 64)")
+    p.add_argument("--scope", choices=["model", "layer", "group"], default="layer")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--pressure", type=int, default=0, help="background memory-streaming processes")
+    p.add_argument("--repeats", type=int, default=None, help="timed runs per variant (default 20, 5 with --quick)")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--quick", action="store_true", help="fewer repeats")
+    p.add_argument("--no-memory", action="store_true", help="skip the per-variant memory subprocesses")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..bench import run_bench
+
+    if args.threads < 1 or args.pressure < 0:
+        raise ValueError("--threads must be >= 1 and --pressure >= 0")
+    res = run_bench(args.source, k=args.n_clusters, threads=args.threads, pressure=args.pressure,
+                    repeats=args.repeats, quick=args.quick, scope=args.scope, memory=not args.no_memory,
+                    batch=args.batch)
+    if args.json:
+        print_json(res)
+        return 0
+    print(f"{res['source']}  k={res['n_clusters']} scope={res['scope']} threads={res['threads']} "
+          f"repeats={res['repeats']} kernel={res['kernel_isa']}")
+    cols = ["latency"] + (["pressure"] if "pressure" in res else [])
+    head = f"{'variant':<16}{'median ms':>11}{'speedup':>9}"
+    if "pressure" in res:
+        head += f"{'ms (P=' + str(res['pressure']['workers']) + ')':>12}{'speedup':>9}"
+    print(head + f"{'weights MB':>12}{'RSS MB':>9}{'RSS/fp32':>9}")
+    for name, lat in res["latency"].items():
+        line = f"{name:<16}{lat['median_ms']:>11.2f}{lat['speedup_vs_fp32']:>8.2f}x"
+        if "pressure" in cols:
+            pl = res["pressure"]["latency"][name]
+            line += f"{pl['median_ms']:>12.2f}{pl['speedup_vs_fp32']:>8.2f}x"
+        mem = res["memory"][name]
+        rss = mem.get("rss_mb")
+        line += f"{mem['param_mb']:>12.1f}" + (f"{rss:>9.1f}{mem['rss_vs_fp32']:>8.1%}" if rss is not None else "")
+        print(line)
+    return 0
