@@ -191,8 +191,6 @@ static int nib_pos(int w) { return (w & 1) ? 32 + w / 2 : w / 2; }
 
 enum { MODE_A8_16 = 1, MODE_A8_32, MODE_A4, MODE_BP1, MODE_BP2, MODE_BP4 };
 
-T512 static inline float hsum512(__m512 v) { return _mm512_reduce_add_ps(v); }
-
 /* tables of one group for the permute modes */
 typedef struct { __m512 t0, t1; __m512i p[4][4]; } tabs_t;
 
@@ -204,42 +202,6 @@ T512 static inline __m512i bp_lookup(const __m512i *P, __m512i v, int nt) {
     return _mm512_mask_blend_epi8(_mm512_movepi8_mask(v), lo, hi);
 }
 
-#define GEMV512_BODY(MB)                                                                             \
-    for (int64_t b = 0; b < nblk; b++) {                                                             \
-        int64_t off = b * 64, rem = j->rowbytes - off;                                               \
-        __m512i v = rem >= 64 ? _mm512_loadu_si512(row + off)                                        \
-                              : _mm512_maskz_loadu_epi8(((__mmask64)1 << rem) - 1, row + off);      \
-        const float *xb = xbase + b * bw;                                                             \
-        if (mode == MODE_A8_16 || mode == MODE_A8_32) {                                              \
-            for (int q = 0; q < 4; q++) {                                                            \
-                __m512i s = q ? _mm512_srli_epi32(v, 8 * q) : v;                                     \
-                __m512 w = mode == MODE_A8_16 ? _mm512_permutexvar_ps(s, T.t0)                      \
-                                              : _mm512_permutex2var_ps(T.t0, s, T.t1);             \
-                for (int m = 0; m < MB; m++)                                                         \
-                    acc[m][q] = _mm512_fmadd_ps(w, _mm512_loadu_ps(xb + m * ldx + 16 * q), acc[m][q]); \
-            }                                                                                        \
-        } else if (mode == MODE_A4) {                                                                \
-            for (int q = 0; q < 8; q++) {                                                            \
-                __m512i s = q ? _mm512_srli_epi32(v, 4 * q) : v;                                     \
-                __m512 w = _mm512_permutexvar_ps(s, T.t0);                                           \
-                for (int m = 0; m < MB; m++)                                                         \
-                    acc[m][q & 3] = _mm512_fmadd_ps(w, _mm512_loadu_ps(xb + m * ldx + 16 * q), acc[m][q & 3]); \
-            }                                                                                        \
-        } else {                                                                                     \
-            __m512i p0 = bp_lookup(T.p[0], v, nt), p1 = bp_lookup(T.p[1], v, nt);                    \
-            __m512i p2 = bp_lookup(T.p[2], v, nt), p3 = bp_lookup(T.p[3], v, nt);                    \
-            __m512i a = _mm512_unpacklo_epi8(p0, p1), c = _mm512_unpacklo_epi8(p2, p3);              \
-            __m512i bb = _mm512_unpackhi_epi8(p0, p1), d = _mm512_unpackhi_epi8(p2, p3);             \
-            __m512 f[4] = {_mm512_castsi512_ps(_mm512_unpacklo_epi16(a, c)),                         \
-                           _mm512_castsi512_ps(_mm512_unpackhi_epi16(a, c)),                         \
-                           _mm512_castsi512_ps(_mm512_unpacklo_epi16(bb, d)),                        \
-                           _mm512_castsi512_ps(_mm512_unpackhi_epi16(bb, d))};                       \
-            for (int q = 0; q < 4; q++)                                                              \
-                for (int m = 0; m < MB; m++)                                                         \
-                    acc[m][q] = _mm512_fmadd_ps(f[q], _mm512_loadu_ps(xb + m * ldx + 16 * q), acc[m][q]); \
-        }                                                                                            \
-    }
-
 T512 static void load_tabs(const job_t *j, int64_t g, tabs_t *T, int nt) {
     const float *t = j->tab + g * 256;
     T->t0 = _mm512_loadu_ps(t);
@@ -249,36 +211,98 @@ T512 static void load_tabs(const job_t *j, int64_t g, tabs_t *T, int nt) {
         for (int k = 0; k < nt; k++) T->p[c][k] = _mm512_loadu_si512(pl + c * 256 + 64 * k);
 }
 
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
+/* R output rows x MB rows of x, one pass over the row (R, MB, mode: constants after inlining). */
+T512 static ALWAYS_INLINE void tile512(const job_t *j, const tabs_t *T, int64_t r, const float *xbase, float *res,
+                                       const int mode, const int R, const int MB) {
+    const int nt = mode == MODE_BP1 ? 1 : mode == MODE_BP2 ? 2 : 4;
+    const int64_t ldx = j->ldx, bw = mode == MODE_A4 ? 128 : 64, rowbytes = j->rowbytes;
+    const int64_t nblk = (rowbytes + 63) / 64;
+    __m512 acc[4][2];
+    for (int i = 0; i < 4; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nblk; b++) {
+        const int64_t off = b * 64, rem = rowbytes - off;
+        const __mmask64 lm = rem >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << rem) - 1);
+        const float *xb = xbase + b * bw;
+        for (int rr = 0; rr < R; rr++) {
+            const uint8_t *p = j->idx + (r + rr) * rowbytes + off;
+            __m512i v = rem >= 64 ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8(lm, p);
+            __m512 *a = acc[rr * MB];
+            if (mode == MODE_A8_16 || mode == MODE_A8_32) {
+                for (int q = 0; q < 4; q++) {
+                    __m512i s = q ? _mm512_srli_epi32(v, 8 * q) : v;
+                    __m512 w = mode == MODE_A8_16 ? _mm512_permutexvar_ps(s, T->t0)
+                                                  : _mm512_permutex2var_ps(T->t0, s, T->t1);
+                    for (int m = 0; m < MB; m++)
+                        a[2 * m + (q & 1)] = _mm512_fmadd_ps(w, _mm512_loadu_ps(xb + m * ldx + 16 * q), a[2 * m + (q & 1)]);
+                }
+            } else if (mode == MODE_A4) {
+                for (int q = 0; q < 8; q++) {
+                    __m512i s = q ? _mm512_srli_epi32(v, 4 * q) : v;
+                    __m512 w = _mm512_permutexvar_ps(s, T->t0);
+                    for (int m = 0; m < MB; m++)
+                        a[2 * m + (q & 1)] = _mm512_fmadd_ps(w, _mm512_loadu_ps(xb + m * ldx + 16 * q), a[2 * m + (q & 1)]);
+                }
+            } else {
+                __m512i p0 = bp_lookup(T->p[0], v, nt), p1 = bp_lookup(T->p[1], v, nt);
+                __m512i p2 = bp_lookup(T->p[2], v, nt), p3 = bp_lookup(T->p[3], v, nt);
+                __m512i lo01 = _mm512_unpacklo_epi8(p0, p1), lo23 = _mm512_unpacklo_epi8(p2, p3);
+                __m512i hi01 = _mm512_unpackhi_epi8(p0, p1), hi23 = _mm512_unpackhi_epi8(p2, p3);
+                __m512 f[4] = {_mm512_castsi512_ps(_mm512_unpacklo_epi16(lo01, lo23)),
+                               _mm512_castsi512_ps(_mm512_unpackhi_epi16(lo01, lo23)),
+                               _mm512_castsi512_ps(_mm512_unpacklo_epi16(hi01, hi23)),
+                               _mm512_castsi512_ps(_mm512_unpackhi_epi16(hi01, hi23))};
+                for (int q = 0; q < 4; q++)
+                    for (int m = 0; m < MB; m++)
+                        a[2 * m + (q & 1)] = _mm512_fmadd_ps(f[q], _mm512_loadu_ps(xb + m * ldx + 16 * q), a[2 * m + (q & 1)]);
+            }
+        }
+    }
+    for (int rr = 0; rr < R; rr++)
+        for (int m = 0; m < MB; m++) {
+            const __m512 *a = acc[rr * MB];
+            res[m * R + rr] = _mm512_reduce_add_ps(_mm512_add_ps(a[2 * m], a[2 * m + 1]));
+        }
+}
+
+#define TILE_SWITCH(R, MB)                                                                      \
+    switch (mode) {                                                                             \
+        case MODE_A8_16: tile512(j, &T, r, xb, res, MODE_A8_16, R, MB); break;                  \
+        case MODE_A8_32: tile512(j, &T, r, xb, res, MODE_A8_32, R, MB); break;                  \
+        case MODE_A4: tile512(j, &T, r, xb, res, MODE_A4, R, MB); break;                        \
+        case MODE_BP1: tile512(j, &T, r, xb, res, MODE_BP1, R, MB); break;                      \
+        case MODE_BP2: tile512(j, &T, r, xb, res, MODE_BP2, R, MB); break;                      \
+        default: tile512(j, &T, r, xb, res, MODE_BP4, R, MB); break;                            \
+    }
+
 T512 static void gemv_avx512(const job_t *j, int64_t r0, int64_t r1) {
     const int mode = j->mode;
     const int nt = mode == MODE_BP1 ? 1 : mode == MODE_BP2 ? 2 : 4;
-    const int64_t ldx = j->ldx, bw = mode == MODE_A4 ? 128 : 64;
-    const int64_t nblk = (j->rowbytes + 63) / 64;
     tabs_t T;
     memset(&T, 0, sizeof T);
     int64_t gcur = -1;
-    for (int64_t r = r0; r < r1; r++) {
+    float res[16];
+    for (int64_t r = r0; r < r1;) {
         int64_t g = r / j->group_size;
         if (g != gcur) { load_tabs(j, g, &T, mode >= MODE_BP1 ? nt : 0); gcur = g; }
-        const uint8_t *row = j->idx + r * j->rowbytes;
-        float bias = j->bias ? j->bias[r] : 0.f;
-        for (int64_t m0 = 0; m0 < j->M; m0 += 4) {
-            int64_t mb = j->M - m0 < 4 ? j->M - m0 : 4;
-            __m512 acc[4][4];
-            for (int m = 0; m < 4; m++)
-                for (int q = 0; q < 4; q++) acc[m][q] = _mm512_setzero_ps();
-            const float *xbase = j->x + m0 * ldx;
-            switch (mb) {
-                case 1: GEMV512_BODY(1) break;
-                case 2: GEMV512_BODY(2) break;
-                case 3: GEMV512_BODY(3) break;
-                default: GEMV512_BODY(4) break;
-            }
-            for (int m = 0; m < mb; m++) {
-                __m512 s = _mm512_add_ps(_mm512_add_ps(acc[m][0], acc[m][1]), _mm512_add_ps(acc[m][2], acc[m][3]));
-                j->y[(m0 + m) * j->out + r] = hsum512(s) + bias;
-            }
+        if (j->M == 1 && r + 4 <= r1 && (r + 3) / j->group_size == g) {  /* 4 output rows share x */
+            const float *xb = j->x;
+            TILE_SWITCH(4, 1)
+            for (int rr = 0; rr < 4; rr++) j->y[r + rr] = res[rr] + (j->bias ? j->bias[r + rr] : 0.f);
+            r += 4;
+            continue;
         }
+        for (int64_t m0 = 0; m0 < j->M; m0 += 4) {
+            const float *xb = j->x + m0 * j->ldx;
+            int64_t mb = j->M - m0 < 4 ? j->M - m0 : 4;
+            if (mb == 1) { TILE_SWITCH(1, 1) }
+            else if (mb == 2) { TILE_SWITCH(1, 2) }
+            else if (mb == 3) { TILE_SWITCH(1, 3) }
+            else { TILE_SWITCH(1, 4) }
+            for (int m = 0; m < mb; m++) j->y[(m0 + m) * j->out + r] = res[m] + (j->bias ? j->bias[r] : 0.f);
+        }
+        r++;
     }
 }
 
