@@ -273,17 +273,20 @@ def _time_groups(model, inputs, runs: int) -> tuple[dict, list]:
     return {g: v / runs / 1e3 for g, v in totals.items()}, peaks
 
 
-def time_forward(model, inputs, repeats: int = 5) -> float:
-    """Median wall-clock seconds of one forward pass (after one warm-up)."""
+def time_forward(model, inputs, repeats: int = 5, clock: str = "wall", warmup: bool = True) -> float:
+    """Median seconds of one forward pass. ``clock="cpu"``: this thread's CPU time (with one torch
+    thread, a latency that other processes on a shared machine disturb much less)."""
     from .models import run
 
+    now = time.thread_time if clock == "cpu" else time.perf_counter
     ts = []
     with torch.no_grad():
-        run(model, inputs)
-        for _ in range(repeats):
-            t0 = time.perf_counter()
+        if warmup:
             run(model, inputs)
-            ts.append(time.perf_counter() - t0)
+        for _ in range(repeats):
+            t0 = now()
+            run(model, inputs)
+            ts.append(now() - t0)
     return statistics.median(ts)
 
 
