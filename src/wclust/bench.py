@@ -50,13 +50,14 @@ class Pressure:
 
     def __enter__(self):
         if self.n > 0:
-            ctx = mp.get_context("spawn")
+            # fork: the workers only run NumPy (spawn would re-import torch in each, seconds)
+            ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
             self.stop = ctx.Event()
             self.procs = [ctx.Process(target=_stream_worker, args=(self.stop, self.mb), daemon=True)
                           for _ in range(self.n)]
             for p in self.procs:
                 p.start()
-            time.sleep(1.0)  # let them allocate and start streaming
+            time.sleep(0.5)  # let them allocate and start streaming
         return self
 
     def __exit__(self, *exc):

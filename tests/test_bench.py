@@ -1,0 +1,74 @@
+"""wclust bench: structure of the result (no timing thresholds), memory subprocess, CLI."""
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from wclust import bench
+
+
+def tiny():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(64, 96), nn.GELU(), nn.Linear(96, 64))
+
+
+def test_run_bench_structure_with_pressure():
+    res = bench.run_bench(tiny(), k=16, repeats=2, quick=True, pressure=1, memory=False,
+                          inputs={"input": torch.randn(3, 64)})
+    assert set(res["latency"]) == set(bench.VARIANTS)
+    for name in bench.VARIANTS:
+        lat = res["latency"][name]
+        assert lat["runs"] == 2 and lat["median_ms"] > 0 and lat["speedup_vs_fp32"] > 0
+        assert res["pressure"]["latency"][name]["median_ms"] > 0
+    assert res["latency"]["fp32"]["speedup_vs_fp32"] == 1.0
+    mem = res["memory"]
+    assert mem["clustered_fp32"]["param_mb"] < mem["fp32"]["param_mb"]
+    assert mem["int8_dynamic"]["param_mb"] < mem["fp32"]["param_mb"]
+    assert res["threads"] == 1 and res["kernel_isa"]
+    json.dumps(res)
+
+
+def test_measure_memory_in_subprocess():
+    m = nn.Sequential(nn.Linear(512, 2048))
+    mem = bench.measure_memory(m)
+    assert "error" not in mem, mem
+    assert mem["file_mb"] > 3.5 and mem["rss_mb"] > 2.0  # the 4 MiB weight is resident
+
+
+def test_variants_compute_the_same_function():
+    model = tiny()
+    variants = bench.build_variants(model, k=64)
+    x = torch.randn(5, 64)
+    with torch.inference_mode():
+        want = model(x)
+        for name, (m, cdt) in variants.items():
+            from wclust.modules import set_compute_dtype
+
+            if cdt is not None:
+                set_compute_dtype(m, None if cdt == torch.float32 else cdt)
+            y = m(x)
+            rel = ((y - want).norm() / want.norm()).item()
+            assert rel < 0.1, (name, rel)
+
+
+def test_pressure_workers_stop():
+    with bench.Pressure(1, mb=8) as p:
+        assert all(proc.is_alive() for proc in p.procs)
+    assert not any(proc.is_alive() for proc in p.procs)
+
+
+@pytest.mark.slow
+def test_cli_bench_vit(capsys):
+    from wclust.cli import main
+
+    assert main(["bench", "arch:vit-b16", "-k", "64", "--quick", "--no-memory", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["latency"]["clustered_bf16"]["median_ms"] > 0
+
+
+def test_cli_bench_args(capsys):
+    from wclust.cli import main
+
+    assert main(["bench", "zoo:nope", "--threads", "0"]) == 2
+    assert "threads" in capsys.readouterr().err
