@@ -1,0 +1,121 @@
+"""Triton LUT kernels on an NVIDIA GPU, in one call: correctness vs the reference, then timings.
+
+    python benchmarks/gpu.py [--quick]      # prints JSON; exits 1 if a check fails
+
+ViT-B shapes (K x N = in x out) at M=1 and M=197, k in {16 (4-bit), 64, 256}, fp32 and bf16:
+the LUT kernel (best of a few block sizes) vs dense torch F.linear in the same dtype, medians
+from ``triton.testing.do_bench``. Ratios = dense_ms / lut_ms (> 1 = faster than dense).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import torch
+
+SHAPES = [(768, 2304), (768, 768), (768, 3072), (3072, 768)]
+CONFIGS = [("k16_4bit", 16, 4), ("k64", 64, 8), ("k256", 256, 8)]
+BLOCKS = [(32, 64, 64), (64, 64, 64), (64, 128, 64), (128, 128, 32), (16, 128, 128)]
+GEMV_BLOCKS = [(1, 64, 64), (1, 128, 64), (1, 32, 128), (1, 64, 256)]
+
+
+def layer(out, inn, k, bits, device, n_groups=1, seed=0):
+    from wclust.packing import pack_rows_4bit
+
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randint(0, k, (out, inn), dtype=torch.uint8, generator=g)
+    if bits == 4:
+        idx = torch.from_numpy(pack_rows_4bit(idx.numpy()))
+    cb = torch.randn(n_groups, k, generator=g) * 0.02
+    return idx.to(device), cb.to(device), -(-out // n_groups), bits
+
+
+def check(device) -> list:
+    """Fresh random inputs, odd shapes, groups, both dtypes: kernel vs float64 reference."""
+    from wclust.kernels import reference, triton_lut
+
+    failures = []
+    cases = [(1, 37, 45, 16, 4, 1), (3, 70, 130, 256, 8, 3), (197, 300, 200, 64, 8, 2), (40, 33, 67, 5, 4, 1),
+             (197, 768, 768, 256, 8, 1), (1, 2304, 768, 64, 8, 1)]
+    for m, out, inn, k, bits, ng in cases:
+        idx, cb, gs, ib = layer(out, inn, k, bits, device, ng, seed=m + out)
+        for dt in (torch.float32, torch.bfloat16):
+            x = torch.randn(m, inn, device=device).to(dt)
+            bias = torch.randn(out, device=device)
+            y = triton_lut.lut_linear_triton(x, idx, cb, bias, inn, gs, ib)
+            ref = reference.lut_linear(x.double(), idx, cb.to(dt).double(), bias.to(dt).double(), inn, gs, ib)
+            err = ((y.double() - ref).abs().max() / (ref.abs().max() + 1)).item()
+            tol = 1e-5 if dt == torch.float32 else 2e-2
+            if not err <= tol:
+                failures.append({"case": [m, out, inn, k, bits, ng, str(dt)], "rel_err": err})
+    # the registered op dispatches to the kernel for CUDA tensors
+    idx, cb, gs, ib = layer(64, 96, 16, 4, device)
+    x = torch.randn(5, 96, device=device)
+    y = torch.ops.wclust.lut_linear(x, idx, cb, None, 96, gs, ib)
+    if not torch.allclose(y, reference.lut_linear(x, idx, cb, None, 96, gs, ib), atol=1e-4):
+        failures.append({"case": "op dispatch"})
+    return failures
+
+
+def bench(device, quick: bool) -> list:
+    from triton.testing import do_bench
+
+    from wclust.kernels import triton_lut
+
+    rows = []
+    ms_list = [1, 197]
+    for m in ms_list:
+        for inn, out in SHAPES:
+            for dt in (torch.float32, torch.bfloat16):
+                x = torch.randn(m, inn, device=device).to(dt)
+                w = (torch.randn(out, inn, device=device) * 0.02).to(dt)
+                b = torch.randn(out, device=device).to(dt)
+                dense = do_bench(lambda: torch.nn.functional.linear(x, w, b))
+                row = {"M": m, "shape": f"{inn}x{out}", "dtype": str(dt).replace("torch.", ""), "dense_ms": dense}
+                for name, k, bits in CONFIGS:
+                    idx, cb, gs, ib = layer(out, inn, k, bits, device)
+                    best = None
+                    blocks = GEMV_BLOCKS if m <= triton_lut.GEMV_MAX_ROWS else BLOCKS
+                    for bm, bn, bk in (blocks[:2] if quick else blocks):
+                        try:
+                            t = do_bench(lambda: triton_lut.lut_linear_triton(x, idx, cb, b, inn, gs, ib, block_m=bm,
+                                                                              block_n=bn, block_k=bk))
+                        except Exception as e:  # a block size the GPU cannot compile
+                            row.setdefault("errors", []).append(f"{name} {bm}x{bn}x{bk}: {type(e).__name__}")
+                            continue
+                        if best is None or t < best[0]:
+                            best = (t, [bm, bn, bk])
+                    if best:
+                        row[f"{name}_ms"] = best[0]
+                        row[f"{name}_vs_dense"] = dense / best[0]
+                        row[f"{name}_blocks"] = best[1]
+                rows.append(row)
+                print(json.dumps(row), file=sys.stderr)
+    return rows
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="two block sizes per case")
+    args = p.parse_args(argv)
+    if not torch.cuda.is_available():
+        print(json.dumps({"error": "no CUDA device"}))
+        return 2
+    device = torch.device("cuda")
+    out = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__}
+    try:
+        import triton
+
+        out["triton"] = triton.__version__
+    except ImportError:
+        print(json.dumps({"error": "triton not installed"}))
+        return 2
+    out["check_failures"] = check(device)
+    out["timings"] = bench(device, args.quick)
+    print(json.dumps(out, indent=1))
+    return 1 if out["check_failures"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
