@@ -19,6 +19,7 @@ def register(sub) -> None:
     p.add_argument("--contention", type=float, default=0.0,
                    help="share of DRAM bandwidth taken by other units (0..0.99)")
     p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--threads", type=int, default=None, help="torch threads for the host platform (default: torch's)")
     p.add_argument("--json", action="store_true")
     p.add_argument("-o", "--output-dir", default=None, help="write estimate.json and estimate.png")
     p.set_defaults(func=run)
@@ -41,6 +42,10 @@ def run(args) -> int:
             raise WclustError(f"-k must be in 2..256, got {k}")
     if args.bits is not None and not 1 <= args.bits <= 32:
         raise WclustError(f"--bits must be in 1..32, got {args.bits}")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     plats = []
     for name in args.platform:
         more = {"all": platforms.names(), "paper": list(platforms.PAPER)}.get(name, [name])
