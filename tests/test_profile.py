@@ -44,6 +44,17 @@ def test_trace_linear_hand_computed():
     assert r["module"] == "fc"
 
 
+@pytest.mark.parametrize("k,index_bytes", [(16, 64 * 32 // 2), (64, 64 * 32)])
+def test_trace_clustered_linear(k, index_bytes):
+    m = One().eval()
+    wclust.compress(m, wclust.ClusterConfig(n_clusters=k))
+    recs = profile.trace_ops(m, {"x": torch.randn(3, 64)})
+    (r,) = [r for r in recs if r["group"] == "matmul"]
+    assert r["op"] == "wclust::lut_linear" and r["flops"] == 2 * 3 * 64 * 32
+    assert r["weight_bytes"] == index_bytes + 4 * k + 4 * 32      # indices in memory + codebook + bias
+    assert r["clustered"]["n_clusters"] == k
+
+
 def test_trace_embedding_reads_only_gathered_rows():
     emb = torch.nn.Embedding(1000, 16)
     recs = profile.trace_ops(emb, {"input": torch.tensor([[1, 2, 3]])})

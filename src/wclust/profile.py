@@ -195,7 +195,10 @@ def _weight_table(model: nn.Module) -> dict[int, dict]:
     from .config import ClusterConfig
     from .modules import _Clustered
 
-    clusterable = {id(t.weight) for t in find_targets(model, ClusterConfig())}
+    try:  # the weights ``wclust.compress`` would cluster with the default config
+        clusterable = {id(t.weight) for t in find_targets(model, ClusterConfig())}
+    except ValueError:  # e.g. non-float or meta weights: nothing counts as clusterable
+        clusterable = set()
     table: dict[int, dict] = {}
     for fqn, m in model.named_modules():
         for name, t in list(m.named_parameters(recurse=False)) + list(m.named_buffers(recurse=False)):
