@@ -61,11 +61,15 @@ class ClusterConfig:
             raise ValueError(f"group_size must be a positive int, got {self.group_size!r}")
         if self.weighting not in WEIGHTINGS:
             raise ValueError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got {self.weighting!r}")
-        if not isinstance(self.outliers, (int, float)) or not 0.0 <= float(self.outliers) < 0.5:
+        if isinstance(self.outliers, bool) or not isinstance(self.outliers, (int, float)) \
+                or not 0.0 <= float(self.outliers) < 0.5:
             raise ValueError(f"outliers must be a fraction in [0, 0.5), got {self.outliers!r}")
         self.outliers = float(self.outliers)
-        if not isinstance(self.min_size, int) or self.min_size < 0:
+        if isinstance(self.min_size, bool) or not isinstance(self.min_size, int) or self.min_size < 0:
             raise ValueError(f"min_size must be a non-negative int, got {self.min_size!r}")
+        if isinstance(self.types, str) or not isinstance(self.types, (list, tuple)) \
+                or not all(isinstance(t, str) for t in self.types):
+            raise ValueError(f"types must be a list of module kinds, got {self.types!r}")
         self.types = tuple(self.types)
         bad = set(self.types) - {"linear", "conv", "embedding"}
         if bad:
@@ -74,8 +78,13 @@ class ClusterConfig:
             val = getattr(self, name)
             if isinstance(val, str):
                 setattr(self, name, [val])
-            elif val is not None and not all(isinstance(p, str) for p in val):
-                raise ValueError(f"{name} must be a list of fnmatch patterns")
+            elif val is not None and (not isinstance(val, (list, tuple)) or not all(isinstance(p, str) for p in val)):
+                raise ValueError(f"{name} must be a list of fnmatch patterns, got {val!r}")
+        if not isinstance(self.channel_scale, bool):
+            raise ValueError(f"channel_scale must be true or false, got {self.channel_scale!r}")
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                                         or self.threads < 1):
+            raise ValueError(f"threads must be a positive int or None, got {self.threads!r}")
 
     def selects(self, fqn: str) -> bool:
         exclude = DEFAULT_EXCLUDE if self.exclude is None else self.exclude
@@ -93,7 +102,7 @@ class ClusterConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ClusterConfig":
-        if not isinstance(d, dict):
+        if not isinstance(d, dict) or not all(isinstance(k, str) for k in d):
             raise ValueError("config must be a JSON object")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
