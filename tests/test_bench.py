@@ -16,7 +16,7 @@ def tiny():
 def test_run_bench_structure_with_pressure():
     res = bench.run_bench(tiny(), k=16, repeats=2, quick=True, pressure=1, memory=False,
                           inputs={"input": torch.randn(3, 64)})
-    assert set(res["latency"]) == set(bench.VARIANTS)
+    assert set(res["latency"]) == set(bench.VARIANTS) | set(bench.BF16_MODEL_VARIANTS)
     for name in bench.VARIANTS:
         lat = res["latency"][name]
         assert lat["runs"] == 2 and lat["median_ms"] > 0 and lat["speedup_vs_fp32"] > 0
@@ -38,16 +38,14 @@ def test_measure_memory_in_subprocess():
 
 def test_variants_compute_the_same_function():
     model = tiny()
-    variants = bench.build_variants(model, k=64)
+    variants = bench.build_variants(model, k=64, bf16_models=True)
     x = torch.randn(5, 64)
     with torch.inference_mode():
         want = model(x)
-        for name, (m, cdt) in variants.items():
-            from wclust.modules import set_compute_dtype
-
+        for name, (m, cdt, idt) in variants.items():
             if cdt is not None:
-                set_compute_dtype(m, None if cdt == torch.float32 else cdt)
-            y = m(x)
+                bench.set_linear_compute_dtype(m, None if cdt == torch.float32 else cdt)
+            y = m(x if idt is None else x.to(idt)).float()
             rel = ((y - want).norm() / want.norm()).item()
             assert rel < 0.1, (name, rel)
 

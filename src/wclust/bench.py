@@ -5,7 +5,9 @@
 - ``int8_dynamic``: ``torch.ao.quantization.quantize_dynamic`` on its Linear layers (the peer a
   CPU user would pick);
 - ``clustered_fp32`` / ``clustered_bf16``: the model clustered with ``n_clusters`` (one object,
-  ``set_compute_dtype`` switched between runs).
+  the clustered Linear layers' compute_dtype switched between runs);
+- with ``bf16_models`` (default): ``dense_bf16_model`` and ``clustered_bf16_model``, the dense
+  and the clustered model cast to bf16 as a whole (activations, attention, norms in bf16 too).
 Peak resident memory of each loaded model is measured in a fresh subprocess per variant (the
 module saved with ``torch.save`` and loaded back; the import baseline is subtracted).
 ``pressure=P`` adds P background processes streaming memory (as the paper did to model a
@@ -28,6 +30,7 @@ import torch
 from torch import nn
 
 VARIANTS = ("fp32", "int8_dynamic", "clustered_fp32", "clustered_bf16")
+BF16_MODEL_VARIANTS = ("dense_bf16_model", "clustered_bf16_model")
 STREAM_MB = 256
 
 
@@ -79,14 +82,36 @@ def int8_dynamic(model: nn.Module) -> nn.Module:
         return quantize_dynamic(copy.deepcopy(model), {nn.Linear}, dtype=torch.qint8)
 
 
-def build_variants(model: nn.Module, k: int = 64, scope: str = "layer") -> dict:
-    """name -> (module, compute_dtype or None); the clustered module is shared by both dtypes."""
+def build_variants(model: nn.Module, k: int = 64, scope: str = "layer", bf16_models: bool = False) -> dict:
+    """name -> (module, compute_dtype or None, input dtype or None).
+
+    ``clustered_fp32`` and ``clustered_bf16`` share one module (compute_dtype of its clustered
+    Linear layers switched; activations, attention and norms stay float32). With
+    ``bf16_models``: ``dense_bf16_model`` (the fp32 model cast to bf16) and
+    ``clustered_bf16_model`` (the clustered model cast to bf16: codebooks, norms, activations
+    and attention in bf16, indices unchanged), both fed bf16 inputs.
+    """
     from .compress import compress
     from .config import ClusterConfig
 
     clustered = compress(copy.deepcopy(model), ClusterConfig(n_clusters=k, scope=scope), progress=False)
-    return {"fp32": (model, None), "int8_dynamic": (int8_dynamic(model), None),
-            "clustered_fp32": (clustered, torch.float32), "clustered_bf16": (clustered, torch.bfloat16)}
+    out = {"fp32": (model, None, None), "int8_dynamic": (int8_dynamic(model), None, None),
+           "clustered_fp32": (clustered, torch.float32, None), "clustered_bf16": (clustered, torch.bfloat16, None)}
+    if bf16_models:
+        bf = torch.bfloat16
+        out["dense_bf16_model"] = (copy.deepcopy(model).to(bf), None, bf)
+        out["clustered_bf16_model"] = (copy.deepcopy(clustered).to(bf), None, bf)
+    return out
+
+
+def set_linear_compute_dtype(model: nn.Module, dtype) -> None:
+    """compute_dtype on ClusteredLinear modules only (a ClusteredModule such as the patch
+    convolution does not cast its input to compute_dtype, so it stays in the input's dtype)."""
+    from .modules import ClusteredLinear
+
+    for m in model.modules():
+        if isinstance(m, ClusteredLinear):
+            m.compute_dtype = dtype
 
 
 def _call(model, inputs):
@@ -97,17 +122,18 @@ def _call(model, inputs):
 
 def time_variants(variants: dict, inputs: dict, repeats: int = 20, warmup: int = 2) -> dict:
     """Median/min latency (ms) of each variant, runs interleaved in a rotating order."""
-    from .modules import set_compute_dtype
-
     names = list(variants)
     times = {n: [] for n in names}
+    cast_inputs = {idt: {key: v.to(idt) if idt is not None and torch.is_floating_point(v) else v
+                         for key, v in inputs.items()} for _, _, idt in variants.values()}
 
     def once(name):
-        model, cdt = variants[name]
+        model, cdt, idt = variants[name]
         if cdt is not None:
-            set_compute_dtype(model, None if cdt == torch.float32 else cdt)
+            set_linear_compute_dtype(model, None if cdt == torch.float32 else cdt)
+        args = cast_inputs[idt]
         t = time.perf_counter()
-        _call(model, inputs)
+        _call(model, args)
         return (time.perf_counter() - t) * 1e3
 
     with torch.inference_mode():
@@ -172,7 +198,7 @@ def param_bytes(model: nn.Module) -> int:
 
 def run_bench(source, k: int = 64, threads: int = 1, pressure: int = 0, repeats: int | None = None,
               quick: bool = False, scope: str = "layer", memory: bool = True, inputs: dict | None = None,
-              batch: int = 1) -> dict:
+              batch: int = 1, bf16_models: bool = True) -> dict:
     """Benchmark ``source`` (a source string or an nn.Module); a JSON-ready dict."""
     from .kernels import cpu
     from .models import example_inputs, load_source
@@ -184,7 +210,7 @@ def run_bench(source, k: int = 64, threads: int = 1, pressure: int = 0, repeats:
     old_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        variants = build_variants(model, k, scope)
+        variants = build_variants(model, k, scope, bf16_models)
         result = {
             "source": source if isinstance(source, str) else type(source).__name__,
             "n_clusters": k, "scope": scope, "threads": threads, "repeats": repeats, "batch": batch,
@@ -197,7 +223,7 @@ def run_bench(source, k: int = 64, threads: int = 1, pressure: int = 0, repeats:
                                       "latency": time_variants(variants, inputs, repeats, warmup=1)}
         seen = {}
         result["memory"] = {}
-        for name, (m, _) in variants.items():
+        for name, (m, _, _) in variants.items():
             if id(m) not in seen:
                 mem = {"param_mb": param_bytes(m) / 2**20}
                 if memory:

@@ -15,6 +15,8 @@ def register(sub) -> None:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--quick", action="store_true", help="fewer repeats")
     p.add_argument("--no-memory", action="store_true", help="skip the per-variant memory subprocesses")
+    p.add_argument("--no-bf16-models", action="store_true",
+                   help="skip the whole-model bf16 variants (dense and clustered cast to bf16)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
 
@@ -26,19 +28,19 @@ def run(args) -> int:
         raise ValueError("--threads must be >= 1 and --pressure >= 0")
     res = run_bench(args.source, k=args.n_clusters, threads=args.threads, pressure=args.pressure,
                     repeats=args.repeats, quick=args.quick, scope=args.scope, memory=not args.no_memory,
-                    batch=args.batch)
+                    batch=args.batch, bf16_models=not args.no_bf16_models)
     if args.json:
         print_json(res)
         return 0
     print(f"{res['source']}  k={res['n_clusters']} scope={res['scope']} threads={res['threads']} "
           f"repeats={res['repeats']} kernel={res['kernel_isa']}")
     cols = ["latency"] + (["pressure"] if "pressure" in res else [])
-    head = f"{'variant':<16}{'median ms':>11}{'speedup':>9}"
+    head = f"{'variant':<22}{'median ms':>11}{'speedup':>9}"
     if "pressure" in res:
         head += f"{'ms (P=' + str(res['pressure']['workers']) + ')':>12}{'speedup':>9}"
     print(head + f"{'weights MB':>12}{'RSS MB':>9}{'RSS/fp32':>9}")
     for name, lat in res["latency"].items():
-        line = f"{name:<16}{lat['median_ms']:>11.2f}{lat['speedup_vs_fp32']:>8.2f}x"
+        line = f"{name:<22}{lat['median_ms']:>11.2f}{lat['speedup_vs_fp32']:>8.2f}x"
         if "pressure" in cols:
             pl = res["pressure"]["latency"][name]
             line += f"{pl['median_ms']:>12.2f}{pl['speedup_vs_fp32']:>8.2f}x"
