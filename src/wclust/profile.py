@@ -380,11 +380,13 @@ def plot_memory(result: dict, path: str) -> str:
     p, a = result["params"], result["activations"]
     _bars(a1, PARAM_KINDS, [p["percent"][k] for k in PARAM_KINDS],
           f"parameters: {p['total_bytes'] / 2**20:.1f} MiB"
-          f"{' (indices at stored width + codebooks)' if result.get('clustered') else ''}", "share of parameter bytes (%)")
+          + (" (indices at stored width + codebooks)" if result.get("clustered") else ""),
+          "share of parameter bytes (%)")
     _bars(a2, GROUPS, [a["percent"][g] for g in GROUPS],
           f"activations produced at batch {result['batch']}: {a['total_bytes'] / 2**20:.1f} MiB "
           f"(peak live {result['peak']['activation_bytes'] / 2**20:.1f} MiB)", "share of activation bytes (%)")
-    fig.suptitle(f"{result['model']}: memory by kind", fontsize=10)
+    tag = " (clustered)" if result.get("clustered") else ""
+    fig.suptitle(f"{result['model']}{tag}: memory by kind", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -72,7 +72,7 @@ def run(args) -> int:
         return 0
     tot = result["totals"]
     print(f"{args.source}: {result['model']}, batch {args.batch}, {tot['flops'] / 1e9:.1f} GFLOP, "
-          f"weights {tot['weight_bytes_fp32'] / 2**20:.1f} MiB fp32, contention {args.contention:.0%}, "
+          f"weights read {tot['weight_bytes_fp32'] / 2**20:.1f} MiB (fp32), contention {args.contention:.0%}, "
           f"index bits {bits or 'ceil(log2 k)'}")
     print(f"{'platform':<16} {'k':>4} {'fp32 ms':>9} {'speed-up':>9} {'ideal':>7} {'energy':>8} {'mem-bound':>9}")
     for name, d in result["platforms"].items():
