@@ -52,6 +52,14 @@ def test_roofline_memory_vs_compute_bound():
     assert half["time_s"] == pytest.approx(2 * mem["time_s"])
 
 
+def test_activation_dram_share():
+    recs = [_rec(flops=10, weight_bytes=1000, act_bytes=500)]
+    assert platforms.predict(recs, _spec(), activation_dram=0.0)["bytes"] == 1000
+    assert platforms.predict(recs, _spec(), activation_dram=0.5)["bytes"] == 1250
+    with pytest.raises(ValueError):
+        platforms.predict(recs, _spec(), activation_dram=2.0)
+
+
 def test_energy_components_add_up():
     spec = _spec()
     recs = [_rec(flops=4096, weight_bytes=4 * 1024, act_bytes=512, cn=1024)]

@@ -9,7 +9,8 @@ The model walks one forward pass (``wclust.profile.trace_ops``: every matmul, co
 embedding, attention product and elementwise op with its FLOPs and bytes) and, per op::
 
     time   = overhead + max(FLOPs / rate + lookups / lookup_rate, bytes / (bandwidth * (1 - contention)))
-    bytes  = weights (clusterable ones at the index width + codebooks) + activations read/written
+    bytes  = weights (clusterable ones at the index width + codebooks)
+             + activation_dram * activations read/written (1 = no activation stays in a cache)
     energy = DRAM J/byte * bytes + J/FLOP * FLOPs + SRAM J/access(table bytes) * lookups + static W * time
 
 ``ideal``: compute unbounded, every op memory-bound (Amdahl on the memory share): the speed-up is
@@ -247,16 +248,19 @@ def op_costs(rec: dict, n_clusters: int | None = None, bits: int | None = None) 
 
 
 def predict(records: list[dict], spec: PlatformSpec, n_clusters: int | None = None, bits: int | None = None,
-            contention: float = 0.0) -> dict:
-    """Modelled time (s), energy (J) with its components, bytes and memory-bound share of one forward."""
+            contention: float = 0.0, activation_dram: float = 1.0) -> dict:
+    """Modelled time (s), energy (J) with its components, bytes and memory-bound share of one forward.
+    ``activation_dram``: share of activation bytes that go to DRAM (1: none stay in on-chip caches)."""
     if not 0.0 <= contention < 1.0:
         raise ValueError(f"contention must be in [0, 1), got {contention}")
+    if not 0.0 <= activation_dram <= 1.0:
+        raise ValueError(f"activation_dram must be in [0, 1], got {activation_dram}")
     bw = spec.bandwidth * (1.0 - contention)
     t = e_dram = e_flop = e_sram = ideal = t_mem_bound = 0.0
     n_bytes = flops = lookups = 0
     for r in records:
         c = op_costs(r, n_clusters, bits)
-        b = c["weight_bytes"] + c["act_bytes"]
+        b = c["weight_bytes"] + activation_dram * c["act_bytes"]
         lk = c["lookups"] * (math.ceil(c["reuse"] / spec.lookup_tile) if spec.lookup_tile else 1)
         compute = c["flops"] / spec.flops_rate + lk / spec.lookup_rate
         memory = b / bw
@@ -307,6 +311,7 @@ def float_copy(model):
 
 
 def estimate(model, platforms=PAPER, ks=DEFAULT_KS, contention: float = 0.0, bits: int | None = None,
+             activation_dram: float = 1.0,
              batch: int = 1, inputs: dict | None = None, records: list[dict] | None = None) -> dict:
     """Speed-up and energy of clustered versions of ``model`` (k in ``ks``) vs its fp32 baseline,
     per platform, plus the ideal case. A clustered model is estimated from its dequantized copy."""
@@ -322,16 +327,17 @@ def estimate(model, platforms=PAPER, ks=DEFAULT_KS, contention: float = 0.0, bit
     plats = [p if isinstance(p, PlatformSpec) else get(p) for p in platforms]
     ks = [int(k) for k in ks]
     out = {"model": type(model).__name__, "batch": batch, "bits": bits, "contention": contention, "ks": ks,
+           "activation_dram": activation_dram,
            "totals": {"n_ops": len(records), "flops": sum(r["flops"] for r in records),
                       "weight_bytes_fp32": sum(r["weight_bytes"] for r in records),
                       "clusterable_weights": sum(r.get("clusterable_numel", 0) for r in records),
                       "activation_bytes": sum(r["act_bytes"] for r in records)},
            "platforms": {}}
     for spec in plats:
-        base = predict(records, spec, None, bits, contention)
+        base = predict(records, spec, None, bits, contention, activation_dram)
         per_k = {}
         for k in ks:
-            p = predict(records, spec, k, bits, contention)
+            p = predict(records, spec, k, bits, contention, activation_dram)
             p["speedup"] = base["time_s"] / p["time_s"]
             p["speedup_ideal"] = base["ideal_time_s"] / p["ideal_time_s"]
             p["energy_rel"] = p["energy_j"] / base["energy_j"]
@@ -374,7 +380,8 @@ def plot_estimate(result: dict, path: str) -> str:
                                          for v in d["k"].values()]))
     bits = result.get("bits") or "ceil(log2 k)"
     fig.suptitle(f"{result['model']}, batch {result['batch']}: modelled, index bits {bits}, "
-                 f"contention {result['contention']:.0%}", fontsize=10)
+                 f"contention {result['contention']:.0%}, activations to DRAM "
+                 f"{result.get('activation_dram', 1.0):.0%}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

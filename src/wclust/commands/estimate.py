@@ -18,6 +18,8 @@ def register(sub) -> None:
     p.add_argument("--bits", type=int, default=None, help="index width in memory (default ceil(log2 k); the paper: 8)")
     p.add_argument("--contention", type=float, default=0.0,
                    help="share of DRAM bandwidth taken by other units (0..0.99)")
+    p.add_argument("--activation-dram", type=float, default=1.0,
+                   help="share of activation bytes that go to DRAM (default 1: caches ignored)")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--threads", type=int, default=None, help="torch threads for the host platform (default: torch's)")
     p.add_argument("--json", action="store_true")
@@ -35,6 +37,8 @@ def run(args) -> int:
 
     if not 0.0 <= args.contention < 1.0:
         raise WclustError(f"--contention must be in [0, 1), got {args.contention}")
+    if not 0.0 <= args.activation_dram <= 1.0:
+        raise WclustError(f"--activation-dram must be in [0, 1], got {args.activation_dram}")
     if args.batch < 1:
         raise WclustError("--batch must be >= 1")
     for k in args.n_clusters or []:
@@ -61,7 +65,7 @@ def run(args) -> int:
         else:
             ks = list(platforms.DEFAULT_KS)
     result = platforms.estimate(model, platforms=plats, ks=ks, contention=args.contention, bits=bits,
-                                batch=args.batch)
+                                activation_dram=args.activation_dram, batch=args.batch)
     result["source"] = args.source
     if out_dir:
         result["files"] = [platforms.plot_estimate(result, os.path.join(out_dir, "estimate.png"))]
