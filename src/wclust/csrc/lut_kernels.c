@@ -67,29 +67,72 @@ typedef struct {
 typedef void (*range_fn)(const job_t *, int64_t, int64_t);
 typedef struct { const job_t *job; range_fn fn; int64_t r0, r1; } task_t;
 
-static void *task_main(void *p) {
-    task_t *t = (task_t *)p;
+/* A small persistent pool (creating threads per call costs tens of microseconds, as much as a
+ * small GEMV). One parallel region at a time: a caller that finds the pool busy (e.g. another
+ * Python thread) runs its rows alone. Workers spin briefly, then sleep on a condition variable. */
+#define POOL_MAX 64
+static pthread_mutex_t pool_call = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pool_wake = PTHREAD_COND_INITIALIZER, pool_done = PTHREAD_COND_INITIALIZER;
+static task_t pool_tasks[POOL_MAX];
+static int pool_started = 0, pool_active = 0, pool_pending = 0;
+static unsigned long pool_gen = 0;
+
+static void run_task(const task_t *t) {
     if (t->r1 > t->r0) t->fn(t->job, t->r0, t->r1);
+}
+
+static void *pool_worker(void *arg) {
+    int me = (int)(intptr_t)arg;  /* task index, >= 1 */
+    unsigned long seen = 0;
+    for (;;) {
+        for (int spin = 0; spin < 2000 && __atomic_load_n(&pool_gen, __ATOMIC_ACQUIRE) == seen; spin++) {
+#ifdef WC_X86
+            _mm_pause();
+#endif
+        }
+        pthread_mutex_lock(&pool_mu);
+        while (pool_gen == seen) pthread_cond_wait(&pool_wake, &pool_mu);
+        seen = pool_gen;
+        int active = me < pool_active;
+        pthread_mutex_unlock(&pool_mu);
+        if (!active) continue;
+        run_task(&pool_tasks[me]);
+        pthread_mutex_lock(&pool_mu);
+        if (--pool_pending == 0) pthread_cond_signal(&pool_done);
+        pthread_mutex_unlock(&pool_mu);
+    }
     return NULL;
 }
 
 static void parallel_rows(const job_t *job, range_fn fn, int64_t rows, int nthreads) {
-    if (nthreads > 64) nthreads = 64;
+    if (nthreads > POOL_MAX) nthreads = POOL_MAX;
     if (nthreads > rows / 16) nthreads = (int)(rows / 16);
-    if (nthreads < 2) { fn(job, 0, rows); return; }
-    task_t tasks[64];
-    pthread_t th[64];
-    int started[64] = {0};
-    for (int t = 0; t < nthreads; t++) {
-        tasks[t].job = job; tasks[t].fn = fn;
-        tasks[t].r0 = rows * t / nthreads; tasks[t].r1 = rows * (t + 1) / nthreads;
+    if (nthreads < 2 || pthread_mutex_trylock(&pool_call) != 0) { fn(job, 0, rows); return; }
+    while (pool_started < nthreads - 1) {  /* workers are detached and live for the process */
+        pthread_t th;
+        if (pthread_create(&th, NULL, pool_worker, (void *)(intptr_t)(pool_started + 1)) != 0) break;
+        pthread_detach(th);
+        pool_started++;
     }
-    for (int t = 1; t < nthreads; t++) started[t] = pthread_create(&th[t], NULL, task_main, &tasks[t]) == 0;
-    task_main(&tasks[0]);
-    for (int t = 1; t < nthreads; t++) {
-        if (started[t]) pthread_join(th[t], NULL);
-        else task_main(&tasks[t]);
+    if (nthreads > pool_started + 1) nthreads = pool_started + 1;
+    if (nthreads < 2) { pthread_mutex_unlock(&pool_call); fn(job, 0, rows); return; }
+    for (int t = 0; t < nthreads; t++) {  /* boundaries on multiples of 4 rows (GEMV row tiles) */
+        pool_tasks[t].job = job; pool_tasks[t].fn = fn;
+        pool_tasks[t].r0 = t ? (rows * t / nthreads) & ~(int64_t)3 : 0;
+        pool_tasks[t].r1 = t + 1 < nthreads ? (rows * (t + 1) / nthreads) & ~(int64_t)3 : rows;
     }
+    pthread_mutex_lock(&pool_mu);
+    pool_active = nthreads;
+    pool_pending = nthreads - 1;
+    __atomic_store_n(&pool_gen, pool_gen + 1, __ATOMIC_RELEASE);
+    pthread_cond_broadcast(&pool_wake);
+    pthread_mutex_unlock(&pool_mu);
+    run_task(&pool_tasks[0]);
+    pthread_mutex_lock(&pool_mu);
+    while (pool_pending > 0) pthread_cond_wait(&pool_done, &pool_mu);
+    pthread_mutex_unlock(&pool_mu);
+    pthread_mutex_unlock(&pool_call);
 }
 
 static inline int idx_at(const job_t *j, int64_t r, int64_t c) {
