@@ -1,23 +1,120 @@
+"""CLI user errors: one line on stderr, exit code 2, no traceback (``--debug`` shows it)."""
+import os
 import subprocess
 import sys
 
+import pytest
+import torch
+
+import wclust
+from wclust.cli import main
+from tests.conftest import TinyTransformer
+
+
+def _cli(capsys, *args):
+    try:
+        rc = main([str(a) for a in args])
+    except SystemExit as e:   # argparse
+        rc = e.code
+    return rc, capsys.readouterr().err
+
+
+def _one_line_error(rc, err, *expect):
+    assert rc == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("wclust: error: "), err
+    assert "Traceback" not in err
+    for e in expect:
+        assert e in err, err
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    transformers = pytest.importorskip("transformers")
+    d = tmp_path_factory.mktemp("cli")
+    torch.manual_seed(0)
+    bert = transformers.BertModel(transformers.BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=1,
+                                                          num_attention_heads=2, intermediate_size=48,
+                                                          max_position_embeddings=32))
+    bert.save_pretrained(d / "hf")
+    m = wclust.compress(TinyTransformer(), wclust.ClusterConfig(16, min_size=64), progress=False)
+    wclust.save(m, d / "tiny.wclust")
+    blob = bytearray((d / "tiny.wclust").read_bytes())
+    blob[-3] ^= 0x10
+    (d / "corrupt.wclust").write_bytes(bytes(blob))
+    from safetensors.torch import save_file
+    save_file({"w": torch.zeros(3)}, str(d / "plain.safetensors"))
+    return d
+
+
+def test_missing_source(capsys, tmp_path):
+    out = tmp_path / "x.wclust"
+    _one_line_error(*_cli(capsys, "compress", tmp_path / "no-such-model", "-o", out), "cannot read model source")
+    _one_line_error(*_cli(capsys, "compress", f"hf:{tmp_path}/nope", "-o", out), "no such directory")
+    _one_line_error(*_cli(capsys, "compress", "-o", out), "required: source")
+    _one_line_error(*_cli(capsys, "info"), "required: file")
+    assert not out.exists()
+
+
+def test_unknown_zoo_name_and_source_kind(capsys, tmp_path):
+    _one_line_error(*_cli(capsys, "compress", "zoo:nope", "-o", tmp_path / "x.wclust"), "unknown zoo model 'nope'")
+    _one_line_error(*_cli(capsys, "compress", "s3:bucket/model", "-o", tmp_path / "x.wclust"), "unknown source kind")
+
+
+def test_unknown_task(capsys, files, tmp_path):
+    _one_line_error(*_cli(capsys, "eval", f"hf:{files / 'hf'}", "--task", "nope"), "unknown task 'nope'")
+    _one_line_error(*_cli(capsys, "sweep", f"hf:{files / 'hf'}", "--task", "nope", "-o", tmp_path / "s"),
+                    "unknown task 'nope'")
+
+
+def test_unwritable_output(capsys, tmp_path, files):
+    src = f"hf:{files / 'hf'}"
+    for out, msg in ((tmp_path / "no" / "dir" / "x.wclust", "does not exist"),
+                     (tmp_path, "should end with .wclust"),
+                     ("/proc/x.wclust", "not writable"),
+                     (tmp_path / "x.safetensors", "should end with .wclust")):
+        _one_line_error(*_cli(capsys, "compress", src, "-o", out), msg)
+    (tmp_path / "d.wclust").mkdir()
+    _one_line_error(*_cli(capsys, "compress", src, "-o", tmp_path / "d.wclust"), "is a directory")
+    if os.geteuid() != 0:  # root may write anywhere
+        ro = tmp_path / "ro"
+        ro.mkdir(mode=0o500)
+        _one_line_error(*_cli(capsys, "compress", src, "-o", ro / "x.wclust"), "not writable")
+
+
+def test_wclust_where_a_model_is_expected_and_vice_versa(capsys, files, tmp_path):
+    _one_line_error(*_cli(capsys, "compress", files / "tiny.wclust", "-o", tmp_path / "y.wclust"),
+                    "already a .wclust file")
+    _one_line_error(*_cli(capsys, "eval", files / "tiny.wclust", "-k", "16", "--task", "digits"),
+                    "already clustered")
+    _one_line_error(*_cli(capsys, "info", "zoo:minilm"), "is a model source")
+    _one_line_error(*_cli(capsys, "info", files / "plain.safetensors"), "not a .wclust file")
+    _one_line_error(*_cli(capsys, "info", files / "hf"), "is a directory")
+    _one_line_error(*_cli(capsys, "info", files / "missing.wclust"), "no such file")
+
+
+def test_bad_file_and_bad_options(capsys, files, tmp_path):
+    assert main(["info", str(files / "corrupt.wclust")]) == 0   # header-only: the data is not read
+    assert "format_version" in capsys.readouterr().out
+    _one_line_error(*_cli(capsys, "eval", files / "corrupt.wclust", "--task", "digits", "--reference",
+                          f"hf:{files / 'hf'}"), "checksum mismatch")
+    src = f"hf:{files / 'hf'}"
+    _one_line_error(*_cli(capsys, "compress", src, "-k", "1", "-o", tmp_path / "x.wclust"), "2..256")
+    _one_line_error(*_cli(capsys, "compress", src, "-k", "300", "-o", tmp_path / "x.wclust"), "2..256")
+    _one_line_error(*_cli(capsys, "compress", src, "-k", "64", "--bits", "5", "-o", tmp_path / "x.wclust"), "bits")
+    _one_line_error(*_cli(capsys, "compress", src, "-k", "sixty", "-o", tmp_path / "x.wclust"), "invalid int")
+    _one_line_error(*_cli(capsys, "frobnicate"), "invalid choice")
+    assert not (tmp_path / "x.wclust").exists()
+
 
 def _run(*args):
-    return subprocess.run([sys.executable, "-m", "wclust", *args], capture_output=True, text=True, timeout=120)
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    return subprocess.run([sys.executable, "-m", "wclust", *map(str, args)], capture_output=True, text=True,
+                          timeout=300, env=env)
 
 
-def test_bad_sources_give_one_line_and_exit_2(tmp_path):
-    for args in (["compress", "zoo:nope", "-o", str(tmp_path / "x.wclust")],
-                 ["compress", "nothing-here", "-o", str(tmp_path / "x.wclust")],
-                 ["compress", "zoo:minilm", "-o", "/nonexistent-dir/x.wclust"],
-                 ["info", str(tmp_path / "missing.wclust")]):
-        r = _run(*args)
-        assert r.returncode == 2, (args, r.stderr)
-        assert "Traceback" not in r.stderr
-        assert r.stderr.strip().startswith("wclust: error:")
-        assert len(r.stderr.strip().splitlines()) == 1
-
-
-def test_bad_k_refused(tmp_path):
-    r = _run("compress", "zoo:minilm", "-k", "1", "-o", str(tmp_path / "x.wclust"))
-    assert r.returncode == 2 and "2..256" in r.stderr
+def test_real_process_one_line_and_debug_traceback(files):
+    r = _run("compress", f"hf:{files / 'hf'}", "-k", "8", "-o", files / "no" / "x.wclust")
+    _one_line_error(r.returncode, r.stderr, "does not exist")
+    r = _run("info", files / "plain.safetensors", "--debug")
+    assert r.returncode != 0 and "Traceback" in r.stderr and "FormatError" in r.stderr, r.stderr

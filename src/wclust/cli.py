@@ -7,13 +7,21 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 COMMANDS = ["compress", "info", "eval", "sweep", "bench", "profile", "estimate", "study"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr (exit 2), like every other user error."""
+
+    def error(self, message: str):
+        self.exit(2, f"wclust: error: {message} (see: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="wclust", description="Cluster transformer weights; measure what it costs and buys.")
+    p = _Parser(prog="wclust", description="Cluster transformer weights; measure what it costs and buys.")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -25,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         mod.register(sub)
+    for cmd in sub.choices.values():  # --debug also after the command name
+        cmd.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors")
     return p
 
 
@@ -32,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if not sys.stderr.isatty():  # no download/loading progress bars in logs and pipes
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -47,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         user = isinstance(e, (WclustError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError,
                               NotADirectoryError, TypeError, OSError))
         kind = "error" if user else f"internal error ({type(e).__name__})"
-        print(f"wclust: {kind}: {e}", file=sys.stderr)
+        msg = " ".join(str(e).split()) or type(e).__name__
+        print(f"wclust: {kind}: {msg}", file=sys.stderr)
         if not user:
             print("wclust: run with --debug for the traceback", file=sys.stderr)
         return 2

@@ -5,6 +5,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 
 from ..errors import WclustError
 
@@ -43,6 +44,11 @@ def check_output_path(path: str, suffix: str | None = None) -> str:
         raise WclustError(f"output directory {d!r} is not writable")
     if os.path.isdir(path):
         raise WclustError(f"output {path!r} is a directory")
+    try:  # before any long work: can a file really be created there (read-only mounts, /proc, root)?
+        with tempfile.TemporaryFile(dir=d):
+            pass
+    except OSError as e:
+        raise WclustError(f"output directory {d!r} is not writable ({e.strerror})") from None
     return path
 
 

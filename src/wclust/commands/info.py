@@ -19,6 +19,12 @@ def run(args) -> int:
 
     if not args.file.endswith(".wclust") and os.path.isdir(args.file):
         raise WclustError(f"{args.file} is a directory, not a .wclust file")
+    if not os.path.exists(args.file):
+        kind, sep, _ = args.file.partition(":")
+        if sep and kind in ("zoo", "hf", "timm", "arch"):
+            raise WclustError(f"info describes a .wclust file; {args.file!r} is a model source "
+                              f"(make one with: wclust compress {args.file} -o OUT.wclust)")
+        raise WclustError(f"{args.file}: no such file")
     h = read_header(args.file)
     stats = dict(h.get("stats") or {})
     out = {k: stats.get(k) for k in ("params_total", "params_clustered", "n_codebooks", "bits", "bytes_fp32")}
