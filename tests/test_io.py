@@ -68,3 +68,65 @@ def test_load_into_wrong_skeleton_is_refused(tiny, tmp_path):
         wclust.load(tmp_path / "x.wclust", model=TinyTransformer(hidden=81))
     with pytest.raises(FormatError, match="does not describe its architecture"):
         wclust.load(tmp_path / "x.wclust")
+
+
+# ---- determinism: same model + config -> the same bytes, in any process; no timings or paths ----
+
+DET_CHILD = r"""
+import sys, torch, wclust
+from tests.test_io import _det_files
+torch.set_num_threads(int(sys.argv[2]))
+_det_files(sys.argv[1])
+"""
+
+
+def _det_files(d):
+    import transformers
+
+    from tests.conftest import TinyTransformer
+
+    torch.manual_seed(0)
+    m = wclust.compress(TinyTransformer(), wclust.ClusterConfig(16, scope="group", group_size=10, outliers=0.01,
+                                                                channel_scale=True, min_size=64), progress=False)
+    wclust.save(m, os.path.join(d, "tiny.wclust"))
+    torch.manual_seed(0)
+    bert = transformers.BertModel(transformers.BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=1,
+                                                          num_attention_heads=2, intermediate_size=48,
+                                                          max_position_embeddings=32))
+    bert.save_pretrained(os.path.join(d, "hf"))
+    m = wclust.load_source("hf:" + os.path.join(d, "hf"))   # records the directory as _name_or_path
+    wclust.compress(m, wclust.ClusterConfig(8, scope="model", min_size=256), progress=False)
+    wclust.save(m, os.path.join(d, "bert.wclust"))
+
+
+def test_same_bytes_across_processes_and_thread_counts(tmp_path):
+    import subprocess
+    import sys
+
+    pytest.importorskip("transformers")
+    here, there = tmp_path / "a", tmp_path / "b"
+    here.mkdir()
+    there.mkdir()
+    _det_files(str(here))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, "-c", DET_CHILD, str(there), "1"], cwd=root, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    for name in ("tiny.wclust", "bert.wclust"):
+        assert (here / name).read_bytes() == (there / name).read_bytes(), name
+        h = wclust.read_header(here / name)
+        _assert_no_timings_or_paths(h, str(tmp_path))
+    assert wclust.read_header(here / "bert.wclust")["source"]["class"] == "BertModel"
+    wclust.load(here / "bert.wclust")   # still rebuilds from the header alone
+
+
+def _assert_no_timings_or_paths(obj, tmp: str, where="header"):
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            assert not any(w in k.lower() for w in ("second", "time", "path", "date")), f"{where}.{k}"
+            _assert_no_timings_or_paths(v, tmp, f"{where}.{k}")
+    elif isinstance(obj, list):
+        for v in obj:
+            _assert_no_timings_or_paths(v, tmp, where)
+    elif isinstance(obj, str):
+        assert tmp not in obj and not obj.startswith(("/", "~")) and os.sep + "tmp" not in obj, (where, obj)
