@@ -205,8 +205,15 @@ def calibrate_host(threads: int | None = None, force: bool = False) -> PlatformS
             os.replace(path + ".tmp", path)
         except OSError:
             pass
+    spec = host_spec(m, threads, f"{path} (best of {m.get('n_measurements', 1)} measurement(s))")
+    _HOST[key] = spec
+    return spec
+
+
+def host_spec(m: dict, threads: int, origin: str = "measured now") -> PlatformSpec:
+    """A ``host`` PlatformSpec from ``measure_host``'s numbers."""
     nm = 14
-    spec = PlatformSpec(
+    return PlatformSpec(
         name="host", description=f"this machine ({_platform.machine()}, {threads} thread(s)), calibrated",
         flops_rate=m["flops_rate"], bandwidth=m["bandwidth"], dram_j_per_byte=8 * 15e-12,
         j_per_flop=_pj_flop(nm), process_nm=nm, static_w=2.0 * threads, lookup_rate=m["lookup_rate"],
@@ -216,15 +223,14 @@ def calibrate_host(threads: int | None = None, force: bool = False) -> PlatformS
             "bandwidth": "measured: median copy of 128 MiB fp32 (read + write bytes)",
             "op_overhead_s": "measured: median time of a 64-element torch add (dispatch cost per op)",
             "lookup_rate": f"measured: median dequantize of a 768x3072 uint8 weight, k=64 ({m.get('lookup_kernel')})",
-            "lookup_tile": "the reference kernel dequantizes each weight once per op (tile = all rows)",
+            "lookup_tile": "the CPU kernel dequantizes each weight once per call when x has > 8 rows "
+                           "(its few-row GEMV path is not modelled separately)",
             "dram_j_per_byte": "assumption: DDR4/DDR5 ~15 pJ/bit (device + I/O); not measured",
             "j_per_flop": _HOROWITZ.format(nm=nm) + " (assumed process)",
             "sram": _SRAM.format(nm=nm, e=10 * math.sqrt(256 / 8192) * nm / 45),
             "static_w": "assumption: 2 W static per busy core; not measured",
-            "cache": path + " (best of " + str(m.get("n_measurements", 1)) + " measurement(s))",
+            "calibration": origin,
         })
-    _HOST[key] = spec
-    return spec
 
 
 # -- the model ----------------------------------------------------------------------------------
