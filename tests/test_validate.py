@@ -172,3 +172,43 @@ def test_meta_skeleton_refused(base, tmp_path):
         m = TinyTransformer()
     with pytest.raises(ValueError, match="meta"):
         _load(tmp_path, base, model=m)
+
+
+@pytest.fixture(scope="module")
+def bert(tmp_path_factory):
+    pytest.importorskip("transformers")
+    from tests.test_fuzz import _bert_file
+
+    p = tmp_path_factory.mktemp("b") / "bert.wclust"
+    _bert_file(p)
+    return p.read_bytes()
+
+
+SOURCE_CASES = [
+    (["source", "config", "hidden_size"], "32", "source.config.hidden_size"),
+    (["source", "config", "hidden_size"], 2**28, "bytes"),                    # bounded on the meta device
+    (["source", "config", "hidden_size"], 33, "cannot be built"),             # not divisible by the heads
+    (["source", "config", "vocab_size"], 2**40, "source.config.vocab_size"),
+    (["source", "config", "num_hidden_layers"], 10**6, "layers"),
+    (["source", "config", "num_labels"], 10**9, "num_labels"),
+    (["source", "config", "model_type"], "no-such-model", "source.config.model_type"),
+    (["source", "config", "model_type"], ["bert"], "source.config.model_type"),
+    (["source", "config", "layer_norm_eps"], "tiny", "source.config.layer_norm_eps"),
+    (["source", "config", "id2label"], json.loads("[" * 40 + "]" * 40), "nested"),
+    (["source", "class"], "ViTModel", "source.config.model_type"),
+    (["source", "class"], "PreTrainedModel", "source.class"),
+    (["source", "class"], "AutoModel", "source.class"),
+    (["source", "class"], "os.system", "source.class"),
+    (["source", "class"], "BertForMaskedLM", "no such module"),              # a real class, other layout
+    (["source", "type"], "pickle", "source.type"),
+    (["source"], None, "does not describe its architecture"),
+]
+
+
+@pytest.mark.parametrize("path,value,field", SOURCE_CASES, ids=[f"{c[0][-1]}={str(c[1])[:12]}" for c in SOURCE_CASES])
+def test_hostile_source_fields(bert, tmp_path, path, value, field):
+    p = tmp_path / "x.wclust"
+    p.write_bytes(edit(bert, header=_set(path, value)))
+    with pytest.raises(FormatError) as e:
+        wclust.load(p)
+    assert field in str(e.value)
