@@ -118,3 +118,9 @@ def test_real_process_one_line_and_debug_traceback(files):
     _one_line_error(r.returncode, r.stderr, "does not exist")
     r = _run("info", files / "plain.safetensors", "--debug")
     assert r.returncode != 0 and "Traceback" in r.stderr and "FormatError" in r.stderr, r.stderr
+
+
+def test_nothing_to_cluster_is_one_error_line(capsys, files, tmp_path):
+    _one_line_error(*_cli(capsys, "compress", f"hf:{files / 'hf'}", "--exclude", "*", "-o", tmp_path / "x.wclust"),
+                    "no layer matched")
+    assert not (tmp_path / "x.wclust").exists()

@@ -44,6 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not sys.stderr.isatty():  # no download/loading progress bars in logs and pipes
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        if "transformers" in sys.modules:  # already imported (in-process use): switch them off there too
+            try:
+                sys.modules["transformers"].utils.logging.disable_progress_bar()
+            except AttributeError:
+                pass
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

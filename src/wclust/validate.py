@@ -39,7 +39,7 @@ HEADER_KEYS = {"format", "format_version", "source", "config", "stats", "modules
 ENTRY_KEYS = {"kind", "shape", "count", "bits", "group_size", "indices", "codebook", "tied", "scale",
               "outlier_index", "outlier_value"}
 STATS_INT_KEYS = ("params_total", "params_clustered", "n_codebooks", "bytes_fp32")
-_NAME = re.compile(r"[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*\Z")     # module / tensor names
+_NAME = re.compile(r"[^\x00-\x1f\x7f.]+(\.[^\x00-\x1f\x7f.]+)*\Z")  # dotted names, no empty part
 _CLASS = re.compile(r"[A-Z][A-Za-z0-9_]{0,99}\Z")
 _SOURCE_NAME = re.compile(r"[A-Za-z0-9_.\-/:]{1,200}\Z")
 _LAYER_KEY = re.compile(r"(^|_)(layers?|depths?|blocks)\Z")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 from .common import add_cluster_options, check_output_path, config_from_args, print_json, print_table
 
@@ -25,7 +26,9 @@ def run(args) -> int:
     out = check_output_path(args.output, ".wclust")
     config = config_from_args(args)
     model = load_source(args.source)
-    compress(model, config)
+    with warnings.catch_warnings():  # reported below as the error it is for this command
+        warnings.filterwarnings("ignore", message="wclust.compress: no layer matched")
+        compress(model, config)
     if not io.clustered_modules(model):
         raise WclustError("no layer matched the config: nothing to save")
     io.save(model, out)
