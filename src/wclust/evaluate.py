@@ -202,10 +202,10 @@ class Evaluator:
         logits = self.logits(feats)
         labels = torch.from_numpy(self.test.labels)
         c1 = (logits.argmax(-1) == labels).numpy()
-        out = {"top1": 100.0 * c1.mean(), "top1_ci95": 100.0 * interval95(c1.mean(), n), "n": n}
+        out = {"top1": 100.0 * float(c1.mean()), "top1_ci95": 100.0 * interval95(float(c1.mean()), n), "n": n}
         if self.task.n_classes >= 5:
             c5 = (logits.topk(5, dim=-1).indices == labels[:, None]).any(-1).numpy()
-            out.update(top5=100.0 * c5.mean(), top5_ci95=100.0 * interval95(c5.mean(), n))
+            out.update(top5=100.0 * float(c5.mean()), top5_ci95=100.0 * interval95(float(c5.mean()), n))
         if ref_correct is not None:
             out["drop_top1"] = self.fp32["top1"] - out["top1"]
             out["drop_top1_ci95"] = 100.0 * paired_interval95(c1, ref_correct)
