@@ -425,15 +425,16 @@ static int prepare(job_t *j, const float *cb, int64_t n_groups, int64_t K, float
     return 0;
 }
 
-static int check(int64_t K, int index_bits, int64_t group_size) {
-    return K >= 1 && K <= 256 && (index_bits == 8 || (index_bits == 4 && K <= 16)) && group_size >= 1;
+static int check(int64_t K, int index_bits, int64_t group_size, int64_t n_groups, int64_t out) {
+    return K >= 1 && K <= 256 && (index_bits == 8 || (index_bits == 4 && K <= 16)) && group_size >= 1 &&
+           n_groups >= 1 && (out == 0 || (out - 1) / group_size < n_groups);
 }
 
 /* y (M, out) = x (M, in) . W^T + bias. Returns 0, or -1 (bad arguments / out of memory). */
 int wc_lut_gemv_f32(const float *x, int64_t M, int64_t in, const uint8_t *idx, int64_t out, int index_bits,
                     const float *cb, int64_t n_groups, int64_t K, int64_t group_size, const float *bias,
                     float *y, int nthreads) {
-    if (!check(K, index_bits, group_size) || M < 0 || in < 0 || out < 0) return -1;
+    if (!check(K, index_bits, group_size, n_groups, out) || M < 0 || in < 0 || out < 0) return -1;
     job_t j; memset(&j, 0, sizeof j);
     j.M = M; j.in = in; j.out = out; j.index_bits = index_bits; j.group_size = group_size;
     j.rowbytes = index_bits == 8 ? in : (in + 1) / 2;
@@ -474,7 +475,7 @@ int wc_lut_gemv_f32(const float *x, int64_t M, int64_t in, const uint8_t *idx, i
  * codebook values must then be bf16-representable: the upper 16 bits of each float are kept). */
 int wc_lut_dequant(const uint8_t *idx, int64_t out, int64_t in, int index_bits, const float *cb, int64_t n_groups,
                    int64_t K, int64_t group_size, void *w, int out_bf16, int nthreads) {
-    if (!check(K, index_bits, group_size) || in < 0 || out < 0) return -1;
+    if (!check(K, index_bits, group_size, n_groups, out) || in < 0 || out < 0) return -1;
     job_t j; memset(&j, 0, sizeof j);
     j.in = in; j.out = out; j.index_bits = index_bits; j.group_size = group_size;
     j.rowbytes = index_bits == 8 ? in : (in + 1) / 2;
