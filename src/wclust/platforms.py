@@ -383,9 +383,11 @@ def plot_estimate(result: dict, path: str) -> str:
         ax.set_xticks(range(len(plats)), plats, rotation=15)
         ax.set_title(title)
         ax.set_ylabel(ylabel)
-        ax.legend(fontsize=7)
-    ax1.set_ylim(0, 1.15 * max([1.0] + [v["speedup_ideal"] for d in result["platforms"].values()
-                                         for v in d["k"].values()]))
+        ax.legend(fontsize=7, ncol=3, loc="upper center")
+    ax1.set_ylim(0, 1.4 * max([1.0] + [v["speedup_ideal"] for d in result["platforms"].values()
+                                        for v in d["k"].values()]))
+    ax2.set_ylim(0, 1.4 * max([1.0] + [v["energy_rel"] for d in result["platforms"].values()
+                                        for v in d["k"].values()]))
     bits = result.get("bits") or "ceil(log2 k)"
     fig.suptitle(f"{result['model']}, batch {result['batch']}: modelled, index bits {bits}, "
                  f"contention {result['contention']:.0%}, activations to DRAM "
