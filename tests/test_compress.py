@@ -110,3 +110,64 @@ def test_fewer_distinct_values_than_clusters():
         lin.weight.copy_(torch.randint(-2, 3, (64, 64)).float() / 4)
     seq = wclust.compress(torch.nn.Sequential(lin), wclust.ClusterConfig(64), progress=False)
     torch.testing.assert_close(seq[0].dequantize(), lin.weight.detach(), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("rows,group", [(70, 32), (50, 64), (33, 1)])
+def test_group_scope_equals_a_per_group_reference(rows, group):
+    from wclust.kmeans import Assigner
+
+    lin = torch.nn.Linear(40, rows)
+    w = lin.weight.detach().clone()
+    seq = wclust.compress(torch.nn.Sequential(lin), wclust.ClusterConfig(8, scope="group", group_size=group,
+                                                                         min_size=0), progress=False)
+    m = seq[0]
+    assert m.codebook.shape[0] == -(-rows // group)
+    w_hat = m.dequantize()
+    for g, r0 in enumerate(range(0, rows, group)):
+        block = w[r0:r0 + group]
+        km = wclust.KMeans1D(8).fit(block)
+        cb = np.zeros(8, np.float32)
+        cb[:km.codebook_.size] = km.codebook_
+        cb[km.codebook_.size:] = km.codebook_[-1]
+        np.testing.assert_allclose(m.codebook[g].numpy(), cb, rtol=1e-6, atol=1e-7)
+        ref = cb[Assigner(cb)(block.numpy())[0]]
+        np.testing.assert_array_equal(w_hat[r0:r0 + group].numpy(), ref)
+
+
+def test_channel_scale_shares_one_codebook_and_rescues_uneven_rows():
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(64, 48, bias=False)
+    with torch.no_grad():
+        lin.weight.mul_(torch.logspace(-2, 1, 48)[:, None])     # rows on very different scales
+    w = lin.weight.detach().clone()
+    plain = wclust.compress(torch.nn.Sequential(_copy_linear(lin)), wclust.ClusterConfig(8), progress=False)
+    scaled = wclust.compress(torch.nn.Sequential(_copy_linear(lin)), wclust.ClusterConfig(8, channel_scale=True),
+                             progress=False)
+    m = scaled[0]
+    assert m.codebook.shape == (1, 8) and m.scale.shape == (48,)
+    rel = lambda x: ((x - w).norm(dim=1) / w.norm(dim=1)).max()   # noqa: E731
+    assert rel(m.dequantize()) < rel(plain[0].dequantize())
+    torch.testing.assert_close(m.dequantize(), m.codebook[0][m.unpacked_indices().long()] * m.scale[:, None])
+
+
+def test_fisher_weighting_protects_important_weights():
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(64, 64)
+    important = torch.zeros_like(lin.weight, dtype=torch.bool)
+    important[0, :3] = True
+    with torch.no_grad():
+        lin.weight[0, :3] = torch.tensor([0.3, -0.25, 0.2])     # a few weights the loss is sensitive to
+    w = lin.weight.detach().clone()
+    sw = torch.where(important, torch.tensor(1e4), torch.tensor(1.0))
+    uni = wclust.compress(torch.nn.Sequential(_copy_linear(lin)), wclust.ClusterConfig(4), progress=False)
+    fis = wclust.compress(torch.nn.Sequential(_copy_linear(lin)), wclust.ClusterConfig(4, weighting="fisher"),
+                          sample_weights={"0": sw}, progress=False)
+    err = lambda m: (m[0].dequantize() - w)[important].pow(2).mean()   # noqa: E731
+    assert err(fis) < 0.5 * err(uni)
+    with pytest.raises(ValueError, match="sample_weights"):
+        wclust.compress(torch.nn.Sequential(lin), wclust.ClusterConfig(4, weighting="fisher"), progress=False)
+
+
+def _copy_linear(lin):
+    import copy
+    return copy.deepcopy(lin)

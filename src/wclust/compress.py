@@ -83,7 +83,7 @@ class _Prepared:
         self.outlier_index = None
         n_out = int(round(config.outliers * w.numel()))
         if n_out:
-            flat = t.weight.detach().reshape(-1).abs().to(torch.float32)
+            flat = w.reshape(-1).abs()      # largest relative to their channel when scaled
             top = torch.topk(flat, n_out, sorted=False).indices.sort().values
             self.outlier_index = top
             keep = torch.ones(w.numel(), dtype=torch.bool)

@@ -161,6 +161,22 @@ class Evaluator:
         self.fp32 = self._score_features(self.test_fp32, None)
         self.fp32["bytes"] = weight_bytes(reference)
 
+    def subset(self, n: int) -> "Evaluator":
+        """A copy scoring only the first ``n`` test examples (same probe, same fp32 features)."""
+        from .tasks import Split
+
+        ev = copy.copy(self)
+        ev.task = copy.copy(self.task)
+        sub = self.test.take(range(min(n, len(self.test))))
+        ev.task._cache = dict(self.task._cache, test=sub)
+        ev.test, ev.test_fp32 = sub, self.test_fp32[: len(sub)]
+        ev._key = None
+        ev.__dict__.pop("_ref_correct", None)
+        ev.fp32 = ev._score_features(ev.test_fp32, None)
+        ev.fp32["bytes"] = self.fp32["bytes"]
+        assert isinstance(sub, Split)
+        return ev
+
     def features(self, model: nn.Module, split: str = "test", cache_name: str | None = None) -> np.ndarray:
         path = None
         if cache_name and self._key:
