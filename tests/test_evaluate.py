@@ -130,3 +130,21 @@ def test_feature_cache_is_reused(tmp_path):
     ev = Evaluator(model, get_task("digits", n_train=200, n_test=100), image_size=16, progress=False)
     assert sorted(os.listdir(tmp_path / "cache" / "wclust" / "features")) == files
     np.testing.assert_array_equal(ev.test_fp32, np.load(tmp_path / "cache" / "wclust" / "features" / files[0]))
+
+
+def test_imagenet_head_models_and_mismatches():
+    import importlib.util
+
+    import transformers
+
+    if importlib.util.find_spec("foolbox") is None:
+        pytest.skip("foolbox sample images not installed")
+    cfg = transformers.ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                                 image_size=32, patch_size=8, num_labels=1000)
+    clf = transformers.ViTForImageClassification(cfg).eval()
+    row = evaluate(clf, "imagenet-samples", progress=False)
+    assert row["n"] == 20 and 0 <= row["top1"] <= row["top5"] <= 100
+    with pytest.raises(wclust.WclustError, match="own classes"):
+        evaluate(clf, "digits", progress=False)
+    with pytest.raises(wclust.WclustError, match="backbone"):
+        evaluate(tiny_dinov2(), "imagenet-samples", image_size=16, progress=False)

