@@ -9,6 +9,7 @@ L2 between calls. Candidates are timed interleaved (rotating order) in one run; 
 the minimum of short samples are both kept (on a shared machine the minimum is the better
 estimate of the uncontended speed). Ratios are dense_ms / kernel_ms (> 1 = faster than dense
 fp32) and int8_ms / kernel_ms, from medians (``vs_*``) and from minima (``vs_*_min``).
+At 1 thread the clock is the calling thread's CPU time by default (``--clock wall`` for wall time).
 """
 from __future__ import annotations
 
@@ -39,29 +40,38 @@ def int8_linear(w, b):
         return torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(lin), {torch.nn.Linear}, dtype=torch.qint8)
 
 
-def candidates(inn, out, m, copies, bf16):
+def candidates(inn, out, m, copies, bf16, shapes=None):
+    """name -> list of callables, one per weight copy (``shapes``: a list of (in, out), one each)."""
+    shapes = shapes or [(inn, out)] * copies
     g = torch.Generator().manual_seed(inn * out + m)
-    x = torch.randn(m, inn, generator=g)
-    xb = x.bfloat16()
-    ws = [torch.randn(out, inn, generator=g) * 0.02 for _ in range(copies)]
-    b = torch.randn(out, generator=g) * 0.02
-    c = {"dense_fp32": [lambda w=w: F.linear(x, w, b) for w in ws],
-         "int8_dynamic": [lambda q=int8_linear(w, b): q(x) for w in ws]}
+    xs = {i: torch.randn(m, i, generator=g) for i in {s[0] for s in shapes}}
+    xbs = {i: x.bfloat16() for i, x in xs.items()}
+    ws = [(torch.randn(o, i, generator=g) * 0.02, torch.randn(o, generator=g) * 0.02) for i, o in shapes]
+    c = {"dense_fp32": [lambda w=w, b=b, x=xs[w.shape[1]]: F.linear(x, w, b) for w, b in ws],
+         "int8_dynamic": [lambda q=int8_linear(w, b), x=xs[w.shape[1]]: q(x) for w, b in ws]}
     if bf16:
-        c["dense_bf16"] = [lambda w=w.bfloat16(), bb=b.bfloat16(): F.linear(xb, w, bb) for w in ws]
+        c["dense_bf16"] = [lambda w=w.bfloat16(), bb=b.bfloat16(), x=xbs[w.shape[1]]: F.linear(x, w, bb)
+                           for w, b in ws]
     for name, k, bits in CONFIGS:
         fns, fnb = [], []
-        for _ in range(copies):
+        for inn, out in shapes:
+            x, xb = xs[inn], xbs[inn]
+            b = torch.randn(out, generator=g) * 0.02
             idx = torch.randint(0, k, (out, inn), dtype=torch.uint8, generator=g)
             if bits == 4:
                 idx = torch.from_numpy(pack_rows_4bit(idx.numpy()))
             cb = torch.sort(torch.randn(1, k, generator=g) * 0.02).values
-            fns.append(lambda idx=idx, cb=cb, bits=bits: lut_linear(x, idx, cb, b, inn, out, bits))
-            fnb.append(lambda idx=idx, cb=cb, bits=bits: lut_linear(xb, idx, cb, b, inn, out, bits))
+            fns.append(lambda idx=idx, cb=cb, bits=bits, x=x, b=b, inn=inn, out=out:
+                       lut_linear(x, idx, cb, b, inn, out, bits))
+            fnb.append(lambda idx=idx, cb=cb, bits=bits, xb=xb, b=b, inn=inn, out=out:
+                       lut_linear(xb, idx, cb, b, inn, out, bits))
         c[f"lut_{name}_fp32"] = fns
         if bf16:
             c[f"lut_{name}_bf16"] = fnb
     return c
+
+
+CLOCK = time.perf_counter
 
 
 def time_interleaved(cands: dict, repeats: int, min_sample_s: float = 0.001) -> tuple[dict, dict]:
@@ -73,21 +83,21 @@ def time_interleaved(cands: dict, repeats: int, min_sample_s: float = 0.001) -> 
     inner = {}
     for n in names:  # warm up, and pick calls per sample so one sample lasts >= min_sample_s
         fns = cands[n]
-        t = time.perf_counter()
+        t = CLOCK()
         for f in fns * 2:
             f()
-        per = (time.perf_counter() - t) / (2 * len(fns))
+        per = (CLOCK() - t) / (2 * len(fns))
         inner[n] = max(1, int(min_sample_s / max(per, 1e-7) / len(fns)))
     samples = {n: [] for n in names}
     for r in range(repeats):
         for i in range(len(names)):
             n = names[(i + r) % len(names)]
             fns = cands[n]
-            t = time.perf_counter()
+            t = CLOCK()
             for _ in range(inner[n]):
                 for f in fns:
                     f()
-            samples[n].append((time.perf_counter() - t) * 1e3 / (inner[n] * len(fns)))
+            samples[n].append((CLOCK() - t) * 1e3 / (inner[n] * len(fns)))
     return ({n: statistics.median(s) for n, s in samples.items()}, {n: min(s) for n, s in samples.items()})
 
 
@@ -97,13 +107,21 @@ def main(argv=None) -> int:
     p.add_argument("--m", type=int, nargs="+", default=[1, 197])
     p.add_argument("--repeats", type=int, default=30)
     p.add_argument("--copies", type=int, default=4)
+    p.add_argument("--model-pass", action="store_true",
+                   help="also time one pass over all 48 ViT-B matrices (12 of each shape, distinct weights: "
+                        "330 MB of fp32 streamed from memory, as in a real single-token step)")
+    p.add_argument("--clock", choices=["wall", "thread"], default="thread",
+                   help="thread: CPU time of the calling thread, used at 1 thread (time taken by other jobs on "
+                        "a shared machine is not counted); runs with more threads always use wall time")
     args = p.parse_args(argv)
+    global CLOCK
     results = {"kernel_isa": cpu.isa(), "torch": torch.__version__, "copies": args.copies,
-               "repeats": args.repeats, "runs": []}
+               "repeats": args.repeats, "clock_at_1_thread": args.clock, "runs": []}
     old = torch.get_num_threads()
     with torch.inference_mode():
         for threads in args.threads:
             torch.set_num_threads(threads)
+            CLOCK = time.thread_time if (threads == 1 and args.clock == "thread") else time.perf_counter
             for m in args.m:
                 block, block_min = {}, {}
                 for inn, out in SHAPES:
@@ -115,6 +133,14 @@ def main(argv=None) -> int:
                     print(json.dumps(results["runs"][-1]["vs_dense_fp32_min"]), file=sys.stderr)
                 results["runs"].append(_row(threads, m, "block", block, block_min))
                 print(json.dumps(results["runs"][-1]["vs_dense_fp32_min"]), file=sys.stderr)
+                if args.model_pass:
+                    cands = candidates(0, 0, m, 48, bf16=True, shapes=SHAPES * 12)
+                    ms, mn = time_interleaved(cands, max(5, args.repeats // 3), min_sample_s=0.0)
+                    ms = {n: v * 48 for n, v in ms.items()}
+                    mn = {n: v * 48 for n, v in mn.items()}
+                    del cands
+                    results["runs"].append(_row(threads, m, "vit_b_48_matrices", ms, mn))
+                    print(json.dumps(results["runs"][-1]["vs_dense_fp32_min"]), file=sys.stderr)
     torch.set_num_threads(old)
     json.dump(results, sys.stdout, indent=1)
     print()

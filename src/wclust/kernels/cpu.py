@@ -121,6 +121,8 @@ def dequantize(indices, codebook, in_features, group_size, index_bits, dtype=tor
 
 def gemv(x2, indices, codebook, bias, in_features, group_size, index_bits):
     """(M, out) float32 = x2 (M, in) @ W^T + bias, computed on indices + codebook by the C GEMV."""
+    if _GEMV is None:
+        native()
     xf = x2.float().contiguous()
     cb = codebook.float().contiguous()
     b = None if bias is None else bias.float().contiguous()
