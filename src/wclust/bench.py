@@ -120,8 +120,11 @@ def _call(model, inputs):
     return run(model, inputs)
 
 
-def time_variants(variants: dict, inputs: dict, repeats: int = 20, warmup: int = 2) -> dict:
-    """Median/min latency (ms) of each variant, runs interleaved in a rotating order."""
+def time_variants(variants: dict, inputs: dict, repeats: int = 20, warmup: int = 2, clock=time.perf_counter) -> dict:
+    """Median/min latency (ms) of each variant, runs interleaved in a rotating order.
+
+    ``clock``: ``time.perf_counter`` (wall) or ``time.thread_time`` (CPU time of this thread: at
+    one torch thread all the work runs here, and time other jobs take from the core is not counted)."""
     names = list(variants)
     times = {n: [] for n in names}
     cast_inputs = {idt: {key: v.to(idt) if idt is not None and torch.is_floating_point(v) else v
@@ -132,9 +135,9 @@ def time_variants(variants: dict, inputs: dict, repeats: int = 20, warmup: int =
         if cdt is not None:
             set_linear_compute_dtype(model, None if cdt == torch.float32 else cdt)
         args = cast_inputs[idt]
-        t = time.perf_counter()
+        t = clock()
         _call(model, args)
-        return (time.perf_counter() - t) * 1e3
+        return (clock() - t) * 1e3
 
     with torch.inference_mode():
         for name in names:
@@ -198,8 +201,11 @@ def param_bytes(model: nn.Module) -> int:
 
 def run_bench(source, k: int = 64, threads: int = 1, pressure: int = 0, repeats: int | None = None,
               quick: bool = False, scope: str = "layer", memory: bool = True, inputs: dict | None = None,
-              batch: int = 1, bf16_models: bool = True) -> dict:
-    """Benchmark ``source`` (a source string or an nn.Module); a JSON-ready dict."""
+              batch: int = 1, bf16_models: bool = True, clock: str = "auto") -> dict:
+    """Benchmark ``source`` (a source string or an nn.Module); a JSON-ready dict.
+
+    ``clock``: "wall", "thread" (CPU time of the calling thread; only meaningful at threads=1)
+    or "auto" (thread at one thread, wall otherwise)."""
     from .kernels import cpu
     from .models import example_inputs, load_source
 
@@ -207,6 +213,11 @@ def run_bench(source, k: int = 64, threads: int = 1, pressure: int = 0, repeats:
     model.eval()
     inputs = inputs if inputs is not None else example_inputs(model, batch=batch)
     repeats = repeats or (5 if quick else 20)
+    if clock == "auto":
+        clock = "thread" if threads == 1 else "wall"
+    if clock not in ("wall", "thread"):
+        raise ValueError(f"clock must be 'wall', 'thread' or 'auto', got {clock!r}")
+    clk = time.thread_time if clock == "thread" else time.perf_counter
     old_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -214,13 +225,13 @@ def run_bench(source, k: int = 64, threads: int = 1, pressure: int = 0, repeats:
         result = {
             "source": source if isinstance(source, str) else type(source).__name__,
             "n_clusters": k, "scope": scope, "threads": threads, "repeats": repeats, "batch": batch,
-            "kernel_isa": cpu.isa(), "torch": torch.__version__,
-            "latency": time_variants(variants, inputs, repeats, warmup=1 if quick else 2),
+            "kernel_isa": cpu.isa(), "torch": torch.__version__, "clock": clock,
+            "latency": time_variants(variants, inputs, repeats, warmup=1 if quick else 2, clock=clk),
         }
         if pressure > 0:
             with Pressure(pressure):
                 result["pressure"] = {"workers": pressure, "stream_mb": STREAM_MB,
-                                      "latency": time_variants(variants, inputs, repeats, warmup=1)}
+                                      "latency": time_variants(variants, inputs, repeats, warmup=1, clock=clk)}
         seen = {}
         result["memory"] = {}
         for name, (m, _, _) in variants.items():

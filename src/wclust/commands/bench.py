@@ -17,6 +17,8 @@ def register(sub) -> None:
     p.add_argument("--no-memory", action="store_true", help="skip the per-variant memory subprocesses")
     p.add_argument("--no-bf16-models", action="store_true",
                    help="skip the whole-model bf16 variants (dense and clustered cast to bf16)")
+    p.add_argument("--clock", choices=["auto", "wall", "thread"], default="auto",
+                   help="thread: CPU time of the calling thread (auto: at --threads 1; wall otherwise)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
 
@@ -28,12 +30,12 @@ def run(args) -> int:
         raise ValueError("--threads must be >= 1 and --pressure >= 0")
     res = run_bench(args.source, k=args.n_clusters, threads=args.threads, pressure=args.pressure,
                     repeats=args.repeats, quick=args.quick, scope=args.scope, memory=not args.no_memory,
-                    batch=args.batch, bf16_models=not args.no_bf16_models)
+                    batch=args.batch, bf16_models=not args.no_bf16_models, clock=args.clock)
     if args.json:
         print_json(res)
         return 0
     print(f"{res['source']}  k={res['n_clusters']} scope={res['scope']} threads={res['threads']} "
-          f"repeats={res['repeats']} kernel={res['kernel_isa']}")
+          f"repeats={res['repeats']} kernel={res['kernel_isa']} clock={res['clock']}")
     cols = ["latency"] + (["pressure"] if "pressure" in res else [])
     head = f"{'variant':<22}{'median ms':>11}{'speedup':>9}"
     if "pressure" in res:
