@@ -11,8 +11,8 @@ def register(sub) -> None:
 
     p = sub.add_parser("estimate", help="modelled speed-up and energy of clustered models per platform (Figure 9)")
     p.add_argument("source", help="zoo:NAME, hf:DIR, timm:NAME, arch:NAME or a .wclust file")
-    p.add_argument("--platform", nargs="+", default=["all"], choices=names() + ["all", "paper"],
-                   help="platform(s); all = the paper's three + host; paper = the paper's three")
+    p.add_argument("--platform", nargs="+", default=["all"], choices=names() + ["all", "paper"], metavar="NAME",
+                   help=f"platform(s): {', '.join(names())}; all = every one (default); paper = the paper's three")
     p.add_argument("-k", "--n-clusters", type=int, nargs="+", default=None,
                    help=f"codebook lengths (default {' '.join(map(str, DEFAULT_KS))}, or the file's own k)")
     p.add_argument("--bits", type=int, default=None, help="index width in memory (default ceil(log2 k); the paper: 8)")
