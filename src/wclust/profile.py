@@ -16,6 +16,7 @@ import time
 
 import torch
 from torch import nn
+from torch.utils import _pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
 GROUPS = ["matmul", "softmax/attention", "layer norm", "activation", "elementwise", "copy/reshape",
@@ -160,8 +161,8 @@ class _Tracer(TorchDispatchMode):
         out = func(*args, **(kwargs or {}))
         name = func._schema.name
         base = name.split("::")[-1]
-        flat_in = [a for a in torch.utils._pytree.tree_leaves((args, kwargs)) if isinstance(a, torch.Tensor)]
-        flat_out = [o for o in torch.utils._pytree.tree_leaves(out) if isinstance(o, torch.Tensor)]
+        flat_in = [a for a in _pytree.tree_leaves((args, kwargs)) if isinstance(a, torch.Tensor)]
+        flat_out = [o for o in _pytree.tree_leaves(out) if isinstance(o, torch.Tensor)]
         in_ptrs = {t.untyped_storage().data_ptr() for t in flat_in if t.numel()}
         if flat_out and all(o.untyped_storage().data_ptr() in in_ptrs for o in flat_out if o.numel()):
             return out  # a view: no work, no traffic
