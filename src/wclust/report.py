@@ -1,0 +1,152 @@
+"""Study report: trade-off table, recommendation, figures, markdown — all from one results dict.
+
+``render_markdown(results)`` only formats numbers found in ``results`` (the same dict written
+to results.json), so the report and the JSON cannot disagree.
+"""
+from __future__ import annotations
+
+import math
+
+
+def _mb(b) -> str:
+    return "-" if b is None else f"{b / 2**20:,.2f}"
+
+
+def _f(v, fmt="{:.2f}") -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return fmt.format(v)
+
+
+def tradeoff_rows(sweep: dict, bench: dict | None, estimate: dict | None) -> list[dict]:
+    """One row per (scope, k): accuracy, drop, bytes, measured speed-up, modelled energy per platform."""
+    fp32 = sweep["fp32"]
+    speed = {}
+    for k, b in ((bench or {}).get("by_k") or {}).items():
+        speed[int(k)] = b
+    rows = []
+    for r in sweep["rows"]:
+        k = int(r["k"])
+        row = {"scope": r["scope"], "k": k, "top1": r["top1"], "top5": r.get("top5"),
+               "drop": fp32["top1"] - r["top1"], "ci95": r.get("ci95"), "bytes": r["bytes"],
+               "bytes_ratio": fp32["bytes"] / r["bytes"] if r.get("bytes") else None, "sqnr_db": r.get("sqnr_db"),
+               "label": r.get("label") or f"{r['scope']} k={k}"}
+        if k in speed:
+            row["speedup_fp32"] = speed[k].get("speedup_fp32")
+            row["speedup_bf16"] = speed[k].get("speedup_bf16")
+        if estimate:
+            row["energy_saving_pct"] = {name: p["k"][str(k)]["energy_saving_pct"]
+                                        for name, p in estimate["platforms"].items() if str(k) in p["k"]}
+        rows.append(row)
+    return rows
+
+
+def recommend(rows: list[dict], max_drop: float) -> dict | None:
+    """The smallest configuration whose top-1 drop stays within ``max_drop`` points."""
+    ok = [r for r in rows if r["drop"] <= max_drop]
+    if not ok:
+        return None
+    best = min(ok, key=lambda r: (r["bytes"], -r["top1"]))
+    return dict(best, max_drop=max_drop)
+
+
+def plot_tradeoff(rows: list[dict], fp32: dict, path: str, title: str = "") -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    scopes = sorted({r["scope"] for r in rows})
+    markers = dict(zip(scopes, "osD^v<>"))
+    for s in scopes:
+        rs = sorted((r for r in rows if r["scope"] == s), key=lambda r: r["bytes"])
+        ax.plot([r["bytes"] / 2**20 for r in rs], [r["top1"] for r in rs], marker=markers[s], label=f"{s}")
+        for r in rs:
+            ax.annotate(f"k={r['k']}", (r["bytes"] / 2**20, r["top1"]), textcoords="offset points",
+                        xytext=(4, -10), fontsize=7)
+    ax.scatter([fp32["bytes"] / 2**20], [fp32["top1"]], color="black", marker="*", s=120, label="fp32", zorder=5)
+    ax.axhline(fp32["top1"], color="grey", lw=0.8, ls="--")
+    ax.set_xscale("log")
+    ax.set_xlabel("model weights (MiB, log scale)")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_title(title or "Accuracy vs size")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(title="scope")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def render_markdown(res: dict) -> str:
+    m, task, sweep = res["model"], res["task"], res["sweep"]
+    fp32 = sweep["fp32"]
+    L = [f"# wclust study: {m['source']} on {task['name']}", ""]
+    for note in res.get("notes", []):
+        L.append(f"> {note}")
+    L += ["", "## The model", "",
+          f"- source `{m['source']}` ({m.get('class', '')}), {m['params_total']:,} parameters, "
+          f"{_mb(m['bytes_fp32'])} MiB as fp32",
+          f"- task `{task['name']}`: {task.get('description', '')}; n = {fp32.get('n', '-')} test examples",
+          f"- run: {res['run']['seconds']:.0f} s on {res['run']['threads']} thread(s)"
+          f"{' (quick mode)' if res['run'].get('quick') else ''}", ""]
+    prof = res.get("profile")
+    if prof:
+        t, p = prof["time"], prof["params"]
+        L += ["## Where time and memory go (batch 1)", "", "![time](profile_time.png) ![memory](profile_memory.png)", "",
+              _table(["operator group", "time (ms)", "share (%)"],
+                     [[g, _f(t["ms"][g]), _f(t["percent"][g], "{:.1f}")]
+                      for g in sorted(t["ms"], key=t["ms"].get, reverse=True) if t["ms"][g] > 0]), "",
+              _table(["parameter kind", "bytes", "share (%)"],
+                     [[g, f"{b:,}", _f(p["percent"][g], "{:.1f}")]
+                      for g, b in sorted(p["bytes"].items(), key=lambda x: -x[1]) if b > 0]), ""]
+    L += ["## Accuracy vs number of clusters", "", "![sweep](sweep.png)", "",
+          _table(["scope", "k", "top-1", "drop (pt)", "95% CI", "top-5", "weights MiB", "smaller", "SQNR dB"],
+                 [["fp32", "-", _f(fp32["top1"]), "0", _f(fp32.get("ci95"), "±{:.2f}"), _f(fp32.get("top5")),
+                   _mb(fp32["bytes"]), "1.0x", "-"]] +
+                 [[r["scope"], r["k"], _f(r["top1"]), _f(r["drop"]), _f(r.get("ci95"), "±{:.2f}"), _f(r.get("top5")),
+                   _mb(r["bytes"]), _f(r["bytes_ratio"], "{:.1f}x"), _f(r.get("sqnr_db"), "{:.1f}")]
+                  for r in res["tradeoff"]]), ""]
+    bench = res.get("bench")
+    if bench:
+        L += ["## Measured speed on this machine", "",
+              f"Median latency of one forward pass, batch 1, {bench['threads']} thread(s), kernel ISA "
+              f"`{bench.get('kernel_isa', '?')}`; all variants timed side by side in one run.", "",
+              _table(["k", "fp32 ms", "int8 dynamic ms", "clustered fp32 ms", "clustered bf16 ms",
+                      "speed-up fp32", "speed-up bf16"],
+                     [[k, _f(b["fp32_ms"]), _f(b.get("int8_ms")), _f(b["clustered_ms"]), _f(b.get("clustered_bf16_ms")),
+                       _f(b["speedup_fp32"], "{:.2f}x"), _f(b.get("speedup_bf16"), "{:.2f}x")]
+                      for k, b in sorted(bench["by_k"].items(), key=lambda x: int(x[0]))]), ""]
+    est = res.get("estimate")
+    if est:
+        names = list(est["platforms"])
+        L += ["## Modelled speed-up and energy per platform", "", "![estimate](estimate.png)", "",
+              _table(["k"] + [f"{n} speed-up" for n in names] + [f"{n} energy" for n in names],
+                     [[k] + [_f(est["platforms"][n]["k"][str(k)]["speedup"], "{:.2f}x") for n in names]
+                      + [_f(-est["platforms"][n]["k"][str(k)]["energy_saving_pct"], "{:+.1f}%") for n in names]
+                      for k in est["ks"]]), "",
+              "Energy is relative to the fp32 model on the same platform (negative = saved).", ""]
+    L += ["## Trade-off", "", "![trade-off](tradeoff.png)", ""]
+    rec = res.get("recommendation")
+    L += ["## Recommendation", ""]
+    if rec:
+        extra = ""
+        if rec.get("speedup_fp32"):
+            extra += f", {rec['speedup_fp32']:.2f}x measured speed (fp32 compute)"
+        if rec.get("speedup_bf16"):
+            extra += f", {rec['speedup_bf16']:.2f}x with bf16 compute"
+        if rec.get("energy_saving_pct"):
+            extra += ", modelled energy " + ", ".join(f"{n} {-v:+.1f}%" for n, v in rec["energy_saving_pct"].items())
+        L.append(f"**{rec['label']}**: the smallest configuration within {rec['max_drop']} pt of fp32 top-1 "
+                 f"(drop {rec['drop']:.2f} pt): weights {_mb(rec['bytes'])} MiB instead of {_mb(fp32['bytes'])} MiB "
+                 f"({rec['bytes_ratio']:.1f}x smaller){extra}.")
+    else:
+        L.append(f"No configuration stayed within {res['max_drop']} pt of fp32 top-1.")
+    return "\n".join(L) + "\n"
