@@ -59,19 +59,19 @@ def plot_tradeoff(rows: list[dict], fp32: dict, path: str, title: str = "") -> s
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     scopes = sorted({r["scope"] for r in rows})
     markers = dict(zip(scopes, "osD^v<>"))
-    for s in scopes:
+    for n, s in enumerate(scopes):
         rs = sorted((r for r in rows if r["scope"] == s), key=lambda r: r["bytes"])
-        ax.plot([r["bytes"] / 2**20 for r in rs], [r["top1"] for r in rs], marker=markers[s], label=f"{s}")
-        for r in rs:
+        line, = ax.plot([r["bytes"] / 2**20 for r in rs], [r["top1"] for r in rs], marker=markers[s], label=f"{s}")
+        for r in rs:  # labels of different scopes on opposite sides of their point
             ax.annotate(f"k={r['k']}", (r["bytes"] / 2**20, r["top1"]), textcoords="offset points",
-                        xytext=(4, -10), fontsize=7)
+                        xytext=(6, -12) if n % 2 == 0 else (-30, 6), fontsize=7, color=line.get_color())
     ax.scatter([fp32["bytes"] / 2**20], [fp32["top1"]], color="black", marker="*", s=120, label="fp32", zorder=5)
     ax.axhline(fp32["top1"], color="grey", lw=0.8, ls="--")
-    ax.set_xscale("log")
-    ax.set_xlabel("model weights (MiB, log scale)")
+    ax.set_xlim(0, fp32["bytes"] / 2**20 * 1.08)
+    ax.set_xlabel("model weights (MiB)")
     ax.set_ylabel("top-1 accuracy (%)")
     ax.set_title(title or "Accuracy vs size")
-    ax.grid(alpha=0.3, which="both")
+    ax.grid(alpha=0.3)
     ax.legend(title="scope")
     fig.tight_layout()
     fig.savefig(path)
