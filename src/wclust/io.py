@@ -167,7 +167,8 @@ def save(model: nn.Module, path: str | os.PathLike, *, source: dict | None = Non
     info = getattr(model, "wclust_info", {}) or {}
     stats = model_stats(model)
     if "sqnr_db" in info.get("stats", {}):
-        stats["sqnr_db"] = float(info["stats"]["sqnr_db"])
+        # rounded: the last bits of a float sum depend on thread count and summation order
+        stats["sqnr_db"] = round(float(info["stats"]["sqnr_db"]), 6)
     header = {"format": FORMAT, "format_version": FORMAT_VERSION,
               "source": _portable_source(source if source is not None else getattr(model, "wclust_source", None)),
               "config": info.get("config"), "stats": stats, "modules": entries, "aliases": aliases}
