@@ -7,6 +7,9 @@ kernels (C on CPU, Triton on GPU) register themselves beside it.
 from .ops import lut_linear  # noqa: F401
 from .reference import dequantize  # noqa: F401
 from . import cpu  # noqa: F401,E402  (registers the C kernel for "cpu")
-from . import triton_lut  # noqa: F401,E402  (registers the Triton kernel for "cuda" when triton imports)
+import torch as _torch  # noqa: E402
+
+if _torch.cuda.is_available():  # importing triton costs ~0.4 s: only where a GPU can use it
+    from . import triton_lut  # noqa: F401  (registers the Triton kernel for "cuda")
 
 __all__ = ["lut_linear", "dequantize"]
