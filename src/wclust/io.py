@@ -20,6 +20,7 @@ from safetensors.torch import save as st_save
 from torch import nn
 
 from . import validate
+from .validate import is_int, is_num, need
 from .errors import FormatError, WclustError
 from .modules import KIND_TO_CLASS, ClusteredParts, _Clustered, clustered_class_for
 from .packing import pack, unpack
@@ -238,7 +239,7 @@ def _build(header: dict, file_bytes: int, parts: dict, tensors: dict) -> nn.Modu
 
     src = header.get("source")
     if isinstance(src, dict) and src.get("type") == "hf":
-        validate.check_hf_source(src)
+        _check_hf_source(src)
     meta = _construct(build_from_source, src, torch.device("meta"))
     nbytes = sum(t.numel() * t.element_size() for t in itertools.chain(meta.parameters(), meta.buffers()))
     if nbytes > 64 * file_bytes + 2**28:
@@ -250,6 +251,48 @@ def _build(header: dict, file_bytes: int, parts: dict, tensors: dict) -> nn.Modu
     model = _construct(build_from_source, src, torch.device("cpu"))
     validate.check_model_fits(header, model)
     return model
+
+
+def _same_kind(ref, v) -> bool:
+    if v is None or ref is None:
+        return True
+    if isinstance(ref, bool):
+        return isinstance(v, bool)
+    if isinstance(ref, int):
+        return is_int(v) or (isinstance(v, list) and all(is_int(x) for x in v))
+    if isinstance(ref, float):
+        return is_num(v)
+    if isinstance(ref, (str, dict)):
+        return isinstance(v, type(ref))
+    if isinstance(ref, (list, tuple)):
+        return isinstance(v, list)
+    return True
+
+
+def _check_hf_source(src: dict) -> None:
+    """An hf source names a transformers model class whose config type matches, and every config
+    field has the type of the class's default (so no string reaches an int field)."""
+    try:
+        import transformers
+    except ImportError as e:
+        raise WclustError(f"this file needs the Python package 'transformers' ({e})") from None
+    name, cfg = src["class"], src["config"]
+    try:
+        cls = getattr(transformers, name, None)
+    except Exception:  # a lazy transformers module that cannot import here
+        cls = None
+    need(isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel)
+         and cls is not transformers.PreTrainedModel, "source.class", f"{name!r} is not a transformers model class")
+    want = getattr(getattr(cls, "config_class", None), "model_type", None)
+    need(not want or want == cfg["model_type"], "source.config.model_type",
+         f"{cfg['model_type']!r} does not fit {name} (expects {want!r})")
+    try:
+        default = transformers.AutoConfig.for_model(cfg["model_type"]).to_dict()
+    except Exception:
+        raise FormatError(f"source.config.model_type: unknown {cfg['model_type']!r}") from None
+    for k, v in cfg.items():
+        need(_same_kind(default.get(k), v), f"source.config.{k}",
+             f"{v!r} has the wrong type (the default is {default.get(k)!r})")
 
 
 def _construct(build, src, device) -> nn.Module:

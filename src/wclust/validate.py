@@ -45,15 +45,15 @@ _SOURCE_NAME = re.compile(r"[A-Za-z0-9_.\-/:]{1,200}\Z")
 _LAYER_KEY = re.compile(r"(^|_)(layers?|depths?|blocks)\Z")
 
 
-def _is_int(v) -> bool:
+def is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _is_num(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and (not _is_int(v) or abs(v) <= MAX_INT)
+def is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and (not is_int(v) or abs(v) <= MAX_INT)
 
 
-def _need(cond: bool, field: str, msg: str) -> None:
+def need(cond: bool, field: str, msg: str) -> None:
     if not cond:
         raise FormatError(f"{field}: {msg}")
 
@@ -92,82 +92,82 @@ def loads(raw: bytes | str, field: str):
         raise FormatError(f"{field}: {str(e).partition(': ')[2]}") from None
     except (UnicodeDecodeError, ValueError, RecursionError) as e:  # ValueError: JSONDecodeError, huge ints
         raise FormatError(f"{field}: not valid JSON ({e.__class__.__name__})") from None
-    _need(_depth(obj) <= MAX_JSON_DEPTH, field, f"nested deeper than {MAX_JSON_DEPTH} levels")
+    need(_depth(obj) <= MAX_JSON_DEPTH, field, f"nested deeper than {MAX_JSON_DEPTH} levels")
     return obj
 
 
 def _parse_container(f, size: int) -> tuple[dict, str, int]:
-    _need(size >= 8, "file", f"too short to be a .wclust file ({size} bytes)")
+    need(size >= 8, "file", f"too short to be a .wclust file ({size} bytes)")
     n = struct.unpack("<Q", f.read(8))[0]
-    _need(2 <= n <= min(MAX_HEADER_BYTES, size - 8), "header length", f"{n} bytes does not fit a {size}-byte file")
+    need(2 <= n <= min(MAX_HEADER_BYTES, size - 8), "header length", f"{n} bytes does not fit a {size}-byte file")
     top = loads(f.read(n), "header")
-    _need(isinstance(top, dict), "header", "must be a JSON object")
+    need(isinstance(top, dict), "header", "must be a JSON object")
     meta = top.pop("__metadata__", None)
-    _need(isinstance(meta, dict) and isinstance(meta.get("wclust"), str), "__metadata__.wclust",
+    need(isinstance(meta, dict) and isinstance(meta.get("wclust"), str), "__metadata__.wclust",
           "missing: this is not a .wclust file (plain safetensors?)")
-    _need(all(isinstance(v, str) for v in meta.values()), "__metadata__", "values must be strings")
+    need(all(isinstance(v, str) for v in meta.values()), "__metadata__", "values must be strings")
     data_len = size - 8 - n
     spans = []
     for name, e in top.items():
         f_ = f"tensors.{name}"
-        _need(_NAME.match(name) is not None and len(name) <= 1000, f_, "invalid tensor name")
-        _need(isinstance(e, dict), f_, "must be an object")
+        need(_NAME.match(name) is not None and len(name) <= 1000, f_, "invalid tensor name")
+        need(isinstance(e, dict), f_, "must be an object")
         dt = e.get("dtype")
-        _need(isinstance(dt, str) and dt in DTYPES, f_ + ".dtype", f"unsupported dtype {dt!r}")
+        need(isinstance(dt, str) and dt in DTYPES, f_ + ".dtype", f"unsupported dtype {dt!r}")
         shape = e.get("shape")
-        _need(isinstance(shape, list) and len(shape) <= 8 and all(_is_int(s) and 0 <= s < 2**40 for s in shape),
+        need(isinstance(shape, list) and len(shape) <= 8 and all(is_int(s) and 0 <= s < 2**40 for s in shape),
               f_ + ".shape", f"invalid shape {shape!r}")
         off = e.get("data_offsets")
-        _need(isinstance(off, list) and len(off) == 2 and all(_is_int(o) for o in off)
+        need(isinstance(off, list) and len(off) == 2 and all(is_int(o) for o in off)
               and 0 <= off[0] <= off[1] <= data_len, f_ + ".data_offsets", f"{off!r} outside the {data_len}-byte data")
         itemsize = np.dtype(DTYPES[dt][0]).itemsize
         numel = math.prod(shape)
-        _need(numel * itemsize == off[1] - off[0], f_ + ".data_offsets",
+        need(numel * itemsize == off[1] - off[0], f_ + ".data_offsets",
               f"{off[1] - off[0]} bytes for shape {shape} of {dt} ({numel * itemsize} expected)")
         spans.append((off[0], off[1], name))
     spans.sort()
     pos, prev = 0, None
     for b, e, name in spans:
-        _need(b >= pos, f"tensors.{name}.data_offsets", f"overlaps tensor {prev}")
-        _need(b == pos, f"tensors.{name}.data_offsets", f"{b - pos} bytes before it belong to no tensor")
+        need(b >= pos, f"tensors.{name}.data_offsets", f"overlaps tensor {prev}")
+        need(b == pos, f"tensors.{name}.data_offsets", f"{b - pos} bytes before it belong to no tensor")
         pos, prev = e, name
-    _need(pos == data_len, "tensors", f"the last {data_len - pos} data bytes belong to no tensor")
+    need(pos == data_len, "tensors", f"the last {data_len - pos} data bytes belong to no tensor")
     return top, meta["wclust"], 8 + n
 
 
 def _check_source(src, n_names: int) -> None:
     if src is None:
         return
-    _need(isinstance(src, dict), "source", "must be an object or null")
+    need(isinstance(src, dict), "source", "must be an object or null")
     kind = src.get("type")
-    _need(isinstance(kind, str), "source.type", f"must be a string, got {kind!r}")
+    need(isinstance(kind, str), "source.type", f"must be a string, got {kind!r}")
     for key in ("zoo", "arch", "name"):
         v = src.get(key)
-        _need(v is None or (isinstance(v, str) and _SOURCE_NAME.match(v) is not None), f"source.{key}",
+        need(v is None or (isinstance(v, str) and _SOURCE_NAME.match(v) is not None), f"source.{key}",
               f"invalid name {v!r}")
     if kind == "hf":
-        _need(isinstance(src.get("class"), str) and _CLASS.match(src["class"]) is not None, "source.class",
+        need(isinstance(src.get("class"), str) and _CLASS.match(src["class"]) is not None, "source.class",
               f"{src.get('class')!r} is not a model class name")
         cfg = src.get("config")
-        _need(isinstance(cfg, dict), "source.config", "must be an object")
+        need(isinstance(cfg, dict), "source.config", "must be an object")
         mt = cfg.get("model_type")
-        _need(isinstance(mt, str) and re.fullmatch(r"[a-z0-9_\-]{1,64}", mt) is not None,
+        need(isinstance(mt, str) and re.fullmatch(r"[a-z0-9_\-]{1,64}", mt) is not None,
               "source.config.model_type", f"invalid {mt!r}")
         layers = 0
         for k, v in cfg.items():
             vals = v if isinstance(v, list) else [v]
-            _need(all(not _is_int(x) or abs(x) < 2**31 for x in vals), f"source.config.{k}", "number too large")
+            need(all(not is_int(x) or abs(x) < 2**31 for x in vals), f"source.config.{k}", "number too large")
             if _LAYER_KEY.search(k) or k == "num_labels":
-                _need(all(x is None or (_is_int(x) and x >= 0) for x in vals), f"source.config.{k}",
+                need(all(x is None or (is_int(x) and x >= 0) for x in vals), f"source.config.{k}",
                       f"must be a non-negative int, got {v!r}")
             if _LAYER_KEY.search(k):
-                layers += sum(x for x in vals if _is_int(x))
+                layers += sum(x for x in vals if is_int(x))
         # every layer holds at least one stored tensor: more layers than the file has tensors is hostile
-        _need(layers <= n_names + 8, "source.config", f"declares {layers} layers for {n_names} stored tensors")
-        _need(not _is_int(cfg.get("num_labels")) or cfg["num_labels"] <= 2**20, "source.config.num_labels",
+        need(layers <= n_names + 8, "source.config", f"declares {layers} layers for {n_names} stored tensors")
+        need(not is_int(cfg.get("num_labels")) or cfg["num_labels"] <= 2**20, "source.config.num_labels",
               "too large")
     elif kind == "timm":
-        _need(isinstance(src.get("name"), str), "source.name", "a timm source needs a model name")
+        need(isinstance(src.get("name"), str), "source.name", "a timm source needs a model name")
 
 
 def _check_config(cfg) -> None:
@@ -184,90 +184,90 @@ def _check_config(cfg) -> None:
 def _check_stats(stats) -> None:
     if stats is None:
         return
-    _need(isinstance(stats, dict), "stats", "must be an object or null")
+    need(isinstance(stats, dict), "stats", "must be an object or null")
     for k, v in stats.items():
         if k in STATS_INT_KEYS:
-            _need(_is_int(v) and 0 <= v <= MAX_INT, f"stats.{k}", f"must be a non-negative int, got {v!r}")
+            need(is_int(v) and 0 <= v <= MAX_INT, f"stats.{k}", f"must be a non-negative int, got {v!r}")
         elif k == "bits":
-            ok = (_is_int(v) and 1 <= v <= 8) or (isinstance(v, list) and all(_is_int(b) and 1 <= b <= 8 for b in v))
-            _need(ok, "stats.bits", f"must be an int (or list of ints) in 1..8, got {v!r}")
+            ok = (is_int(v) and 1 <= v <= 8) or (isinstance(v, list) and all(is_int(b) and 1 <= b <= 8 for b in v))
+            need(ok, "stats.bits", f"must be an int (or list of ints) in 1..8, got {v!r}")
         else:
-            _need(v is None or _is_num(v), f"stats.{k}", f"must be a number, got {v!r}")
+            need(v is None or is_num(v), f"stats.{k}", f"must be a number, got {v!r}")
 
 
 def _check_header(h, entries: dict) -> dict:
-    _need(isinstance(h, dict), "wclust header", "must be a JSON object")
-    _need(h.get("format") == "wclust", "format", f"expected 'wclust', got {h.get('format')!r}")
+    need(isinstance(h, dict), "wclust header", "must be a JSON object")
+    need(h.get("format") == "wclust", "format", f"expected 'wclust', got {h.get('format')!r}")
     v = h.get("format_version")
-    _need(_is_int(v), "format_version", f"must be an int, got {v!r}")
-    _need(v == 1, "format_version", f"version {v} is not supported by this wclust (supports 1)")
+    need(is_int(v), "format_version", f"must be an int, got {v!r}")
+    need(v == 1, "format_version", f"version {v} is not supported by this wclust (supports 1)")
     unknown = set(h) - HEADER_KEYS
-    _need(not unknown, "wclust header", f"unknown field(s) {sorted(unknown)}")
+    need(not unknown, "wclust header", f"unknown field(s) {sorted(unknown)}")
     mods = h.get("modules")
-    _need(isinstance(mods, dict) and mods, "modules", "must be a non-empty object")
+    need(isinstance(mods, dict) and mods, "modules", "must be a non-empty object")
     _check_source(h.get("source"), len(entries) + len(mods))
     _check_config(h.get("config"))
     _check_stats(h.get("stats"))
 
     def tensor(field, name, dtypes, ndim):
-        _need(isinstance(name, str) and name in entries, field, f"names no stored tensor ({name!r})")
+        need(isinstance(name, str) and name in entries, field, f"names no stored tensor ({name!r})")
         e = entries[name]
-        _need(e["dtype"] in dtypes, field, f"tensor {name} has dtype {e['dtype']}, expected one of {list(dtypes)}")
-        _need(len(e["shape"]) == ndim, field, f"tensor {name} must be {ndim}-D, is {e['shape']}")
+        need(e["dtype"] in dtypes, field, f"tensor {name} has dtype {e['dtype']}, expected one of {list(dtypes)}")
+        need(len(e["shape"]) == ndim, field, f"tensor {name} must be {ndim}-D, is {e['shape']}")
         return e
 
     module_names: set[str] = set()
     for fqn, e in mods.items():
         f = f"modules.{fqn}"
-        _need(_NAME.match(fqn) is not None, f, "invalid module name")
-        _need(isinstance(e, dict), f, "must be an object")
+        need(_NAME.match(fqn) is not None, f, "invalid module name")
+        need(isinstance(e, dict), f, "must be an object")
         unknown = set(e) - ENTRY_KEYS
-        _need(not unknown, f, f"unknown field(s) {sorted(unknown)}")
-        _need(e.get("kind") in KINDS, f + ".kind", f"unknown kind {e.get('kind')!r}")
+        need(not unknown, f, f"unknown field(s) {sorted(unknown)}")
+        need(e.get("kind") in KINDS, f + ".kind", f"unknown kind {e.get('kind')!r}")
         shape = e.get("shape")
-        _need(isinstance(shape, list) and 2 <= len(shape) <= 5 and all(_is_int(s) and 1 <= s < 2**31 for s in shape),
+        need(isinstance(shape, list) and 2 <= len(shape) <= 5 and all(is_int(s) and 1 <= s < 2**31 for s in shape),
               f + ".shape", f"invalid weight shape {shape!r}")
         count = math.prod(shape)
-        _need(_is_int(e.get("count")) and e["count"] == count, f + ".count",
+        need(is_int(e.get("count")) and e["count"] == count, f + ".count",
               f"{e.get('count')!r} != product of shape {count}")
         bits = e.get("bits")
-        _need(_is_int(bits) and 1 <= bits <= 8, f + ".bits", f"must be an int in 1..8, got {bits!r}")
+        need(is_int(bits) and 1 <= bits <= 8, f + ".bits", f"must be an int in 1..8, got {bits!r}")
         gs = e.get("group_size")
-        _need(_is_int(gs) and 1 <= gs < 2**31, f + ".group_size", f"must be a positive int, got {gs!r}")
+        need(is_int(gs) and 1 <= gs < 2**31, f + ".group_size", f"must be a positive int, got {gs!r}")
         ie = tensor(f + ".indices", e.get("indices"), ("U8",), 1)
-        _need(ie["shape"][0] == packed_nbytes(count, bits), f + ".indices",
+        need(ie["shape"][0] == packed_nbytes(count, bits), f + ".indices",
               f"{ie['shape'][0]} bytes stored, {packed_nbytes(count, bits)} needed for {count} indices at {bits} bits")
         ce = tensor(f + ".codebook", e.get("codebook"), FLOAT_DTYPES, 2)
         n_groups, k = ce["shape"]
-        _need(1 <= k <= 256 and k <= 2 ** bits, f + ".codebook", f"length {k} invalid for {bits}-bit indices")
-        _need(n_groups == -(-shape[0] // gs), f + ".codebook",
+        need(1 <= k <= 256 and k <= 2 ** bits, f + ".codebook", f"length {k} invalid for {bits}-bit indices")
+        need(n_groups == -(-shape[0] // gs), f + ".codebook",
               f"{n_groups} groups stored, {-(-shape[0] // gs)} needed for {shape[0]} rows / group_size {gs}")
         if e.get("scale") is not None:
             se = tensor(f + ".scale", e["scale"], FLOAT_DTYPES, 1)
-            _need(se["shape"][0] == shape[0], f + ".scale", f"length {se['shape'][0]} != {shape[0]} rows")
+            need(se["shape"][0] == shape[0], f + ".scale", f"length {se['shape'][0]} != {shape[0]} rows")
         oi, ov = e.get("outlier_index"), e.get("outlier_value")
-        _need((oi is None) == (ov is None), f + ".outlier_index", "outlier_index and outlier_value come together")
+        need((oi is None) == (ov is None), f + ".outlier_index", "outlier_index and outlier_value come together")
         if oi is not None:
             a = tensor(f + ".outlier_index", oi, ("I64",), 1)
             b = tensor(f + ".outlier_value", ov, FLOAT_DTYPES, 1)
-            _need(a["shape"] == b["shape"] and a["shape"][0] <= count, f + ".outlier_index",
+            need(a["shape"] == b["shape"] and a["shape"][0] <= count, f + ".outlier_index",
                   "outlier_index and outlier_value must have equal length <= count")
         tied = e.setdefault("tied", [])
-        _need(isinstance(tied, list) and all(isinstance(t, str) and _NAME.match(t) for t in tied), f + ".tied",
+        need(isinstance(tied, list) and all(isinstance(t, str) and _NAME.match(t) for t in tied), f + ".tied",
               "must be a list of module names")
         for name in (fqn, *tied):
-            _need(name not in module_names, f + ".tied", f"module {name} is clustered twice")
+            need(name not in module_names, f + ".tied", f"module {name} is clustered twice")
             module_names.add(name)
     for name in module_names:  # a clustered module cannot sit inside another one
         parts = name.split(".")
         for i in range(1, len(parts)):
-            _need(".".join(parts[:i]) not in module_names, f"modules.{name}", "nested inside another clustered module")
+            need(".".join(parts[:i]) not in module_names, f"modules.{name}", "nested inside another clustered module")
     clustered = clustered_tensor_names(h)
     aliases = h.setdefault("aliases", {})
-    _need(isinstance(aliases, dict), "aliases", "must be an object")
+    need(isinstance(aliases, dict), "aliases", "must be an object")
     for a, b in aliases.items():
-        _need(_NAME.match(a) is not None and a not in entries, f"aliases.{a}", "must be a new tensor name")
-        _need(isinstance(b, str) and b in entries and b not in clustered, f"aliases.{a}",
+        need(_NAME.match(a) is not None and a not in entries, f"aliases.{a}", "must be a new tensor name")
+        need(isinstance(b, str) and b in entries and b not in clustered, f"aliases.{a}",
               f"must name a stored plain tensor, got {b!r}")
     return h
 
@@ -289,8 +289,8 @@ def canonical_json(header: dict) -> str:
 def digest(header_json: str, tensors) -> str:
     """SHA-256 over the header string and every (name, dtype, shape, bytes), in name order."""
     h = hashlib.sha256(b"wclust-digest-1\0")
-    for part in (header_json.encode("utf-8"),):
-        h.update(len(part).to_bytes(8, "little") + part)
+    head = header_json.encode("utf-8")
+    h.update(len(head).to_bytes(8, "little") + head)
     for name, dtype, shape, data in sorted(tensors, key=lambda t: t[0]):
         head = json.dumps([name, dtype, list(shape)]).encode("utf-8")
         h.update(len(head).to_bytes(8, "little") + head + len(data).to_bytes(8, "little"))
@@ -321,7 +321,7 @@ def _read_tensor(buf, base: int, e: dict) -> torch.Tensor:
 def _check_values(header: dict, entries: dict, tensors: dict) -> None:
     for name, e in entries.items():
         if e["dtype"] == "BOOL":
-            _need(bool((tensors[name].view(torch.uint8) <= 1).all()), f"tensors.{name}", "bool values other than 0/1")
+            need(bool((tensors[name].view(torch.uint8) <= 1).all()), f"tensors.{name}", "bool values other than 0/1")
     for fqn, e in header["modules"].items():
         f = f"modules.{fqn}"
         for key in ("codebook", "scale", "outlier_value"):
@@ -342,9 +342,9 @@ def read_file(path, header_only: bool = False) -> tuple[dict, dict, dict]:
     with open(path, "rb") as f:
         entries, header_json, base = _parse_container(f, size)
         header = loads(header_json, "__metadata__.wclust")
-        _need(isinstance(header, dict), "wclust header", "must be a JSON object")
+        need(isinstance(header, dict), "wclust header", "must be a JSON object")
         want = header.pop(DIGEST_KEY, None)
-        _need(isinstance(want, str) and re.fullmatch(r"[0-9a-f]{64}", want) is not None, DIGEST_KEY,
+        need(isinstance(want, str) and re.fullmatch(r"[0-9a-f]{64}", want) is not None, DIGEST_KEY,
               "missing or not a SHA-256 hex digest")
         canonical = canonical_json(header)
         header = _check_header(header, entries)
@@ -353,12 +353,12 @@ def read_file(path, header_only: bool = False) -> tuple[dict, dict, dict]:
         f.seek(0)
         buf = bytearray(size)
         got = f.readinto(memoryview(buf))
-    _need(got == size, "file", f"read {got} of {size} bytes (file changed while reading?)")
+    need(got == size, "file", f"read {got} of {size} bytes (file changed while reading?)")
     view = memoryview(buf)
     got_digest = digest(canonical, ((n, e["dtype"], e["shape"], view[base + e["data_offsets"][0]:
                                                                      base + e["data_offsets"][1]])
                                       for n, e in entries.items()))
-    _need(got_digest == want, DIGEST_KEY, "checksum mismatch: the file is corrupted or was modified")
+    need(got_digest == want, DIGEST_KEY, "checksum mismatch: the file is corrupted or was modified")
     tensors = {n: _read_tensor(buf, base, e) for n, e in entries.items()}
     _check_values(header, entries, tensors)
     return header, tensors, entries
@@ -377,45 +377,3 @@ def check_model_fits(header: dict, model) -> None:
                 got = None if not isinstance(w, torch.Tensor) else list(w.shape)
                 raise FormatError(f"modules.{name}.shape: file says {e['shape']}, the model's weight is {got}")
 
-
-def _same_kind(ref, v) -> bool:
-    if v is None or ref is None:
-        return True
-    if isinstance(ref, bool):
-        return isinstance(v, bool)
-    if isinstance(ref, int):
-        return _is_int(v) or (isinstance(v, list) and all(_is_int(x) for x in v))
-    if isinstance(ref, float):
-        return _is_num(v)
-    if isinstance(ref, (str, dict)):
-        return isinstance(v, type(ref))
-    if isinstance(ref, (list, tuple)):
-        return isinstance(v, list)
-    return True
-
-
-def check_hf_source(src: dict) -> None:
-    """An hf source names a transformers model class whose config type matches, and every config
-    field has the type of the class's default (so no string reaches an int field)."""
-    try:
-        import transformers
-    except ImportError as e:
-        from .errors import WclustError
-        raise WclustError(f"this file needs the Python package 'transformers' ({e})") from None
-    name, cfg = src["class"], src["config"]
-    try:
-        cls = getattr(transformers, name, None)
-    except Exception:  # a lazy transformers module that cannot import here
-        cls = None
-    _need(isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel) and
-          cls is not transformers.PreTrainedModel, "source.class", f"{name!r} is not a transformers model class")
-    want = getattr(getattr(cls, "config_class", None), "model_type", None)
-    _need(not want or want == cfg["model_type"], "source.config.model_type",
-          f"{cfg['model_type']!r} does not fit {name} (expects {want!r})")
-    try:
-        default = transformers.AutoConfig.for_model(cfg["model_type"]).to_dict()
-    except Exception:
-        raise FormatError(f"source.config.model_type: unknown {cfg['model_type']!r}") from None
-    for k, v in cfg.items():
-        _need(_same_kind(default.get(k), v), f"source.config.{k}",
-              f"{v!r} has the wrong type (the default is {default.get(k)!r})")
