@@ -43,6 +43,10 @@ def options(k: int) -> dict:
         f"group-64 k={k} + outliers 0.1%": dict(n_clusters=k, scope="group", group_size=64, outliers=0.001),
         f"model k={k} outliers 0.1%": dict(n_clusters=k, scope="model", outliers=0.001),
         f"model k={k} fisher": dict(n_clusters=k, scope="model", weighting="fisher"),
+        f"layer k={k} linear only": dict(n_clusters=k, scope="layer", types=("linear",)),
+        f"group-64 k={k} linear only": dict(n_clusters=k, scope="group", group_size=64, types=("linear",)),
+        f"layer k={k} linear only + outliers 0.1%": dict(n_clusters=k, scope="layer", types=("linear",),
+                                                        outliers=0.001),
     }
 
 

@@ -73,7 +73,7 @@ class _Prepared:
         self.rows, self.cols = w.shape
         self.scale = None
         if config.channel_scale:
-            s = w.pow(2).mean(dim=1).sqrt()
+            s = w.to(torch.float64).pow(2).mean(dim=1).sqrt().to(torch.float32)   # same bits at any thread count
             s = torch.where(s > 0, s, torch.ones_like(s))
             self.scale = s
             w = w / s[:, None]
@@ -84,7 +84,8 @@ class _Prepared:
         n_out = int(round(config.outliers * w.numel()))
         if n_out:
             flat = w.reshape(-1).abs()      # largest relative to their channel when scaled
-            top = torch.topk(flat, n_out, sorted=False).indices.sort().values
+            # stable order: ties (e.g. w and -w) resolved by position, the same at any thread count
+            top = torch.argsort(flat, descending=True, stable=True)[:n_out].sort().values
             self.outlier_index = top
             keep = torch.ones(w.numel(), dtype=torch.bool)
             keep[top] = False
