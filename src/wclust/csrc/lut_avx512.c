@@ -1,0 +1,199 @@
+/* AVX-512 (F/BW/VBMI/VL) LUT kernels: see lut_kernels.c for the layout and the dispatch. */
+#include "lut_kernels.h"
+
+#ifdef WC_X86
+/* ---- AVX-512 ------------------------------------------------------------------------------- */
+/* Block permutations (position in the lookup output -> weight within the block). */
+static int perm_a8(int p) { int v = p / 16, d = p % 16; return 4 * d + v; }           /* 64 */
+static int perm_a4(int p) { int v = p / 16, d = p % 16; return 8 * d + v; }           /* 128 */
+static int perm_bp(int p) { int v = p / 16, q = p % 16; return 16 * (q / 4) + 4 * v + q % 4; } /* 64 */
+/* byte-plane slot s -> weight, so that the unpacks come out in natural order */
+static int q_f32(int s) { int L = s / 16, v = (s / 4) % 4, e = s % 4; return 16 * v + 4 * L + e; }
+static int q_bf16(int s) { int L = s / 16, v = (s / 8) % 2, w = s % 8; return 32 * v + 8 * L + w; }
+static int nib_pos(int w) { return (w & 1) ? 32 + w / 2 : w / 2; }
+
+
+/* tables of one group for the permute modes */
+typedef struct { __m512 t0, t1; __m512i p[4][4]; } tabs_t;
+
+T512 static inline __m512i bp_lookup(const __m512i *P, __m512i v, int nt) {
+    if (nt == 1) return _mm512_permutexvar_epi8(v, P[0]);
+    if (nt == 2) return _mm512_permutex2var_epi8(P[0], v, P[1]);
+    __m512i lo = _mm512_permutex2var_epi8(P[0], v, P[1]);
+    __m512i hi = _mm512_permutex2var_epi8(P[2], v, P[3]);
+    return _mm512_mask_blend_epi8(_mm512_movepi8_mask(v), lo, hi);
+}
+
+T512 static void load_tabs(const job_t *j, int64_t g, tabs_t *T, int nt) {
+    const float *t = j->tab + g * 256;
+    T->t0 = _mm512_loadu_ps(t);
+    T->t1 = _mm512_loadu_ps(t + 16);
+    const uint8_t *pl = j->planes + g * 1024;
+    for (int c = 0; c < 4; c++)
+        for (int k = 0; k < nt; k++) T->p[c][k] = _mm512_loadu_si512(pl + c * 256 + 64 * k);
+}
+
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#ifndef PF_ROWS
+#define PF_ROWS 8
+#endif
+
+/* R output rows x MB rows of x, one pass over the row (R, MB, mode: constants after inlining). */
+T512 static ALWAYS_INLINE void tile512(const job_t *j, const tabs_t *T, int64_t r, const float *xbase, float *res,
+                                       const int mode, const int R, const int MB) {
+    const int nt = mode == MODE_BP1 ? 1 : mode == MODE_BP2 ? 2 : 4;
+    const int64_t ldx = j->ldx, bw = mode == MODE_A4 ? 128 : 64, rowbytes = j->rowbytes;
+    const int64_t nblk = (rowbytes + 63) / 64;
+    __m512 acc[4][2];
+    for (int i = 0; i < 4; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nblk; b++) {
+        const int64_t off = b * 64, rem = rowbytes - off;
+        const __mmask64 lm = rem >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << rem) - 1);
+        const float *xb = xbase + b * bw;
+        for (int rr = 0; rr < R; rr++) {
+            const uint8_t *p = j->idx + (r + rr) * rowbytes + off;
+            /* software prefetch PF_ROWS rows ahead: the hardware prefetchers alone left this loop
+             * waiting on memory when the indices stream from DRAM (a model's layers, not one hot layer) */
+            _mm_prefetch((const char *)(p + PF_ROWS * rowbytes), _MM_HINT_T0);
+            __m512i v = rem >= 64 ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8(lm, p);
+            __m512 *a = acc[rr * MB];
+            if (mode == MODE_A8_16 || mode == MODE_A8_32) {
+                for (int q = 0; q < 4; q++) {
+                    __m512i s = q ? _mm512_srli_epi32(v, 8 * q) : v;
+                    __m512 w = mode == MODE_A8_16 ? _mm512_permutexvar_ps(s, T->t0)
+                                                  : _mm512_permutex2var_ps(T->t0, s, T->t1);
+                    for (int m = 0; m < MB; m++)
+                        a[2 * m + (q & 1)] = _mm512_fmadd_ps(w, _mm512_loadu_ps(xb + m * ldx + 16 * q), a[2 * m + (q & 1)]);
+                }
+            } else if (mode == MODE_A4) {
+                for (int q = 0; q < 8; q++) {
+                    __m512i s = q ? _mm512_srli_epi32(v, 4 * q) : v;
+                    __m512 w = _mm512_permutexvar_ps(s, T->t0);
+                    for (int m = 0; m < MB; m++)
+                        a[2 * m + (q & 1)] = _mm512_fmadd_ps(w, _mm512_loadu_ps(xb + m * ldx + 16 * q), a[2 * m + (q & 1)]);
+                }
+            } else {
+                __m512i p0 = bp_lookup(T->p[0], v, nt), p1 = bp_lookup(T->p[1], v, nt);
+                __m512i p2 = bp_lookup(T->p[2], v, nt), p3 = bp_lookup(T->p[3], v, nt);
+                __m512i lo01 = _mm512_unpacklo_epi8(p0, p1), lo23 = _mm512_unpacklo_epi8(p2, p3);
+                __m512i hi01 = _mm512_unpackhi_epi8(p0, p1), hi23 = _mm512_unpackhi_epi8(p2, p3);
+                __m512 f[4] = {_mm512_castsi512_ps(_mm512_unpacklo_epi16(lo01, lo23)),
+                               _mm512_castsi512_ps(_mm512_unpackhi_epi16(lo01, lo23)),
+                               _mm512_castsi512_ps(_mm512_unpacklo_epi16(hi01, hi23)),
+                               _mm512_castsi512_ps(_mm512_unpackhi_epi16(hi01, hi23))};
+                for (int q = 0; q < 4; q++)
+                    for (int m = 0; m < MB; m++)
+                        a[2 * m + (q & 1)] = _mm512_fmadd_ps(f[q], _mm512_loadu_ps(xb + m * ldx + 16 * q), a[2 * m + (q & 1)]);
+            }
+        }
+    }
+    for (int rr = 0; rr < R; rr++)
+        for (int m = 0; m < MB; m++) {
+            const __m512 *a = acc[rr * MB];
+            res[m * R + rr] = _mm512_reduce_add_ps(_mm512_add_ps(a[2 * m], a[2 * m + 1]));
+        }
+}
+
+#define TILE_SWITCH(R, MB)                                                                      \
+    switch (mode) {                                                                             \
+        case MODE_A8_16: tile512(j, &T, r, xb, res, MODE_A8_16, R, MB); break;                  \
+        case MODE_A8_32: tile512(j, &T, r, xb, res, MODE_A8_32, R, MB); break;                  \
+        case MODE_A4: tile512(j, &T, r, xb, res, MODE_A4, R, MB); break;                        \
+        case MODE_BP1: tile512(j, &T, r, xb, res, MODE_BP1, R, MB); break;                      \
+        case MODE_BP2: tile512(j, &T, r, xb, res, MODE_BP2, R, MB); break;                      \
+        default: tile512(j, &T, r, xb, res, MODE_BP4, R, MB); break;                            \
+    }
+
+T512 void wc_lut_gemv_avx512(const job_t *j, int64_t r0, int64_t r1) {
+    const int mode = j->mode;
+    const int nt = mode == MODE_BP1 ? 1 : mode == MODE_BP2 ? 2 : 4;
+    tabs_t T;
+    memset(&T, 0, sizeof T);
+    int64_t gcur = -1;
+    float res[16];
+    for (int64_t r = r0; r < r1;) {
+        int64_t g = r / j->group_size;
+        if (g != gcur) { load_tabs(j, g, &T, mode >= MODE_BP1 ? nt : 0); gcur = g; }
+        if (j->M == 1 && r + 4 <= r1 && (r + 3) / j->group_size == g) {  /* 4 output rows share x */
+            const float *xb = j->x;
+            TILE_SWITCH(4, 1)
+            for (int rr = 0; rr < 4; rr++) j->y[r + rr] = res[rr] + (j->bias ? j->bias[r + rr] : 0.f);
+            r += 4;
+            continue;
+        }
+        for (int64_t m0 = 0; m0 < j->M; m0 += 4) {
+            const float *xb = j->x + m0 * j->ldx;
+            int64_t mb = j->M - m0 < 4 ? j->M - m0 : 4;
+            if (mb == 1) { TILE_SWITCH(1, 1) }
+            else if (mb == 2) { TILE_SWITCH(1, 2) }
+            else if (mb == 3) { TILE_SWITCH(1, 3) }
+            else { TILE_SWITCH(1, 4) }
+            for (int m = 0; m < mb; m++) j->y[(m0 + m) * j->out + r] = res[m] + (j->bias ? j->bias[r] : 0.f);
+        }
+        r++;
+    }
+}
+
+T512 void wc_lut_deq_avx512(const job_t *j, int64_t r0, int64_t r1) {
+    const int K = j->K, nt = K <= 64 ? 1 : K <= 128 ? 2 : 4;
+    const int four = j->index_bits == 4, bf = j->out_bf16, np = bf ? 2 : 4;
+    uint8_t qb[64];
+    for (int s = 0; s < 64; s++) {
+        int w = bf ? q_bf16(s) : q_f32(s);
+        qb[s] = (uint8_t)(four ? nib_pos(w) : w);
+    }
+    const __m512i Q = _mm512_loadu_si512(qb);
+    const __m512i cnt = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
+    const __m512i lo4 = _mm512_set1_epi8(15);
+    const int64_t full = j->in & ~(int64_t)63;
+    __m512i P[4][4];
+    int64_t gcur = -1;
+    for (int64_t r = r0; r < r1; r++) {
+        int64_t g = r / j->group_size;
+        if (g != gcur) {
+            /* bf16 planes: bytes 2 and 3 of each float */
+            for (int c = 0; c < np; c++)
+                for (int k = 0; k < nt; k++)
+                    P[c][k] = _mm512_loadu_si512(j->planes + g * 1024 + (bf ? c + 2 : c) * 256 + 64 * k);
+            gcur = g;
+        }
+        const uint8_t *row = j->idx + r * j->rowbytes;
+        for (int64_t c0 = 0; c0 < full; c0 += 64) {
+            _mm_prefetch((const char *)(row + (four ? c0 / 2 : c0) + 4 * j->rowbytes), _MM_HINT_T0);
+            __m512i v;
+            if (four) {
+                v = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(row + c0 / 2)));
+                v = _mm512_and_si512(_mm512_srlv_epi16(v, cnt), lo4);
+            } else {
+                v = _mm512_loadu_si512(row + c0);
+            }
+            v = _mm512_permutexvar_epi8(Q, v);
+            if (bf) {
+                __m512i p0 = bp_lookup(P[0], v, nt), p1 = bp_lookup(P[1], v, nt);
+                uint16_t *w = (uint16_t *)j->w + r * j->in + c0;
+                _mm512_storeu_si512(w, _mm512_unpacklo_epi8(p0, p1));
+                _mm512_storeu_si512(w + 32, _mm512_unpackhi_epi8(p0, p1));
+            } else {
+                __m512i p0 = bp_lookup(P[0], v, nt), p1 = bp_lookup(P[1], v, nt);
+                __m512i p2 = bp_lookup(P[2], v, nt), p3 = bp_lookup(P[3], v, nt);
+                __m512i a = _mm512_unpacklo_epi8(p0, p1), c = _mm512_unpacklo_epi8(p2, p3);
+                __m512i b = _mm512_unpackhi_epi8(p0, p1), d = _mm512_unpackhi_epi8(p2, p3);
+                float *w = (float *)j->w + r * j->in + c0;
+                _mm512_storeu_si512(w, _mm512_unpacklo_epi16(a, c));
+                _mm512_storeu_si512(w + 16, _mm512_unpackhi_epi16(a, c));
+                _mm512_storeu_si512(w + 32, _mm512_unpacklo_epi16(b, d));
+                _mm512_storeu_si512(w + 48, _mm512_unpackhi_epi16(b, d));
+            }
+        }
+        const float *t = j->tab + g * 256;
+        for (int64_t c = full; c < j->in; c++) {
+            float val = t[idx_at(j, r, c)];
+            if (bf) ((uint16_t *)j->w)[r * j->in + c] = f32_to_bf16_bits(val);
+            else ((float *)j->w)[r * j->in + c] = val;
+        }
+    }
+}
+int wc_lut_xperm(int mode, int p) {
+    return mode == MODE_A4 ? perm_a4(p) : mode <= MODE_A8_32 ? perm_a8(p) : perm_bp(p);
+}
+#endif /* WC_X86 */
