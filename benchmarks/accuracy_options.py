@@ -36,6 +36,8 @@ def options(k: int) -> dict:
         f"layer k={k} outliers 0.5%": dict(n_clusters=k, scope="layer", outliers=0.005),
         f"layer k={k} fisher": dict(n_clusters=k, scope="layer", weighting="fisher"),
         f"layer k={k} fisher + outliers 0.1%": dict(n_clusters=k, scope="layer", weighting="fisher", outliers=0.001),
+        f"layer k={k} fisher + outliers 0.5%": dict(n_clusters=k, scope="layer", weighting="fisher", outliers=0.005),
+        f"model k={k} fisher + outliers 0.5%": dict(n_clusters=k, scope="model", weighting="fisher", outliers=0.005),
         f"layer k={k} channel scales": dict(n_clusters=k, scope="layer", channel_scale=True),
         f"layer k={k} channel scales + outliers 0.1%": dict(n_clusters=k, scope="layer", channel_scale=True,
                                                            outliers=0.001),
@@ -97,7 +99,7 @@ def main(argv=None) -> int:
 
     fisher_cache = {}
     todo = options(args.k)
-    if args.only:
+    if args.only is not None:
         todo = {k: todo[k] for k in args.only if k in todo}     # in the order given
     for label, cfg in todo.items():
         if label in out["rows"]:
