@@ -115,3 +115,15 @@ def test_op_schema_opcheck():
     x = torch.randn(2, 7)
     torch.library.opcheck(lut_linear, (x, m.indices, m.codebook, m.bias, 7, 9, 4),
                           test_utils=("test_schema", "test_faketensor"))
+
+
+def test_wrapped_conv_honours_bf16_compute_dtype():
+    conv = torch.nn.Conv2d(3, 8, 4, 4)
+    ref = copy.deepcopy(conv)
+    c = ClusteredConv2d.from_module(conv, fit_parts(conv.weight, 64))
+    x = torch.randn(2, 3, 16, 16)
+    y32 = c(x)
+    c.compute_dtype = torch.bfloat16
+    y16 = c(x)
+    assert y16.dtype == torch.float32 and c.inner.bias.dtype == torch.float32
+    assert 20 * torch.log10(y32.norm() / (y32 - y16).norm()) > 30

@@ -193,11 +193,23 @@ class ClusteredModule(_Clustered):
 
     def forward(self, *args, **kwargs):
         inner = self.inner
-        inner.weight = self.dequantize(self.compute_dtype)
+        cdt = self.compute_dtype
+        in_dtype = next((a.dtype for a in args if isinstance(a, torch.Tensor) and a.is_floating_point()), None)
+        if cdt is not None and in_dtype is not None and cdt != in_dtype:
+            args = tuple(a.to(cdt) if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args)
+        inner.weight = self.dequantize(cdt or in_dtype)
+        bias = inner._parameters.get("bias")
         try:
-            return inner(*args, **kwargs)
+            if cdt is not None and bias is not None and bias.dtype != cdt:
+                inner._parameters["bias"] = nn.Parameter(bias.detach().to(cdt), requires_grad=False)
+            out = inner(*args, **kwargs)
         finally:
             del inner.weight
+            if bias is not None:
+                inner._parameters["bias"] = bias
+        if cdt is not None and in_dtype is not None and isinstance(out, torch.Tensor) and out.dtype != in_dtype:
+            out = out.to(in_dtype)
+        return out
 
     def __getattr__(self, name):
         try:
