@@ -38,6 +38,11 @@ def options(k: int) -> dict:
         f"layer k={k} fisher + outliers 0.1%": dict(n_clusters=k, scope="layer", weighting="fisher", outliers=0.001),
         f"layer k={k} fisher + outliers 0.5%": dict(n_clusters=k, scope="layer", weighting="fisher", outliers=0.005),
         f"model k={k} fisher + outliers 0.5%": dict(n_clusters=k, scope="model", weighting="fisher", outliers=0.005),
+        f"layer k={k} activation-weighted": dict(n_clusters=k, scope="layer", weighting="fisher", act=True),
+        f"layer k={k} activation-weighted + outliers 0.5%": dict(n_clusters=k, scope="layer", weighting="fisher",
+                                                                 act=True, outliers=0.005),
+        f"model k={k} activation-weighted + outliers 0.5%": dict(n_clusters=k, scope="model", weighting="fisher",
+                                                                 act=True, outliers=0.005),
         f"layer k={k} channel scales": dict(n_clusters=k, scope="layer", channel_scale=True),
         f"layer k={k} channel scales + outliers 0.1%": dict(n_clusters=k, scope="layer", channel_scale=True,
                                                            outliers=0.001),
@@ -106,7 +111,13 @@ def main(argv=None) -> int:
             continue
         t0 = time.perf_counter()
         sw = None
-        if cfg.get("weighting") == "fisher":
+        cfg = dict(cfg)
+        if cfg.pop("act", False):
+            if "act" not in fisher_cache:
+                from wclust.fisher import activation_weights
+                fisher_cache["act"] = activation_weights(model, ev)
+            sw = fisher_cache["act"]
+        elif cfg.get("weighting") == "fisher":
             if "fw" not in fisher_cache:
                 from wclust.fisher import fisher_weights
                 fisher_cache["fw"] = fisher_weights(model, ev)

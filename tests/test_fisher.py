@@ -52,3 +52,22 @@ def test_fisher_clustering_runs_and_limits(setup):
     fid = Evaluator(model, get_task("fidelity:digits", n_test=50), image_size=16, progress=False, cache=False)
     with pytest.raises(WclustError, match="labelled"):
         fisher_weights(model, fid, n_examples=4)
+
+
+def test_activation_weights_are_mean_squared_inputs(setup):
+    from wclust.fisher import activation_weights
+
+    model, ev = setup
+    aw = activation_weights(model, ev, n_examples=8)
+    name = "encoder.layer.0.mlp.fc2"
+    lin = model.get_submodule(name)
+    seen = []
+    h = lin.register_forward_pre_hook(lambda m, a: seen.append(a[0].reshape(-1, a[0].shape[-1])))
+    train = ev.task.split("train")
+    idx = torch.linspace(0, len(train) - 1, 8).round().long().unique().numpy()
+    with torch.no_grad():
+        ev.encoder.forward(model, ev.encoder.prepare(train.take(idx).inputs))
+    h.remove()
+    e = torch.cat(seen).pow(2).mean(0)
+    torch.testing.assert_close(aw[name][0], e + 1e-3 * e.mean(), rtol=1e-4, atol=1e-7)
+    assert aw[name].shape == lin.weight.shape

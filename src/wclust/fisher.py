@@ -74,3 +74,34 @@ def fisher_weights(model: nn.Module, evaluator, n_examples: int = MAX_EXAMPLES, 
         mean = float(a.mean())
         out[fqn] = a + floor * mean if mean > 0 else torch.ones_like(a)
     return out
+
+
+def activation_weights(model: nn.Module, evaluator, n_examples: int = MAX_EXAMPLES) -> dict:
+    """{Linear name: E[x_j^2] of its input feature j, broadcast over rows}: the diagonal of the layer-wise
+    Hessian of the output error (sum_j dW_ij^2 E[x_j^2]), from calibration examples of the train split.
+    Pass as ``sample_weights`` with ``weighting="fisher"`` (any per-weight importance works there)."""
+    train = evaluator.task.split("train")
+    idx = torch.linspace(0, len(train) - 1, min(n_examples, len(train))).round().long().unique()
+    calib = train.take(idx.numpy())
+    sums, counts, hooks = {}, {}, []
+    for fqn, m in model.named_modules():
+        if isinstance(m, nn.Linear):
+            def hook(mod, args, fqn=fqn):
+                x = args[0].detach().to(torch.float32).reshape(-1, args[0].shape[-1])
+                sums[fqn] = sums.get(fqn, 0) + x.pow(2).sum(0)
+                counts[fqn] = counts.get(fqn, 0) + x.shape[0]
+            hooks.append(m.register_forward_pre_hook(hook))
+    try:
+        with torch.inference_mode():
+            for s in range(0, len(calib), 16):
+                part = calib.take(range(s, min(s + 16, len(calib))))
+                evaluator.encoder.forward(model, evaluator.encoder.prepare(part.inputs))
+    finally:
+        for h in hooks:
+            h.remove()
+    out = {}
+    for fqn, s in sums.items():
+        w = model.get_submodule(fqn).weight
+        e = s / counts[fqn]
+        out[fqn] = (e + 1e-3 * e.mean()).expand_as(w).contiguous()
+    return out
