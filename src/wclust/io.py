@@ -14,7 +14,6 @@ import json
 import os
 import tempfile
 
-import numpy as np
 import torch
 from safetensors.torch import save as st_save
 from torch import nn
@@ -22,12 +21,12 @@ from torch import nn
 from . import validate
 from .validate import is_int, is_num, need
 from .errors import FormatError, WclustError
-from .modules import KIND_TO_CLASS, ClusteredParts, _Clustered, clustered_class_for
+from .modules import CLUSTERED_BUFFERS as _CLUSTERED_BUFFERS
+from .modules import KIND_TO_CLASS, ClusteredParts, _Clustered, clustered_class_for, swap_in
 from .packing import pack, unpack
 
 FORMAT = "wclust"
 FORMAT_VERSION = 1
-_CLUSTERED_BUFFERS = ("indices", "codebook", "scale", "outlier_index", "outlier_value")
 
 
 def _stale_temp_files(path: str) -> list[str]:
@@ -317,15 +316,7 @@ def _assemble(model: nn.Module, header: dict, parts: dict, tensors: dict) -> dic
         cls = clustered_class_for(skel)
         if cls.kind != e["kind"] and not (cls.kind == "conv" and e["kind"] == "wrapped"):
             raise FormatError(f"modules.{fqn}.kind: file says {e['kind']!r}, the model has {type(skel).__name__}")
-        new = KIND_TO_CLASS[cls.kind].from_module(skel, parts[fqn])
-        _replace(model, fqn, new)
-        for other in e["tied"]:
-            twin_skel = model.get_submodule(other)
-            twin = clustered_class_for(twin_skel).from_module(twin_skel, parts[fqn])
-            for name in _CLUSTERED_BUFFERS:
-                setattr(twin, name, getattr(new, name))
-            twin.tied_to = fqn
-            _replace(model, other, twin)
+        swap_in(model, fqn, parts[fqn], e["tied"], KIND_TO_CLASS[cls.kind])
     state = {n: t for n, t in tensors.items() if n not in validate.clustered_tensor_names(header)}
     for name, target in header["aliases"].items():
         state[name] = tensors[target]
@@ -347,8 +338,3 @@ def _assemble(model: nn.Module, header: dict, parts: dict, tensors: dict) -> dic
             raise FormatError(f"tensors.{n}.dtype: {got.dtype} cannot be loaded exactly into the model's {want.dtype}")
     return state
 
-
-def _replace(model: nn.Module, fqn: str, new: nn.Module) -> None:
-    parent_name, _, child = fqn.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, new)

