@@ -133,7 +133,24 @@ def render_markdown(res: dict) -> str:
                       + [_f(-est["platforms"][n]["k"][str(k)]["energy_saving_pct"], "{:+.1f}%") for n in names]
                       for k in est["ks"]]), "",
               "Energy is relative to the fp32 model on the same platform (negative = saved).", ""]
-    L += ["## Trade-off", "", "![trade-off](tradeoff.png)", ""]
+    est_p = res.get("estimate_pressure")
+    if est_p:
+        names = list(est_p["platforms"])
+        L += [f"Under memory pressure (other units take {100 * est_p['contention']:.0f}% of the DRAM bandwidth, "
+              "the paper's shared-memory SoC setting):", "",
+              _table(["k"] + [f"{n} speed-up" for n in names] + [f"{n} energy" for n in names],
+                     [[k] + [_f(est_p["platforms"][n]["k"][str(k)]["speedup"], "{:.2f}x") for n in names]
+                      + [_f(-est_p["platforms"][n]["k"][str(k)]["energy_saving_pct"], "{:+.1f}%") for n in names]
+                      for k in est_p["ks"]]), ""]
+    plats = sorted({n for r in res["tradeoff"] for n in (r.get("energy_saving_pct") or {})})
+    L += ["## Trade-off", "", "![trade-off](tradeoff.png)", "",
+          _table(["scope", "k", "top-1", "drop (pt)", "weights MiB", "smaller", "speed fp32", "speed bf16"]
+                 + [f"energy {n}" for n in plats],
+                 [[r["scope"], r["k"], _f(r["top1"]), _f(r["drop"]), _mb(r["bytes"]), _f(r["bytes_ratio"], "{:.1f}x"),
+                   _f(r.get("speedup_fp32"), "{:.2f}x"), _f(r.get("speedup_bf16"), "{:.2f}x")]
+                  + [_f(-(r.get("energy_saving_pct") or {}).get(n, float("nan")), "{:+.1f}%") for n in plats]
+                  for r in res["tradeoff"]]), "",
+          "Speed: measured on this machine (batch 1); energy: modelled, no memory pressure.", ""]
     rec = res.get("recommendation")
     L += ["## Recommendation", ""]
     if rec:
