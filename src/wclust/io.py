@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import tempfile
 
@@ -50,6 +51,26 @@ def _stale_temp_files(path: str) -> list[str]:
         except (PermissionError, OverflowError, OSError):
             pass  # alive (another user's) or not a pid we can ask about: leave it
     return out
+
+
+def jsonable(o):
+    """``o`` with NaN/Inf replaced (null, "inf", "-inf") and NumPy/torch scalars as Python numbers."""
+    if isinstance(o, float) and not math.isfinite(o):
+        return None if math.isnan(o) else ("inf" if o > 0 else "-inf")
+    if isinstance(o, dict):
+        return {k: jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [jsonable(v) for v in o]
+    if hasattr(o, "item") and not isinstance(o, (str, bytes)):
+        try:
+            return jsonable(o.item())
+        except (ValueError, AttributeError):
+            pass
+    return o
+
+
+def atomic_write_json(path: str | os.PathLike, obj, indent: int = 1) -> None:
+    atomic_write_bytes(path, (json.dumps(jsonable(obj), indent=indent) + "\n").encode())
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -11,17 +11,12 @@ import time
 
 import torch
 
+from .io import atomic_write_json
+
 DEFAULT_SOURCE = "zoo:dinov2-s"
 FULL_KS = (16, 32, 64, 128, 256)
 QUICK_KS = (16, 64, 256)
 PRESSURE = 0.9  # share of DRAM bandwidth taken by other units in the memory-pressure estimate
-
-
-def _write_json(path: str, obj) -> None:
-    from .commands.common import _clean
-    from .io import atomic_write_bytes
-
-    atomic_write_bytes(path, (json.dumps(_clean(obj), indent=1) + "\n").encode())
 
 
 def _cached(path: str, settings: dict, fresh: bool, compute):
@@ -35,7 +30,7 @@ def _cached(path: str, settings: dict, fresh: bool, compute):
         except (OSError, ValueError, KeyError):
             pass
     result = compute()
-    _write_json(path, {"settings": settings, "result": result})
+    atomic_write_json(path, {"settings": settings, "result": result}, indent=1)
     return result
 
 
@@ -138,7 +133,7 @@ def run_study(source: str | None = None, task: str | None = None, ks=None, scope
                "figures": ["profile_time.png", "profile_memory.png", "sweep.png", "estimate.png", "tradeoff.png"],
                "run": {"seconds": time.perf_counter() - start, "threads": threads, "quick": quick,
                        "torch": torch.__version__}}
-    _write_json(os.path.join(out_dir, "results.json"), results)
+    atomic_write_json(os.path.join(out_dir, "results.json"), results, indent=1)
     from .io import atomic_write_bytes
 
     atomic_write_bytes(os.path.join(out_dir, "report.md"), report.render_markdown(results).encode())

@@ -20,15 +20,9 @@ import time
 
 from .config import ClusterConfig
 from .errors import WclustError
+from .io import atomic_write_json
 
 SHARED_OPTIONS = ("bits", "group_size", "outliers", "channel_scale", "weighting", "exclude", "include", "min_size")
-
-
-def _write_json(path: str, obj: dict) -> None:
-    from .commands.common import _clean
-    from .io import atomic_write_bytes
-
-    atomic_write_bytes(path, (json.dumps(_clean(obj), indent=2) + "\n").encode())
 
 
 def sweep(source, task, ks=(16, 32, 64, 128, 256), scopes=("layer", "model"), out_dir: str | None = None, *,
@@ -97,11 +91,11 @@ def sweep(source, task, ks=(16, 32, 64, 128, 256), scopes=("layer", "model"), ou
         bar.update(1)
         if path and rank == 0:
             result["seconds"] = time.perf_counter() - start
-            _write_json(path, result)
+            atomic_write_json(path, result, indent=2)
     bar.close()
     result["seconds"] = time.perf_counter() - start
     if out_dir and rank == 0:
-        _write_json(path, result)
+        atomic_write_json(path, result, indent=2)
         try:
             plot_sweep(result, os.path.join(out_dir, "sweep.png"))
         except ImportError:

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import tempfile
 
 from ..errors import WclustError
+from ..io import jsonable
 
 
 def add_cluster_options(p, k_many: bool = False) -> None:
@@ -62,23 +62,8 @@ def check_output_dir(path: str) -> str:
     return path
 
 
-def _clean(o):
-    if isinstance(o, float) and not math.isfinite(o):
-        return None if math.isnan(o) else ("inf" if o > 0 else "-inf")
-    if isinstance(o, dict):
-        return {k: _clean(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_clean(v) for v in o]
-    if hasattr(o, "item") and not isinstance(o, (str, bytes)):
-        try:
-            return _clean(o.item())
-        except (ValueError, AttributeError):
-            pass
-    return o
-
-
 def print_json(obj) -> None:
-    json.dump(_clean(obj), sys.stdout, indent=2)
+    json.dump(jsonable(obj), sys.stdout, indent=2)
     sys.stdout.write("\n")
 
 
