@@ -34,6 +34,13 @@ def config_from_args(args, k=None, scope=None):
                          weighting=getattr(args, "weighting", "uniform") or "uniform")
 
 
+def require_float_source(source: str | None, command: str) -> None:
+    """Commands that cluster take a float model source, not a .wclust file."""
+    if source and source.endswith(".wclust"):
+        raise WclustError(f"{source} is already a .wclust file; {command} takes a float model source "
+                          "(zoo:NAME, hf:DIR, timm:NAME, arch:NAME)")
+
+
 def check_output_path(path: str, suffix: str | None = None) -> str:
     if suffix and not path.endswith(suffix):
         raise WclustError(f"output {path!r} should end with {suffix}")

@@ -4,7 +4,8 @@ from __future__ import annotations
 import os
 import warnings
 
-from .common import add_cluster_options, check_output_path, config_from_args, print_json, print_table
+from .common import (add_cluster_options, check_output_path, config_from_args, print_json, print_table,
+                     require_float_source)
 
 
 def register(sub) -> None:
@@ -21,8 +22,7 @@ def run(args) -> int:
     from ..errors import WclustError
     from ..models import load_source
 
-    if args.source.endswith(".wclust"):
-        raise WclustError(f"{args.source} is already a .wclust file; compress takes a float model source")
+    require_float_source(args.source, "compress")
     out = check_output_path(args.output, ".wclust")
     config = config_from_args(args)
     model = load_source(args.source)

@@ -24,10 +24,9 @@ def run(args) -> int:
 
     from ..errors import WclustError
     from ..study import run_study
-    from .common import check_output_dir
+    from .common import check_output_dir, require_float_source
 
-    if args.source and args.source.endswith(".wclust"):
-        raise WclustError("study clusters a float model; pass its source, not a .wclust file")
+    require_float_source(args.source, "study")
     if args.max_drop < 0:
         raise WclustError("--max-drop must be >= 0")
     out = check_output_dir(args.output)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from .common import add_cluster_options, check_output_dir, print_json
+from .common import add_cluster_options, check_output_dir, print_json, require_float_source
 from .eval import add_task_options
 
 
@@ -21,8 +21,7 @@ def run(args) -> int:
     from ..errors import WclustError
     from ..evaluate import dist_context, sweep
 
-    if args.source.endswith(".wclust"):
-        raise WclustError("sweep clusters a float model; pass its source, not a .wclust file")
+    require_float_source(args.source, "sweep")
     out = check_output_dir(args.output)
     options = {"bits": args.bits, "group_size": args.group_size, "outliers": args.outliers,
                "channel_scale": args.channel_scale, "weighting": args.weighting}
