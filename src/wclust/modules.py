@@ -125,20 +125,24 @@ class ClusteredLinear(_Clustered):
         return cls(parts, module.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Buffers are read from the dicts directly: nn.Module.__getattr__ costs ~1 us a name,
+        # which at one token per call is a visible share of a small layer's GEMV.
+        bufs = self._buffers
         dtype = self.compute_dtype or x.dtype
-        xin = x.to(dtype)
-        fold_bias = self.scale is None
-        y = lut_linear(xin, self.indices, self.codebook, self.bias if fold_bias else None,
+        xin = x if x.dtype == dtype else x.to(dtype)
+        scale, bias = bufs.get("scale"), self._parameters.get("bias")
+        y = lut_linear(xin, bufs["indices"], bufs["codebook"], bias if scale is None else None,
                        self.in_features, self.group_size, self.index_bits)
-        if self.scale is not None:
-            y = y * self.scale.to(dtype)
-            if self.bias is not None:
-                y = y + self.bias.to(dtype)
-        r = self.residual(dtype)
-        if r is not None:
+        if scale is not None:
+            y = y * scale.to(dtype)
+            if bias is not None:
+                y = y + bias.to(dtype)
+        oi = bufs.get("outlier_index")
+        if oi is not None and oi.numel():
+            r = self.residual(dtype)
             x2 = xin.reshape(-1, self.in_features)
             y = y + torch.sparse.mm(r, x2.t()).t().reshape(y.shape)
-        return y.to(x.dtype)
+        return y if y.dtype == x.dtype else y.to(x.dtype)
 
 
 class ClusteredEmbedding(_Clustered):

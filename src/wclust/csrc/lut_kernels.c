@@ -239,13 +239,20 @@ int wc_lut_gemv_f32(const float *x, int64_t M, int64_t in, const uint8_t *idx, i
         j.mode = mode; j.ldx = nblk * bw;
         xp = (float *)calloc((size_t)(M * j.ldx + 1), sizeof(float));
         if (!xp) { free(tab); free(planes); return -1; }
-        for (int64_t m = 0; m < M; m++)
-            for (int64_t b = 0; b < nblk; b++)
+        int perm[128];
+        for (int p = 0; p < bw; p++) perm[p] = wc_lut_xperm(mode, p);
+        const int64_t full = in / bw;  /* whole blocks: no bounds check */
+        for (int64_t m = 0; m < M; m++) {
+            const float *xm = x + m * in;
+            float *dst = xp + m * j.ldx;
+            for (int64_t b = 0; b < full; b++, dst += bw, xm += bw)
+                for (int p = 0; p < bw; p++) dst[p] = xm[perm[p]];
+            for (int64_t b = full; b < nblk; b++, dst += bw)
                 for (int p = 0; p < bw; p++) {
-                    int w = wc_lut_xperm(mode, p);
-                    int64_t c = b * bw + w;
-                    xp[m * j.ldx + b * bw + p] = c < in ? x[m * in + c] : 0.f;
+                    int64_t c = b * bw + perm[p];
+                    dst[p] = c < in ? x[m * in + c] : 0.f;
                 }
+        }
         j.x = xp;
         fn = wc_lut_gemv_avx512;
     } else if (level == ISA_AVX2) {

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from .. import _native
 from . import reference
-from .ops import lut_linear
+from .ops import register_kernel
 
 GEMV_MAX_ROWS = 12  # measured crossover vs dequantize + sgemm: 12..16 rows (ViT-B shapes, 1 thread)
 ISA_NAMES = {0: "portable-c", 1: "avx2", 2: "avx512-vbmi"}
@@ -120,22 +120,29 @@ def dequantize(indices, codebook, in_features, group_size, index_bits, dtype=tor
 
 
 def gemv(x2, indices, codebook, bias, in_features, group_size, index_bits):
-    """(M, out) float32 = x2 (M, in) @ W^T + bias, computed on indices + codebook by the C GEMV."""
+    """(M, out) float32 = x2 (M, in) @ W^T + bias, computed on indices + codebook by the C GEMV.
+
+    This runs once per layer per token: it is kept lean (raw data pointers, no wrapper objects),
+    since at M = 1 a 768x768 layer's whole GEMV takes ~60 us.
+    """
     if _GEMV is None:
         native()
-    xf = x2.float().contiguous()
-    cb = codebook.float().contiguous()
-    b = None if bias is None else bias.float().contiguous()
-    idx = indices.contiguous()
-    y = torch.empty(xf.shape[0], indices.shape[0], dtype=torch.float32)
-    rc = _GEMV(_ptr(xf), xf.shape[0], in_features, _ptr(idx), indices.shape[0], index_bits, _ptr(cb),
-                             cb.shape[0], cb.shape[1], group_size, _ptr(b), _ptr(y), torch.get_num_threads())
+    xf = x2 if x2.dtype == torch.float32 and x2.is_contiguous() else x2.float().contiguous()
+    cb = codebook if codebook.dtype == torch.float32 and codebook.is_contiguous() else codebook.float().contiguous()
+    if bias is not None and not (bias.dtype == torch.float32 and bias.is_contiguous()):
+        bias = bias.float().contiguous()
+    idx = indices if indices.is_contiguous() else indices.contiguous()
+    n_out = idx.shape[0]
+    y = torch.empty(xf.shape[0], n_out, dtype=torch.float32)
+    rc = _GEMV(xf.data_ptr(), xf.shape[0], in_features, idx.data_ptr(), n_out, index_bits, cb.data_ptr(),
+               cb.shape[0], cb.shape[1], group_size, None if bias is None else bias.data_ptr(), y.data_ptr(),
+               torch.get_num_threads())
     if rc:
         raise MemoryError("wc_lut_gemv_f32 failed")
     return y
 
 
-@lut_linear.register_kernel("cpu")
+@register_kernel("cpu")
 def lut_linear_cpu(x, indices, codebook, bias, in_features, group_size, index_bits):
     if native() is None or not _supported(x, indices, codebook, bias, in_features, group_size, index_bits):
         return reference.lut_linear(x, indices, codebook, bias, in_features, group_size, index_bits)

@@ -15,7 +15,7 @@ import os
 import torch
 
 from . import reference
-from .ops import lut_linear
+from .ops import register_kernel
 
 try:  # optional dependency
     import triton
@@ -124,4 +124,4 @@ def lut_linear_triton(x, indices, codebook, bias, in_features, group_size, index
 
 
 if AVAILABLE:
-    lut_linear.register_kernel("cuda")(lut_linear_triton)
+    register_kernel("cuda")(lut_linear_triton)
