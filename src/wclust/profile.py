@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
+import re
 import statistics
+import sys
+import tempfile
 import time
 
 import torch
@@ -244,6 +248,34 @@ def trace_ops(model: nn.Module, inputs: dict) -> list[dict]:
 
 
 # -- the profile --------------------------------------------------------------------------------
+_CHATTER = re.compile(rb"^USDT:.*profiler_st(art|op)\s*$")
+
+
+@contextlib.contextmanager
+def _without_profiler_chatter():
+    """torch's profiler (kineto) writes 'USDT: ... profiler_start/stop' lines straight to file
+    descriptor 2 on every run. Capture fd 2 for the block and pass on everything else."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # no real stderr (e.g. captured by a test)
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), fd)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, fd)
+            os.close(saved)
+            tmp.seek(0)
+            kept = [ln for ln in tmp.read().splitlines(keepends=True) if not _CHATTER.match(ln)]
+            if kept:
+                os.write(fd, b"".join(kept))
+
+
 def _time_groups(model, inputs, runs: int) -> tuple[dict, list]:
     from torch.profiler import ProfilerActivity, profile
 
@@ -262,7 +294,8 @@ def _time_groups(model, inputs, runs: int) -> tuple[dict, list]:
             visit(c)
 
     for _ in range(runs):
-        with torch.no_grad(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        with _without_profiler_chatter(), torch.no_grad(), \
+                profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
             run(model, inputs)
         roots = sorted((e for e in prof.events() if e.cpu_parent is None), key=lambda e: e.time_range.start)
         live = peak = 0  # activation memory: allocations inside top-level ops, frees between them
