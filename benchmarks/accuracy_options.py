@@ -20,9 +20,8 @@ import time
 import torch
 
 import wclust
-from wclust.commands.common import _clean
 from wclust.evaluate import Evaluator, _is_text, cluster_copy
-from wclust.io import atomic_write_bytes
+from wclust.io import atomic_write_json
 from wclust.models import load_source
 from wclust.modules import _Clustered
 from wclust.tasks import get_task
@@ -62,6 +61,23 @@ def options(k: int) -> dict:
         f"group-64 k={k} linear only": dict(n_clusters=k, scope="group", group_size=64, types=("linear",)),
         f"layer k={k} linear only + outliers 0.1%": dict(n_clusters=k, scope="layer", types=("linear",),
                                                         outliers=0.001),
+        # error-feedback (GPTQ-style) assignment, alone and with the options above
+        f"layer k={k} error feedback": dict(n_clusters=k, scope="layer", error_feedback=True),
+        f"model k={k} error feedback": dict(n_clusters=k, scope="model", error_feedback=True),
+        f"layer k={k} activation": dict(n_clusters=k, scope="layer", weighting="activation"),
+        f"layer k={k} activation + error feedback": dict(n_clusters=k, scope="layer", weighting="activation",
+                                                        error_feedback=True),
+        f"layer k={k} outliers 0.5% + error feedback": dict(n_clusters=k, scope="layer", outliers=0.005,
+                                                           error_feedback=True),
+        f"group-64 k={k} + error feedback": dict(n_clusters=k, scope="group", group_size=64, error_feedback=True),
+        f"group-64 k={k} + outliers 0.1% + error feedback": dict(n_clusters=k, scope="group", group_size=64,
+                                                                outliers=0.001, error_feedback=True),
+        f"group-64 k={k} activation + outliers 0.5% + error feedback": dict(
+            n_clusters=k, scope="group", group_size=64, weighting="activation", outliers=0.005, error_feedback=True),
+        f"group-64 k={k} activation + outliers 1% + error feedback": dict(
+            n_clusters=k, scope="group", group_size=64, weighting="activation", outliers=0.01, error_feedback=True),
+        f"layer k={k} activation + outliers 0.5% + error feedback": dict(
+            n_clusters=k, scope="layer", weighting="activation", outliers=0.005, error_feedback=True),
     }
 
 
@@ -108,7 +124,7 @@ def main(argv=None) -> int:
             out.update({k: v for k, v in old.items() if k in ("sqnr_by_kind", "ablation")})
 
     def save():
-        atomic_write_bytes(args.output, (json.dumps(_clean(out), indent=2) + "\n").encode())
+        atomic_write_json(args.output, out, indent=2)
 
     fisher_cache = {}
     todo = options(args.k)
@@ -118,9 +134,9 @@ def main(argv=None) -> int:
         if label in out["rows"]:
             continue
         t0 = time.perf_counter()
-        sw = None
+        sw = hs = None
         cfg = dict(cfg)
-        if cfg.pop("act", False):
+        if cfg.pop("act", False) or cfg.get("weighting") == "activation":
             if "act" not in fisher_cache:
                 from wclust.fisher import activation_weights
                 fisher_cache["act"] = activation_weights(model, ev)
@@ -130,7 +146,12 @@ def main(argv=None) -> int:
                 from wclust.fisher import fisher_weights
                 fisher_cache["fw"] = fisher_weights(model, ev)
             sw = fisher_cache["fw"]
-        c = cluster_copy(model, wclust.ClusterConfig(**cfg), ev, sample_weights=sw)
+        if cfg.get("error_feedback"):
+            if "hessians" not in fisher_cache:
+                from wclust.fisher import input_hessians
+                fisher_cache["hessians"] = input_hessians(model, ev)
+            hs = fisher_cache["hessians"]
+        c = cluster_copy(model, wclust.ClusterConfig(**cfg), ev, sample_weights=sw, hessians=hs)
         row = ev.score(c)
         row.update(sqnr_db=c.wclust_info["stats"]["sqnr_db"], seconds=time.perf_counter() - t0, config=cfg)
         out["rows"][label] = row

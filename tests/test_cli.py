@@ -125,3 +125,38 @@ def test_nothing_to_cluster_is_one_error_line(capsys, files, tmp_path):
     _one_line_error(*_cli(capsys, "compress", f"hf:{files / 'hf'}", "--exclude", "*", "-o", tmp_path / "x.wclust"),
                     "no layer matched")
     assert not (tmp_path / "x.wclust").exists()
+
+
+def test_task_checked_before_the_model_is_loaded(capsys, tmp_path):
+    # the source does not exist: the task error comes first, so nothing was loaded
+    _one_line_error(*_cli(capsys, "eval", "zoo:nope", "--task", "nope"), "unknown task 'nope'")
+    _one_line_error(*_cli(capsys, "sweep", "zoo:nope", "--task", "fidelity:nope", "-o", tmp_path / "s"),
+                    "unknown task 'nope'")
+    _one_line_error(*_cli(capsys, "eval", "zoo:nope", "--task", f"imagenet:{tmp_path}/none"), "no such directory")
+    _one_line_error(*_cli(capsys, "compress", "zoo:nope", "-o", tmp_path / "x.wclust", "--error-feedback",
+                          "--task", "nope"), "unknown task 'nope'")
+
+
+def test_calibration_options_need_a_task_and_k(capsys, files, tmp_path):
+    src = f"hf:{files / 'hf'}"
+    out = tmp_path / "x.wclust"
+    _one_line_error(*_cli(capsys, "compress", src, "--error-feedback", "-o", out), "need --task")
+    _one_line_error(*_cli(capsys, "compress", src, "--weighting", "activation", "-o", out), "need --task")
+    _one_line_error(*_cli(capsys, "compress", src, "--weighting", "fisher", "--task", "digits", "-o", out),
+                    "--weighting activation")
+    _one_line_error(*_cli(capsys, "eval", files / "tiny.wclust", "--task", "digits", "--error-feedback"), "need -k")
+    _one_line_error(*_cli(capsys, "eval", src, "--task", "digits", "--weighting", "hessian"), "invalid choice")
+    assert not out.exists()
+
+
+def test_compress_with_error_feedback_and_activation_weighting(capsys, tmp_path):
+    from tests.helpers_eval import save_tiny
+
+    src = "hf:" + save_tiny(tmp_path / "tiny")
+    out = tmp_path / "ef.wclust"
+    rc = main(["compress", src, "-k", "16", "--error-feedback", "--weighting", "activation", "--task", "digits",
+               "--image-size", "16", "-o", str(out), "--json"])
+    assert rc == 0, capsys.readouterr().err
+    cfg = wclust.read_header(out)["config"]
+    assert cfg["error_feedback"] is True and cfg["weighting"] == "activation"
+    wclust.load(out)

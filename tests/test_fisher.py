@@ -71,3 +71,37 @@ def test_activation_weights_are_mean_squared_inputs(setup):
     e = torch.cat(seen).pow(2).mean(0)
     torch.testing.assert_close(aw[name][0], e + 1e-3 * e.mean(), rtol=1e-4, atol=1e-7)
     assert aw[name].shape == lin.weight.shape
+
+
+def test_input_hessians_are_sums_of_input_outer_products(setup):
+    from wclust.fisher import calibration_split, input_hessians
+
+    model, ev = setup
+    hs = input_hessians(model, ev, n_examples=6)
+    name = "encoder.layer.1.mlp.fc2"
+    lin = model.get_submodule(name)
+    seen = []
+    h = lin.register_forward_pre_hook(lambda m, a: seen.append(a[0].reshape(-1, a[0].shape[-1]).double()))
+    with torch.no_grad():
+        ev.encoder.forward(model, ev.encoder.prepare(calibration_split(ev, 6).inputs))
+    h.remove()
+    x = torch.cat(seen)
+    assert x.shape[0] == 6 * 17                                        # 6 images, 16 patches + CLS
+    torch.testing.assert_close(hs[name], x.T @ x, rtol=1e-6, atol=1e-6)
+    assert all(v.dtype == torch.float64 and v.shape == (m.in_features,) * 2
+               for k, v in hs.items() for m in [model.get_submodule(k)])
+
+
+def test_error_feedback_and_activation_weighting_through_cluster_copy(setup):
+    model, ev = setup
+    c = cluster_copy(model, wclust.ClusterConfig(8, weighting="activation", error_feedback=True), ev,
+                     fisher_examples=8)
+    assert c.wclust_info["config"]["error_feedback"] is True
+    assert c.wclust_info["config"]["weighting"] == "activation"
+    plain = cluster_copy(model, wclust.ClusterConfig(8, weighting="activation"), ev, fisher_examples=8)
+    name = "encoder.layer.0.mlp.fc1"
+    assert torch.equal(c.get_submodule(name).codebook, plain.get_submodule(name).codebook)
+    assert not torch.equal(c.get_submodule(name).indices, plain.get_submodule(name).indices)
+    assert ev.score(c)["n"] == 200
+    with pytest.raises(WclustError, match="task"):
+        cluster_copy(model, wclust.ClusterConfig(8, error_feedback=True))

@@ -12,6 +12,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .config import ClusterConfig
+from .error_feedback import assign
 from .kmeans import Assigner, Histogram, KMeans1D
 from .modules import ClusteredParts, _Clustered, swap_in
 
@@ -122,40 +123,59 @@ def _fit_codebook(hist: Histogram, k: int) -> np.ndarray:
 
 
 def _build_parts(t: Target, prep: _Prepared, codebooks: list[np.ndarray], config: ClusterConfig,
-                 group_rows: list[slice]) -> ClusteredParts:
-    idx = np.empty((prep.rows, prep.cols), np.uint8)
+                 group_rows: list[slice], hessian: torch.Tensor | None = None) -> ClusteredParts:
     dtype = t.weight.dtype
-    for cb, rows in zip(codebooks, group_rows):
-        # assign against the codebook as stored (rounded to the weight's dtype)
-        stored = torch.from_numpy(cb).to(dtype).to(torch.float32).numpy()
-        idx[rows], sums = Assigner(stored)(prep.values[rows])
-        prep.sse += float(sums[1])
-        prep.sumsq += float(sums[2])
     codebook = torch.from_numpy(np.stack(codebooks)).to(dtype)
+    compensated = None
+    if hessian is not None:   # error feedback over input columns (a Linear with calibration inputs)
+        row_group = torch.zeros(prep.rows, dtype=torch.int64)
+        for g, rows in enumerate(group_rows):
+            row_group[rows] = g
+        idx, compensated = assign(prep.values, hessian, codebook.to(torch.float32), row_group, prep.keep)
+    else:
+        idx = np.empty((prep.rows, prep.cols), np.uint8)
+        for cb, rows in zip(codebooks, group_rows):
+            # assign against the codebook as stored (rounded to the weight's dtype)
+            stored = torch.from_numpy(cb).to(dtype).to(torch.float32).numpy()
+            idx[rows], sums = Assigner(stored)(prep.values[rows])
+            prep.sse += float(sums[1])
+            prep.sumsq += float(sums[2])
     parts = ClusteredParts(tuple(t.weight.shape), idx, codebook,
                            config.group_size if config.scope == "group" else prep.rows, config.bits)
     if prep.scale is not None:
         parts.scale = prep.scale.to(dtype)
     if prep.outlier_index is not None:
         parts.outlier_index = prep.outlier_index.to(torch.int64)
-        parts.outlier_value = t.weight.detach().reshape(-1)[prep.outlier_index].clone()
+        if compensated is None:
+            parts.outlier_value = t.weight.detach().reshape(-1)[prep.outlier_index].clone()
+        else:   # error feedback moved them too: store the compensated values (their error is then zero)
+            if prep.scale is not None:
+                compensated = compensated.to(torch.float64) * prep.scale.to(torch.float64)[:, None]
+            parts.outlier_value = compensated.reshape(-1)[prep.outlier_index].to(dtype)
     # squared error and energy of the original weights, straight from the assignment pass
-    exact = prep.scale is None and prep.outlier_index is None
+    exact = prep.scale is None and prep.outlier_index is None and compensated is None
     parts.error_sums = (prep.sse, prep.sumsq) if exact else None
     return parts
 
 
 
 def compress(model: nn.Module, config: ClusterConfig | None = None, *, sample_weights: dict | None = None,
-             filter_fn=None, progress: bool = True) -> nn.Module:
+             hessians: dict | None = None, filter_fn=None, progress: bool = True) -> nn.Module:
     """Cluster the weights ``config`` selects, in place; returns the model.
 
-    ``sample_weights`` maps module names to per-weight importances (e.g. Fisher information,
-    the shape of the weight) for ``weighting="fisher"``. A summary lands in ``model.wclust_info``.
+    ``sample_weights`` maps module names to per-weight importances (the shape of the weight) for
+    ``weighting="fisher"`` (e.g. ``wclust.fisher.fisher_weights``) or ``"activation"``
+    (``wclust.fisher.activation_weights``). ``hessians`` maps Linear names to X^T X of their
+    calibration inputs for ``error_feedback=True`` (``wclust.error_feedback.input_hessians``); other
+    modules, and Linears without one, get plain nearest assignment. A summary lands in
+    ``model.wclust_info``.
     """
     config = config or ClusterConfig()
-    if config.weighting == "fisher" and not sample_weights:
-        raise ValueError('weighting="fisher" needs sample_weights (see wclust.fisher.fisher_weights)')
+    if config.weighting != "uniform" and not sample_weights:
+        fn = {"fisher": "fisher_weights", "activation": "activation_weights"}[config.weighting]
+        raise ValueError(f'weighting="{config.weighting}" needs sample_weights (see wclust.fisher.{fn})')
+    if config.error_feedback and not hessians:
+        raise ValueError("error_feedback=True needs hessians (see wclust.error_feedback.input_hessians)")
     start = time.perf_counter()
     targets = find_targets(model, config, filter_fn)
     if not targets:
@@ -165,6 +185,11 @@ def compress(model: nn.Module, config: ClusterConfig | None = None, *, sample_we
     for t in targets:
         _check_finite(t)
     sw = sample_weights or {}
+    hs = hessians if config.error_feedback else {}
+
+    def hessian(t: Target):
+        return hs.get(t.fqn) if isinstance(t.module, nn.Linear) else None
+
     k = config.n_clusters
     threads = config.threads or max(1, torch.get_num_threads())
     bar = tqdm(total=len(targets), desc=f"clustering k={k} {config.scope}", unit="tensor",
@@ -179,7 +204,8 @@ def compress(model: nn.Module, config: ClusterConfig | None = None, *, sample_we
         shared = _fit_codebook(hist, k)
 
         def work(i):
-            return _build_parts(targets[i], preps[i], [shared], config, [slice(0, preps[i].rows)])
+            return _build_parts(targets[i], preps[i], [shared], config, [slice(0, preps[i].rows)],
+                                hessian(targets[i]))
     else:
         def work(i):
             t = targets[i]
@@ -190,7 +216,7 @@ def compress(model: nn.Module, config: ClusterConfig | None = None, *, sample_we
                 h = Histogram()
                 prep.add_to(h, rows)
                 cbs.append(_fit_codebook(h, k))
-            return _build_parts(t, prep, cbs, config, groups)
+            return _build_parts(t, prep, cbs, config, groups, hessian(t))
 
     with ThreadPoolExecutor(max_workers=threads) as pool:
         for i, p in enumerate(pool.map(work, range(len(targets)))):

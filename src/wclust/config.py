@@ -13,7 +13,7 @@ SCOPES = ("model", "layer", "group")
 # ViT-S/14 + Fashion-MNIST, one whole-model k=64 codebook that included it lost 50.6 top-1 points;
 # leaving it float lost 0.4.
 DEFAULT_EXCLUDE = ("*position_embedding*", "*pos_embed*", "*patch_embed*")
-WEIGHTINGS = ("uniform", "fisher")
+WEIGHTINGS = ("uniform", "fisher", "activation")
 
 
 @dataclass
@@ -28,11 +28,14 @@ class ClusterConfig:
         means DEFAULT_EXCLUDE (position and patch embeddings), recorded as such in to_dict().
     min_size: tensors with fewer elements stay float.
     types: module kinds to cluster: "linear", "conv", "embedding".
-    weighting: "uniform" or "fisher" (k-means weighted by squared gradients; needs sample weights
-        passed to ``compress``).
+    weighting: "uniform", "fisher" (k-means weighted by squared gradients) or "activation" (weighted by
+        E[x^2] of each weight's input feature); both need sample weights passed to ``compress``.
     outliers: fraction of each tensor's largest-magnitude weights kept exactly in float (sparse).
     channel_scale: divide each output channel by its RMS before clustering and keep the scale in
         float (one shared codebook of normalized values, per-channel scales).
+    error_feedback: assign the indices of Linear weights column by column, pushing each column's
+        rounding error onto the columns not yet assigned through the inverse of X^T X of calibration
+        inputs (GPTQ-style; needs ``hessians`` passed to ``compress``, see ``wclust.error_feedback``).
     """
 
     n_clusters: int = 256
@@ -46,6 +49,7 @@ class ClusterConfig:
     weighting: str = "uniform"
     outliers: float = 0.0
     channel_scale: bool = False
+    error_feedback: bool = False
     threads: int | None = field(default=None, compare=False)
 
     def __post_init__(self):
@@ -87,6 +91,8 @@ class ClusterConfig:
                 raise ValueError(f"{name} must be a list of fnmatch patterns, got {val!r}")
         if not isinstance(self.channel_scale, bool):
             raise ValueError(f"channel_scale must be true or false, got {self.channel_scale!r}")
+        if not isinstance(self.error_feedback, bool):
+            raise ValueError(f"error_feedback must be true or false, got {self.error_feedback!r}")
         if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
                                          or self.threads < 1):
             raise ValueError(f"threads must be a positive int or None, got {self.threads!r}")
@@ -103,6 +109,8 @@ class ClusterConfig:
         d = dataclasses.asdict(self)
         d.pop("threads")
         d["types"] = list(self.types)
+        if not self.error_feedback:   # added later: left out at its default, so older files and sweep keys match
+            d.pop("error_feedback")
         return d
 
     @classmethod

@@ -307,18 +307,49 @@ def _is_text(model) -> bool:
     return model_kind(model) == "text"
 
 
+class Calibration:
+    """What calibration statistics read: a task (its train split) and an encoder, without a probe."""
+
+    def __init__(self, model: nn.Module, task: Task, *, image_size: int | None = None, tokenizer: str | None = None):
+        self.task = task
+        self.encoder = Encoder(model, task.modality, image_size, tokenizer)
+
+
+def calibrate(reference: nn.Module, config, ev, calib_examples: int = 64) -> tuple[dict | None, dict | None]:
+    """(sample_weights, hessians) that ``config`` needs, from ``ev``'s calibration examples (None if not needed).
+
+    ``ev`` is an Evaluator, or a Calibration unless the weighting is "fisher" (that needs the probe)."""
+    from .fisher import activation_weights, fisher_weights, input_hessians
+
+    needs = config.weighting != "uniform" or config.error_feedback
+    if needs and ev is None:
+        raise WclustError(f"weighting={config.weighting!r} / error_feedback need a task "
+                          "(calibration examples from its train split)")
+    sw = hs = None
+    if config.weighting == "fisher":
+        if isinstance(ev, Calibration):
+            raise WclustError("Fisher weighting needs a probe fitted on the task: use it with eval or sweep, "
+                              "or weighting='activation'")
+        sw = fisher_weights(reference, ev, n_examples=calib_examples)
+    elif config.weighting == "activation":
+        sw = activation_weights(reference, ev, n_examples=calib_examples)
+    if config.error_feedback:
+        hs = input_hessians(reference, ev, n_examples=calib_examples)
+    return sw, hs
+
+
 def cluster_copy(reference: nn.Module, config, ev: Evaluator | None = None, sample_weights=None,
-                 fisher_examples: int = 64, progress: bool = False) -> nn.Module:
-    """A clustered deep copy of the float ``reference`` (Fisher weights computed through ``ev`` when asked)."""
+                 fisher_examples: int = 64, progress: bool = False, hessians=None) -> nn.Module:
+    """A clustered deep copy of the float ``reference``; the calibration statistics ``config`` needs (Fisher
+    or activation weights, input Hessians) are computed through ``ev`` unless given."""
     from .compress import compress
 
-    if config.weighting == "fisher" and sample_weights is None:
-        if ev is None:
-            raise WclustError("Fisher weighting needs a task (calibration examples from its train split)")
-        from .fisher import fisher_weights
-        sample_weights = fisher_weights(reference, ev, n_examples=fisher_examples)
+    if (config.weighting != "uniform" and sample_weights is None) or (config.error_feedback and hessians is None):
+        sw, hs = calibrate(reference, config, ev, fisher_examples)
+        sample_weights = sample_weights if sample_weights is not None else sw
+        hessians = hessians if hessians is not None else hs
     model = copy.deepcopy(reference)
-    compress(model, config, sample_weights=sample_weights, progress=progress)
+    compress(model, config, sample_weights=sample_weights, hessians=hessians, progress=progress)
     return model
 
 

@@ -1,10 +1,13 @@
-"""Diagonal Fisher information of every clusterable weight, for Fisher-weighted k-means.
+"""Calibration statistics for clustering: diagonal Fisher information, activation energies, input Hessians.
 
 F_i = mean over calibration examples of (d loss / d w_i)^2, where the loss is the task's
 cross-entropy through the frozen probe (or the model's own head), computed one example at a time
 (the empirical Fisher needs per-example gradients, not the square of a batch gradient) on at most
 64 examples of the task's train split. ``compress(model, ClusterConfig(weighting="fisher"),
 sample_weights=fisher_weights(...))`` then weights each weight's squared error by its F_i.
+``activation_weights`` (E[x_j^2] per input feature) needs no labels; ``input_hessians`` (X^T X of each
+Linear's input) drives error-feedback assignment (``wclust.error_feedback``). All three read the same
+calibration examples (``calibration_split``).
 """
 from __future__ import annotations
 
@@ -27,22 +30,53 @@ def _weighted_modules(model: nn.Module) -> dict[str, nn.Parameter]:
     return out
 
 
+def calibration_split(evaluator, n_examples: int = MAX_EXAMPLES):
+    """At most ``n_examples`` examples of the task's train split, evenly spaced (every statistic here reads these)."""
+    if not 1 <= n_examples <= MAX_EXAMPLES:
+        raise WclustError(f"calibration uses 1..{MAX_EXAMPLES} examples, got {n_examples}")
+    train = evaluator.task.split("train")
+    if len(train) == 0:
+        raise WclustError(f"task {evaluator.task.name}: no train split for calibration")
+    idx = torch.linspace(0, len(train) - 1, min(n_examples, len(train))).round().long().unique()
+    return train.take(idx.numpy())
+
+
+def input_hessians(model: nn.Module, evaluator, n_examples: int = MAX_EXAMPLES) -> dict:
+    """{Linear name: H = sum over calibration tokens of x x^T (float64, in_features^2)} of its input.
+
+    ``evaluator`` needs ``.task`` and ``.encoder`` (an ``evaluate.Evaluator`` or ``evaluate.Calibration``).
+    Texts run one at a time, so padding tokens never enter H; images in batches of 16."""
+    calib = calibration_split(evaluator, n_examples)
+    hess, hooks = {}, []
+    for fqn, m in model.named_modules():
+        if isinstance(m, nn.Linear):
+            def hook(mod, args, fqn=fqn):
+                x = args[0].detach().reshape(-1, args[0].shape[-1]).to(torch.float64)
+                if fqn not in hess:
+                    hess[fqn] = torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64)
+                hess[fqn].addmm_(x.T, x)
+            hooks.append(m.register_forward_pre_hook(hook))
+    step = 1 if evaluator.encoder.modality == "text" else 16
+    try:
+        with torch.inference_mode():
+            for s in range(0, len(calib), step):
+                part = calib.take(range(s, min(s + step, len(calib))))
+                evaluator.encoder.forward(model, evaluator.encoder.prepare(part.inputs))
+    finally:
+        for h in hooks:
+            h.remove()
+    return hess
+
+
 def fisher_weights(model: nn.Module, evaluator, n_examples: int = MAX_EXAMPLES, floor: float = 1e-3) -> dict:
     """{module name: tensor shaped like its weight} of squared per-example gradients (mean over examples).
 
     ``evaluator`` is an ``evaluate.Evaluator`` (its encoder, probe and the task's train split are used).
     A small ``floor`` (relative to each tensor's mean Fisher) keeps weights with zero gradient in play.
     """
-    if not 1 <= n_examples <= MAX_EXAMPLES:
-        raise WclustError(f"Fisher calibration uses 1..{MAX_EXAMPLES} examples, got {n_examples}")
-    task = evaluator.task
-    if task.fidelity:
+    if evaluator.task.fidelity:
         raise WclustError("Fisher weighting needs a labelled task (not fidelity)")
-    train = task.split("train")
-    if len(train) == 0:
-        raise WclustError(f"task {task.name}: no train split for Fisher calibration")
-    idx = torch.linspace(0, len(train) - 1, min(n_examples, len(train))).round().long().unique()
-    calib = train.take(idx.numpy())
+    calib = calibration_split(evaluator, n_examples)
     params = _weighted_modules(model)
     flags = {n: p.requires_grad for n, p in model.named_parameters()}
     for p in model.parameters():
@@ -79,10 +113,8 @@ def fisher_weights(model: nn.Module, evaluator, n_examples: int = MAX_EXAMPLES, 
 def activation_weights(model: nn.Module, evaluator, n_examples: int = MAX_EXAMPLES) -> dict:
     """{Linear name: E[x_j^2] of its input feature j, broadcast over rows}: the diagonal of the layer-wise
     Hessian of the output error (sum_j dW_ij^2 E[x_j^2]), from calibration examples of the train split.
-    Pass as ``sample_weights`` with ``weighting="fisher"`` (any per-weight importance works there)."""
-    train = evaluator.task.split("train")
-    idx = torch.linspace(0, len(train) - 1, min(n_examples, len(train))).round().long().unique()
-    calib = train.take(idx.numpy())
+    Pass as ``sample_weights`` with ``weighting="activation"``."""
+    calib = calibration_split(evaluator, n_examples)
     sums, counts, hooks = {}, {}, []
     for fqn, m in model.named_modules():
         if isinstance(m, nn.Linear):

@@ -22,7 +22,8 @@ from .config import ClusterConfig
 from .errors import WclustError
 from .io import atomic_write_json
 
-SHARED_OPTIONS = ("bits", "group_size", "outliers", "channel_scale", "weighting", "exclude", "include", "min_size")
+SHARED_OPTIONS = ("bits", "group_size", "outliers", "channel_scale", "weighting", "error_feedback", "exclude",
+                  "include", "min_size")
 
 
 def sweep(source, task, ks=(16, 32, 64, 128, 256), scopes=("layer", "model"), out_dir: str | None = None, *,
@@ -73,6 +74,23 @@ def sweep(source, task, ks=(16, 32, 64, 128, 256), scopes=("layer", "model"), ou
                 done = {r["key"]: r for r in old.get("rows", []) if r.get("key")}
         except (OSError, ValueError, KeyError, TypeError):
             done = {}
+    stats: dict = {}   # calibration statistics, computed once per kind for every row that needs them
+
+    def calibrated(cfg):
+        from dataclasses import replace
+
+        from .evaluate import calibrate
+        sw = hs = None
+        if cfg.weighting != "uniform":
+            if cfg.weighting not in stats:
+                stats[cfg.weighting] = calibrate(model, replace(cfg, error_feedback=False), ev, fisher_examples)[0]
+            sw = stats[cfg.weighting]
+        if cfg.error_feedback:
+            if "hessians" not in stats:
+                stats["hessians"] = calibrate(model, replace(cfg, weighting="uniform"), ev, fisher_examples)[1]
+            hs = stats["hessians"]
+        return sw, hs
+
     fp32 = dict(ev.fp32, scope="fp32", k=None, label="fp32")
     result = dict(header, rows=[fp32], seconds=0.0)
     bar = tqdm(total=len(configs), desc="sweep", unit="model", disable=not progress or rank != 0)
@@ -82,7 +100,8 @@ def sweep(source, task, ks=(16, 32, 64, 128, 256), scopes=("layer", "model"), ou
         if row is None:
             bar.set_postfix_str(label)
             t0 = time.perf_counter()
-            clustered = cluster_copy(model, cfg, ev, fisher_examples=fisher_examples)
+            sw, hs = calibrated(cfg)
+            clustered = cluster_copy(model, cfg, ev, sample_weights=sw, hessians=hs)
             row = ev.score(clustered)
             row.update(scope=cfg.scope, k=cfg.n_clusters, label=label, key=key, config=cfg.to_dict(),
                        sqnr_db=clustered.wclust_info["stats"]["sqnr_db"], seconds=time.perf_counter() - t0)

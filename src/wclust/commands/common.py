@@ -23,6 +23,17 @@ def add_cluster_options(p, k_many: bool = False) -> None:
     p.add_argument("--outliers", type=float, default=0.0, help="fraction of largest weights kept in float")
     p.add_argument("--channel-scale", action="store_true", help="per-output-channel scales + shared codebook")
     p.add_argument("--exclude", nargs="*", default=None, help="fnmatch patterns of module names to keep float")
+    p.add_argument("--weighting", choices=["uniform", "fisher", "activation"], default="uniform",
+                   help="k-means weights: uniform, diagonal Fisher (eval/sweep), or activation energy E[x^2] "
+                        "of each input feature; from <= 64 train examples of the task")
+    p.add_argument("--error-feedback", action="store_true",
+                   help="GPTQ-style assignment of Linear weights: each input column's rounding error is pushed "
+                        "onto the columns not yet assigned (X^T X of <= 64 train examples of the task)")
+
+
+def needs_calibration(args) -> bool:
+    """Whether the clustering options read calibration examples of a task."""
+    return getattr(args, "weighting", "uniform") != "uniform" or bool(getattr(args, "error_feedback", False))
 
 
 def config_from_args(args, k=None, scope=None):
@@ -31,7 +42,15 @@ def config_from_args(args, k=None, scope=None):
     return ClusterConfig(n_clusters=k if k is not None else args.n_clusters, scope=scope or args.scope,
                          bits=args.bits, group_size=args.group_size, outliers=args.outliers,
                          channel_scale=args.channel_scale, exclude=args.exclude,
-                         weighting=getattr(args, "weighting", "uniform") or "uniform")
+                         weighting=getattr(args, "weighting", "uniform") or "uniform",
+                         error_feedback=bool(getattr(args, "error_feedback", False)))
+
+
+def check_task(spec: str) -> None:
+    """Refuse an unknown or unavailable task before any model is loaded (fast)."""
+    from ..tasks import check_task_spec
+
+    check_task_spec(spec)
 
 
 def require_float_source(source: str | None, command: str) -> None:

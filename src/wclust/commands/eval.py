@@ -1,7 +1,7 @@
 """wclust eval SOURCE --task TASK [-k K --scope S ...] [--json]: top-1/top-5 (or fidelity) of a model."""
 from __future__ import annotations
 
-from .common import add_cluster_options, config_from_args, print_json, print_table
+from .common import add_cluster_options, check_task, config_from_args, needs_calibration, print_json, print_table
 
 
 def add_task_options(p) -> None:
@@ -13,8 +13,6 @@ def add_task_options(p) -> None:
     p.add_argument("--image-size", type=int, default=None, help="input size in px (default 112 for small images)")
     p.add_argument("--tokenizer", default=None, help="tokenizer directory of a text model (if not known)")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--weighting", choices=["uniform", "fisher"], default="uniform",
-                   help="k-means weights: uniform, or diagonal Fisher from <= 64 train examples")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -33,13 +31,14 @@ def run(args) -> int:
     from ..errors import WclustError
     from ..evaluate import dist_context, evaluate
 
+    check_task(args.task)
     config = None
     if args.n_clusters is not None:
         if args.source.endswith(".wclust"):
             raise WclustError("-k clusters a float model; a .wclust file is already clustered")
         config = config_from_args(args)
-    elif args.weighting != "uniform":
-        raise WclustError("--weighting needs -k (it is a clustering option)")
+    elif needs_calibration(args):
+        raise WclustError("--weighting / --error-feedback need -k (they are clustering options)")
     row = evaluate(args.source, args.task, config=config, reference=args.reference, quick=args.quick,
                    n_train=args.n_train, n_test=args.n_test, image_size=args.image_size, tokenizer=args.tokenizer,
                    batch_size=args.batch_size, kernel=args.kernel, progress=not args.json)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from .common import add_cluster_options, check_output_dir, print_json, require_float_source
+from .common import add_cluster_options, check_output_dir, check_task, print_json, require_float_source
 from .eval import add_task_options
 
 
@@ -22,11 +22,14 @@ def run(args) -> int:
     from ..evaluate import dist_context, sweep
 
     require_float_source(args.source, "sweep")
+    check_task(args.task)
     out = check_output_dir(args.output)
     options = {"bits": args.bits, "group_size": args.group_size, "outliers": args.outliers,
                "channel_scale": args.channel_scale, "weighting": args.weighting}
     if args.exclude is not None:
         options["exclude"] = args.exclude
+    if args.error_feedback:   # only when asked, so sweeps without it keep resuming from older sweep.json files
+        options["error_feedback"] = True
     if args.bits is not None and any(args.bits < (k - 1).bit_length() for k in args.n_clusters):
         raise WclustError(f"--bits {args.bits} is too narrow for k={max(args.n_clusters)}")
     result = sweep(args.source, args.task, args.n_clusters, args.scope, out, quick=args.quick, fresh=args.fresh,
