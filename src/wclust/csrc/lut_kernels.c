@@ -286,3 +286,37 @@ int wc_lut_dequant(const uint8_t *idx, int64_t out, int64_t in, int index_bits, 
     free(tab); free(planes);
     return 0;
 }
+
+/* Fused LUT-GEMM (lut_gemm.c), float32: y (M, out) = x (M, in) . W^T + bias, computed from the
+ * indices without materializing W (for many rows of x; the GEMV above is for few). Returns 0; 1 when this CPU / forced ISA level has
+ * no fused kernel (the caller falls back, e.g. to wc_lut_dequant + its BLAS); -1 bad arguments or
+ * out of memory. */
+int wc_lut_gemm_f32(const float *x, int64_t M, int64_t in, const uint8_t *idx, int64_t out, int index_bits,
+                    const float *cb, int64_t n_groups, int64_t K, int64_t group_size, const float *bias,
+                    float *y, int nthreads) {
+    if (!check(K, index_bits, group_size, n_groups, out) || M < 0 || in < 0 || out < 0) return -1;
+#ifdef WC_X86
+    if (isa() != ISA_AVX512) return 1;
+    if (M == 0 || out == 0) return 0;
+    if (in == 0) {
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t r = 0; r < out; r++) y[m * out + r] = bias ? bias[r] : 0.f;
+        return 0;
+    }
+    job_t j; memset(&j, 0, sizeof j);
+    j.M = M; j.in = in; j.out = out; j.index_bits = index_bits; j.group_size = group_size;
+    j.rowbytes = index_bits == 8 ? in : (in + 1) / 2;
+    j.idx = idx; j.bias = bias; j.y = y;
+    j.mode = index_bits == 4 ? MODE_A4 : K <= 16 ? MODE_A8_16 : K <= 32 ? MODE_A8_32
+           : K <= 64 ? MODE_BP1 : K <= 128 ? MODE_BP2 : MODE_BP4;
+    j.x = x;
+    float *tab; uint8_t *planes;
+    if (prepare(&j, cb, n_groups, K, &tab, &planes)) return -1;
+    parallel_rows(&j, wc_lut_gemm_avx512, 4 * ((out + 31) / 32), nthreads);
+    free(tab); free(planes);
+    return 0;
+#else
+    (void)x; (void)idx; (void)cb; (void)bias; (void)y; (void)nthreads;
+    return 1;
+#endif
+}

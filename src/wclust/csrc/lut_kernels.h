@@ -46,4 +46,23 @@ WC_HIDDEN void wc_lut_deq_avx512(const job_t *j, int64_t r0, int64_t r1);
 /* position p in a lookup block -> weight within the block, for a GEMV mode (x is permuted to match) */
 WC_HIDDEN int wc_lut_xperm(int mode, int p);
 #endif
+/* lut_gemm.c: fused LUT-GEMM (many rows of x). Blocking: m-blocks of <= GEMM_MR rows of x, k-blocks
+ * of GEMM_KC features (a multiple of 16), chunks of GEMM_NCP panels of 32 output rows, m-chunks of
+ * GEMM_MCB m-blocks. */
+#ifndef GEMM_MR
+#define GEMM_MR 13
+#endif
+#ifndef GEMM_KC
+#define GEMM_KC 256
+#endif
+#ifndef GEMM_NCP
+#define GEMM_NCP 16
+#endif
+#ifndef GEMM_MCB
+#define GEMM_MCB 18
+#endif
+#ifdef WC_X86
+/* job: x (M, in), mode = GEMV lookup mode, y (M, out); [u0, u1): output panels times 4 */
+WC_HIDDEN void wc_lut_gemm_avx512(const job_t *j, int64_t u0, int64_t u1);
+#endif
 #endif

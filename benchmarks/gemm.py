@@ -1,0 +1,107 @@
+"""Fused LUT-GEMM vs dequantize + sgemm vs dense fp32 on ViT-B's weight shapes (many rows of x); prints JSON.
+
+    python benchmarks/gemm.py [--threads 1 2] [--m 197 64] [--repeats 15] [--copies 4]
+
+Shapes are K x N = in x out (768x2304 qkv, 768x768 proj, 768x3072 fc1, 3072x768 fc2). Candidates,
+all float32 compute, timed interleaved in one run (``time_interleaved`` of benchmarks/kernels.py:
+rotating order, median and minimum of short samples), each cycling ``--copies`` weight copies so
+the weights are not all cache-hot:
+  dense_fp32        F.linear(x, W, b)
+  <cfg>_dequant     the current many-rows path: cpu.dequantize into one reused buffer + F.linear
+  <cfg>_fused       kernels/gemm.lut_gemm (csrc/lut_gemm.c)
+for cfg in k16_4bit (4-bit indices), k16, k64, k256 (8-bit indices). Ratios are dense_ms / ms
+(> 1 = faster than dense fp32), from medians (``vs_dense``) and minima (``vs_dense_min``).
+At 1 thread the clock is the calling thread's CPU time (``--clock wall`` for wall time).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import kernels as _kb  # noqa: E402  (benchmarks/kernels.py: time_interleaved)
+
+from wclust.kernels import cpu, gemm  # noqa: E402
+from wclust.packing import pack_rows_4bit  # noqa: E402
+
+SHAPES = [(768, 2304), (768, 768), (768, 3072), (3072, 768)]
+CONFIGS = [("k16_4bit", 16, 4), ("k16", 16, 8), ("k64", 64, 8), ("k256", 256, 8)]
+
+
+def candidates(inn, out, m, copies, configs=CONFIGS):
+    g = torch.Generator().manual_seed(inn * out + m)
+    x = torch.randn(m, inn, generator=g)
+    ws = [(torch.randn(out, inn, generator=g) * 0.02, torch.randn(out, generator=g) * 0.02) for _ in range(copies)]
+    c = {"dense_fp32": [lambda w=w, b=b: F.linear(x, w, b) for w, b in ws]}
+    buf = torch.empty(out * inn)  # the current path's reused scratch
+    for name, k, bits in configs:
+        deq, fused = [], []
+        for _ in range(copies):
+            b = torch.randn(out, generator=g) * 0.02
+            idx = torch.randint(0, k, (out, inn), dtype=torch.uint8, generator=g)
+            if bits == 4:
+                idx = torch.from_numpy(pack_rows_4bit(idx.numpy()))
+            cb = torch.sort(torch.randn(1, k, generator=g) * 0.02).values
+            deq.append(lambda idx=idx, cb=cb, b=b, bits=bits:
+                       F.linear(x, cpu.dequantize(idx, cb, inn, out, bits, torch.float32, out=buf), b))
+            fused.append(lambda idx=idx, cb=cb, b=b, bits=bits: gemm.lut_gemm(x, idx, cb, b, inn, out, bits))
+        want = deq[0]()
+        got = fused[0]()
+        assert got is not None, "fused kernel not available on this CPU"
+        assert (got - want).abs().max().item() <= 1e-4 * (want.abs().max().item() + 1e-3), "fused != dequant path"
+        c[f"{name}_dequant"] = deq
+        c[f"{name}_fused"] = fused
+    return c
+
+
+def _row(threads, m, shape, ms, mn):
+    def ratios(t):
+        return {n: round(t["dense_fp32"] / v, 3) for n, v in t.items() if n != "dense_fp32"}
+
+    return {"threads": threads, "M": m, "shape": shape,
+            "ms_median": {n: round(v, 4) for n, v in ms.items()}, "ms_min": {n: round(v, 4) for n, v in mn.items()},
+            "vs_dense": ratios(ms), "vs_dense_min": ratios(mn)}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--m", type=int, nargs="+", default=[197, 64])
+    p.add_argument("--repeats", type=int, default=15)
+    p.add_argument("--copies", type=int, default=4)
+    p.add_argument("--shapes", type=int, nargs="+", default=list(range(len(SHAPES))),
+                   help="indices into " + str(SHAPES))
+    p.add_argument("--clock", choices=["wall", "thread"], default="thread")
+    args = p.parse_args(argv)
+    if gemm._fn() is None or cpu.isa() != "avx512-vbmi":
+        print(json.dumps({"error": f"no fused kernel here (isa {cpu.isa()})"}))
+        return 1
+    results = {"kernel_isa": cpu.isa(), "torch": torch.__version__, "copies": args.copies, "repeats": args.repeats,
+               "clock_at_1_thread": args.clock, "loadavg_start": os.getloadavg(), "runs": []}
+    old = torch.get_num_threads()
+    with torch.inference_mode():
+        for threads in args.threads:
+            torch.set_num_threads(threads)
+            _kb.CLOCK = time.thread_time if (threads == 1 and args.clock == "thread") else time.perf_counter
+            for m in args.m:
+                for si in args.shapes:
+                    inn, out = SHAPES[si]
+                    ms, mn = _kb.time_interleaved(candidates(inn, out, m, args.copies), args.repeats)
+                    results["runs"].append(_row(threads, m, f"{inn}x{out}", ms, mn))
+                    print(json.dumps({k: results["runs"][-1][k] for k in ("threads", "M", "shape", "vs_dense_min")}),
+                          file=sys.stderr)
+    torch.set_num_threads(old)
+    results["loadavg_end"] = os.getloadavg()
+    json.dump(results, sys.stdout, indent=1)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
