@@ -187,6 +187,7 @@ T512 static ALWAYS_INLINE void lookup_bp(const job_t *j, int64_t g, __mmask16 mk
 
 /* Panel [k][32] floats for output rows n0 .. n0 + 31 (rows >= out: whatever, never stored) and
  * features k0 .. k0 + kc - 1. */
+/* noinline here and below: separate symbols in profiles, one call per panel / m-block */
 __attribute__((noinline)) T512 static void build_panel(const job_t *j, int64_t n0, int64_t k0, int64_t kc, uint8_t *T, float *P,
                              const tperm_t *tp) {
     const int four = j->index_bits == 4, mode = j->mode;
@@ -226,9 +227,6 @@ T512 static ALWAYS_INLINE void ukern(const float *xp, const float *P, int64_t kc
     for (int64_t k = 0; k < kc; k++) {
         const __m512 w0 = _mm512_load_ps(P + 32 * k), w1 = _mm512_load_ps(P + 32 * k + 16);
         const float *a = xp + k * MR;
-#ifdef GEMM_PFX
-        if (k % 4 == 0) _mm_prefetch((const char *)(a + GEMM_PFX), _MM_HINT_T0);
-#endif
         for (int m = 0; m < MR; m++) {
             const __m512 am = _mm512_set1_ps(a[m]);
             c[m][0] = _mm512_fmadd_ps(am, w0, c[m][0]);
