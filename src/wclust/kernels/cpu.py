@@ -3,8 +3,11 @@
 - few rows of x (``M <= GEMV_MAX_ROWS``, 12): the C GEMV computes on indices + codebook directly
   (in-register lookups), float32 accumulation; bfloat16 inputs are widened exactly and the result
   rounded once.
-- many rows: the C code dequantizes the whole layer into one reused per-thread scratch buffer
-  (float32, or bfloat16 for bf16 compute), then torch's matmul (MKL sgemm / oneDNN bf16, AMX).
+- many rows, float32: the fused LUT-GEMM (kernels/gemm.py, csrc/lut_gemm.c) looks indices up
+  into L1-resident weight panels inside a register-blocked GEMM: W is never materialized.
+- many rows otherwise (bf16 compute, or a CPU without AVX-512 VBMI): the C code dequantizes the
+  whole layer into one reused per-thread scratch buffer (float32 or bfloat16), then torch's
+  matmul (MKL sgemm / oneDNN bf16, AMX).
 Threads follow ``torch.get_num_threads()``. Anything else (other dtypes, no C library, odd
 layouts) goes to the pure-torch reference, so every layout the reference handles works.
 """
@@ -18,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _native
-from . import reference
+from . import gemm, reference
 from .ops import register_kernel
 
 GEMV_MAX_ROWS = 12  # measured crossover vs dequantize + sgemm: 12..16 rows (ViT-B shapes, 1 thread)
@@ -159,6 +162,8 @@ def lut_linear_cpu(x, indices, codebook, bias, in_features, group_size, index_bi
         if dt != torch.float32:
             y = y.to(dt)
     else:
-        w = dequantize(indices, cb, in_features, group_size, index_bits, dt, out=_scratch(out * in_features, dt))
-        y = F.linear(x2, w, b)
+        y = gemm.lut_gemm(x2, indices, cb, b, in_features, group_size, index_bits)  # fused, float32
+        if y is None:  # bf16 compute, or no AVX-512 VBMI: dequantize the layer, then torch's matmul
+            w = dequantize(indices, cb, in_features, group_size, index_bits, dt, out=_scratch(out * in_features, dt))
+            y = F.linear(x2, w, b)
     return y if x.dim() == 2 else y.reshape(*x.shape[:-1], out)
