@@ -20,11 +20,11 @@ import time
 import torch
 
 import wclust
-from wclust.evaluate import Evaluator, _is_text, cluster_copy
-from wclust.io import atomic_write_json
-from wclust.models import load_source
-from wclust.modules import _Clustered
-from wclust.tasks import get_task
+from wclust.accuracy.evaluate import Evaluator, _is_text, cluster_copy
+from wclust.clustering.io import atomic_write_json
+from wclust.sources.models import load_source
+from wclust.clustering.modules import _Clustered
+from wclust.accuracy.tasks import get_task
 
 
 def options(k: int) -> dict:
@@ -138,17 +138,17 @@ def main(argv=None) -> int:
         cfg = dict(cfg)
         if cfg.pop("act", False) or cfg.get("weighting") == "activation":
             if "act" not in fisher_cache:
-                from wclust.fisher import activation_weights
+                from wclust.accuracy.fisher import activation_weights
                 fisher_cache["act"] = activation_weights(model, ev)
             sw = fisher_cache["act"]
         elif cfg.get("weighting") == "fisher":
             if "fw" not in fisher_cache:
-                from wclust.fisher import fisher_weights
+                from wclust.accuracy.fisher import fisher_weights
                 fisher_cache["fw"] = fisher_weights(model, ev)
             sw = fisher_cache["fw"]
         if cfg.get("error_feedback"):
             if "hessians" not in fisher_cache:
-                from wclust.fisher import input_hessians
+                from wclust.accuracy.fisher import input_hessians
                 fisher_cache["hessians"] = input_hessians(model, ev)
             hs = fisher_cache["hessians"]
         c = cluster_copy(model, wclust.ClusterConfig(**cfg), ev, sample_weights=sw, hessians=hs)

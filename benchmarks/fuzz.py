@@ -59,7 +59,7 @@ def main() -> int:
     plan = [(i % len(bases), args.seed * 10**7 + i) for i in range(args.cases)]
     if args.minilm:
         try:
-            from wclust.models import load_source
+            from wclust.sources.models import load_source
 
             m = load_source("zoo:minilm")
             wclust.compress(m, wclust.ClusterConfig(16, scope="model"), progress=False)

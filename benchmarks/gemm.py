@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kernels as _kb  # noqa: E402  (benchmarks/kernels.py: time_interleaved)
 
 from wclust.kernels import cpu, gemm  # noqa: E402
-from wclust.packing import pack_rows_4bit  # noqa: E402
+from wclust.clustering.packing import pack_rows_4bit  # noqa: E402
 
 SHAPES = [(768, 2304), (768, 768), (768, 3072), (3072, 768)]
 CONFIGS = [("k16_4bit", 16, 4), ("k16", 16, 8), ("k64", 64, 8), ("k256", 256, 8)]

@@ -21,7 +21,7 @@ GEMV_BLOCKS = [(1, 64, 64), (1, 128, 64), (1, 32, 128), (1, 64, 256)]
 
 
 def layer(out, inn, k, bits, device, n_groups=1, seed=0):
-    from wclust.packing import pack_rows_4bit
+    from wclust.clustering.packing import pack_rows_4bit
 
     g = torch.Generator().manual_seed(seed)
     idx = torch.randint(0, k, (out, inn), dtype=torch.uint8, generator=g)

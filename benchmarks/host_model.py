@@ -1,4 +1,4 @@
-"""Host model check: predicted (wclust.platforms 'host') vs measured latency of the fp32 and the
+"""Host model check: predicted (wclust.performance.platforms 'host') vs measured latency of the fp32 and the
 clustered model, at 1 and 2 threads. Prints JSON. Never fitted: the host numbers come from
 ``measure_host`` (a copy, a torch.mm, a small op, a dequantize), not from these models.
 
@@ -23,8 +23,9 @@ import torch
 
 def main(argv=None) -> int:
     import wclust
-    from wclust import models, platforms
-    from wclust.profile import time_forward, trace_ops
+    from wclust.sources import models
+    from wclust.performance import platforms
+    from wclust.performance.profile import time_forward, trace_ops
 
     p = argparse.ArgumentParser()
     p.add_argument("source", nargs="?", default="arch:vit-b16")

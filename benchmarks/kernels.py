@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from wclust.kernels import cpu
 from wclust.kernels.ops import lut_linear
-from wclust.packing import pack_rows_4bit
+from wclust.clustering.packing import pack_rows_4bit
 
 SHAPES = [(768, 2304), (768, 768), (768, 3072), (3072, 768)]
 CONFIGS = [("k16_4bit", 16, 4), ("k16", 16, 8), ("k64", 64, 8), ("k256", 256, 8)]

@@ -20,7 +20,7 @@ import torch
 
 def weights_of(source: str) -> np.ndarray:
     import wclust
-    from wclust.compress import find_targets
+    from wclust.clustering.compress import find_targets
 
     model = wclust.load_source(source)
     cfg = wclust.ClusterConfig(256, exclude=[], min_size=0)
@@ -29,7 +29,7 @@ def weights_of(source: str) -> np.ndarray:
 
 
 def wclust_fit(x: np.ndarray, k: int) -> tuple[float, float, np.ndarray]:
-    from wclust.kmeans import KMeans1D
+    from wclust.clustering.kmeans import KMeans1D
 
     t = time.perf_counter()
     km = KMeans1D(k).fit(x)
@@ -37,7 +37,7 @@ def wclust_fit(x: np.ndarray, k: int) -> tuple[float, float, np.ndarray]:
 
 
 def full_inertia(x: np.ndarray, centroids: np.ndarray) -> float:
-    from wclust.kmeans import Assigner
+    from wclust.clustering.kmeans import Assigner
 
     return float(Assigner(np.sort(centroids.astype(np.float32)))(x)[1][1])
 

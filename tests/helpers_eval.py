@@ -9,7 +9,7 @@ def tiny_dinov2(seed: int = 0):
     cfg = transformers.Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, mlp_ratio=2,
                                     patch_size=4, image_size=16)
     model = transformers.Dinov2Model(cfg).eval()
-    from wclust.models import hf_source_dict
+    from wclust.sources.models import hf_source_dict
     model.wclust_source = hf_source_dict(model)
     return model
 

@@ -84,7 +84,7 @@ def test_half_weights_keep_dtype_through_the_file(tmp_path, dtype):
     m = wclust.compress(_lin(dtype=dtype), wclust.ClusterConfig(16), progress=False)
     p = tmp_path / "h.wclust"
     wclust.save(m, p)
-    assert wclust.validate.read_file(p)[2]["0.codebook"]["dtype"] == {torch.float16: "F16",
+    assert wclust.clustering.validate.read_file(p)[2]["0.codebook"]["dtype"] == {torch.float16: "F16",
                                                                       torch.bfloat16: "BF16"}[dtype]
     loaded = wclust.load(p, model=_lin(dtype=dtype))
     assert loaded[0].codebook.dtype == dtype and loaded[0].bias.dtype == dtype
@@ -98,7 +98,7 @@ def test_tied_weights_stored_once(tmp_path):
     wclust.save(m, p)
     h = wclust.read_header(p)
     assert h["modules"]["embed"]["tied"] == ["head"] and "head" not in h["modules"]
-    names = wclust.validate.read_file(p)[2]
+    names = wclust.clustering.validate.read_file(p)[2]
     assert "embed.indices" in names and not any(n.startswith("head.") for n in names)
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from wclust import bench
+from wclust.performance import bench
 
 
 def tiny():

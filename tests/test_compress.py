@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import wclust
-from wclust.modules import ClusteredConv2d, ClusteredEmbedding, ClusteredLinear
+from wclust.clustering.modules import ClusteredConv2d, ClusteredEmbedding, ClusteredLinear
 
 
 def _clustered(model):
@@ -114,7 +114,7 @@ def test_fewer_distinct_values_than_clusters():
 
 @pytest.mark.parametrize("rows,group", [(70, 32), (50, 64), (33, 1)])
 def test_group_scope_equals_a_per_group_reference(rows, group):
-    from wclust.kmeans import Assigner
+    from wclust.clustering.kmeans import Assigner
 
     lin = torch.nn.Linear(40, rows)
     w = lin.weight.detach().clone()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from wclust import dinov2
+from wclust.sources import dinov2
 
 
 def test_cache_dir_follows_xdg(monkeypatch, tmp_path):

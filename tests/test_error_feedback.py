@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import wclust
-from wclust.error_feedback import assign
+from wclust.clustering.error_feedback import assign
 
 
 def test_hand_checked_two_columns():
@@ -115,9 +115,9 @@ def test_only_linears_with_a_hessian_get_error_feedback(tiny):
 
 
 def test_sweep_with_error_feedback_computes_hessians_once(tmp_path, monkeypatch):
-    import wclust.fisher as fisher
-    from wclust.sweeps import sweep
-    from wclust.tasks import get_task
+    import wclust.accuracy.fisher as fisher
+    from wclust.accuracy.sweeps import sweep
+    from wclust.accuracy.tasks import get_task
 
     from .helpers_eval import tiny_dinov2
 

@@ -7,8 +7,8 @@ import torch
 
 import wclust
 from wclust.cli import main
-from wclust.evaluate import Evaluator, cluster_copy, dense_view, evaluate, plot_sweep, sweep, weight_bytes
-from wclust.tasks import get_task
+from wclust.accuracy.evaluate import Evaluator, cluster_copy, dense_view, evaluate, plot_sweep, sweep, weight_bytes
+from wclust.accuracy.tasks import get_task
 
 from .helpers_eval import save_tiny, tiny_dinov2
 
@@ -83,11 +83,11 @@ def test_sweep_rows_complete_plot_and_resume(tmp_path, monkeypatch):
         assert r["n"] == 300
     assert saved["rows"][2]["sqnr_db"] > saved["rows"][1]["sqnr_db"]
     assert (out / "sweep.png").stat().st_size > 1000
-    import wclust.sweeps as sweeps_mod
+    import wclust.accuracy.sweeps as sweeps_mod
 
     def boom(*a, **k):
         raise AssertionError("a finished row was recomputed")
-    monkeypatch.setattr("wclust.evaluate.cluster_copy", boom)
+    monkeypatch.setattr("wclust.accuracy.evaluate.cluster_copy", boom)
     again = sweeps_mod.sweep(model, task, [4, 256], ["layer", "model"], str(out), image_size=16, progress=False)
     assert [r["top1"] for r in again["rows"]] == [r["top1"] for r in res["rows"]]
     with pytest.raises(AssertionError, match="recomputed"):

@@ -4,9 +4,9 @@ import torch.nn.functional as F
 
 import wclust
 from wclust.errors import WclustError
-from wclust.evaluate import Evaluator, cluster_copy
-from wclust.fisher import fisher_weights
-from wclust.tasks import get_task
+from wclust.accuracy.evaluate import Evaluator, cluster_copy
+from wclust.accuracy.fisher import fisher_weights
+from wclust.accuracy.tasks import get_task
 
 from .helpers_eval import tiny_dinov2
 
@@ -55,7 +55,7 @@ def test_fisher_clustering_runs_and_limits(setup):
 
 
 def test_activation_weights_are_mean_squared_inputs(setup):
-    from wclust.fisher import activation_weights
+    from wclust.accuracy.fisher import activation_weights
 
     model, ev = setup
     aw = activation_weights(model, ev, n_examples=8)
@@ -74,7 +74,7 @@ def test_activation_weights_are_mean_squared_inputs(setup):
 
 
 def test_input_hessians_are_sums_of_input_outer_products(setup):
-    from wclust.fisher import calibration_split, input_hessians
+    from wclust.accuracy.fisher import calibration_split, input_hessians
 
     model, ev = setup
     hs = input_hessians(model, ev, n_examples=6)

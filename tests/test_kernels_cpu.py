@@ -7,7 +7,7 @@ import torch
 
 from wclust.kernels import cpu, reference
 from wclust.kernels.ops import lut_linear
-from wclust.packing import pack_rows_4bit
+from wclust.clustering.packing import pack_rows_4bit
 
 pytestmark = pytest.mark.skipif(cpu.native() is None, reason="C library not built")
 
@@ -147,7 +147,7 @@ def test_opcheck(m, dtype):
 
 def test_clustered_linear_uses_fast_path():
     """A ClusteredLinear module (per-layer codebook) matches its dequantized weight in both dtypes."""
-    from wclust.modules import ClusteredLinear, set_compute_dtype
+    from wclust.clustering.modules import ClusteredLinear, set_compute_dtype
 
     lin = torch.nn.Linear(70, 45)
     mod = ClusteredLinear.from_module(lin, n_clusters=32)

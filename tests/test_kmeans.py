@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from wclust import _native
-from wclust.kmeans import Histogram, KMeans1D, _dp_numpy, optimal_codebook
+from wclust.clustering.kmeans import Histogram, KMeans1D, _dp_numpy, optimal_codebook
 
 
 def brute_force_sse(x, k):

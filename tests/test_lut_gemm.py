@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from wclust.kernels import cpu, gemm, reference
-from wclust.packing import pack_rows_4bit
+from wclust.clustering.packing import pack_rows_4bit
 
 pytestmark = pytest.mark.skipif(cpu.native() is None, reason="C library not built")
 HAS_FUSED = cpu.native() is not None and cpu.native().wc_lut_isa() >= 2

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from wclust.modules import (ClusteredConv2d, ClusteredEmbedding, ClusteredLinear, ClusteredModule,
+from wclust.clustering.modules import (ClusteredConv2d, ClusteredEmbedding, ClusteredLinear, ClusteredModule,
                             ClusteredParts, clustered_class_for, fit_parts)
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from wclust.packing import bits_for, pack, packed_nbytes, pack_rows_4bit, unpack, unpack_rows_4bit
+from wclust.clustering.packing import bits_for, pack, packed_nbytes, pack_rows_4bit, unpack, unpack_rows_4bit
 
 
 @pytest.mark.parametrize("bits", range(1, 9))

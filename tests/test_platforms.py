@@ -5,9 +5,9 @@ import pytest
 import torch
 
 import wclust
-from wclust import platforms
+from wclust.performance import platforms
 from wclust.cli import main
-from wclust.profile import trace_ops
+from wclust.performance.profile import trace_ops
 
 
 def _spec(**kw):
@@ -105,14 +105,14 @@ def test_ideal_is_bytes_ratio(tiny, tiny_inputs):
 
 
 def test_estimate_clustered_model_and_plot(tiny, tiny_inputs, tmp_path, monkeypatch):
-    import wclust.models as models
+    import wclust.sources.models as models
 
     ids, img = tiny_inputs
     monkeypatch.setattr(models, "example_inputs", lambda m, b=1: {"ids": ids, "img": img})
     want = tiny(ids, img)
     wclust.compress(tiny, wclust.ClusterConfig(n_clusters=16, min_size=1))
     flt = platforms.float_copy(tiny)
-    assert not any(isinstance(m, wclust.modules._Clustered) for m in flt.modules())
+    assert not any(isinstance(m, wclust.clustering.modules._Clustered) for m in flt.modules())
     torch.testing.assert_close(flt(ids, img), tiny(ids, img))
     assert want.shape == flt(ids, img).shape
     res = platforms.estimate(tiny, platforms=["jetson-tx2"], ks=[16])
@@ -136,7 +136,7 @@ def test_host_calibration_cached(tmp_path, monkeypatch):
 
 
 def test_cli_estimate(monkeypatch, tmp_path, capsys, tiny, tiny_inputs):
-    import wclust.models as models
+    import wclust.sources.models as models
 
     ids, img = tiny_inputs
     monkeypatch.setattr(models, "load_source", lambda s: tiny)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import wclust
-from wclust import profile
+from wclust.performance import profile
 from wclust.cli import main
 
 
@@ -108,7 +108,7 @@ def test_plots(tiny, tiny_inputs, tmp_path):
 
 
 def test_cli_profile(monkeypatch, tmp_path, capsys, tiny, tiny_inputs):
-    import wclust.models as models
+    import wclust.sources.models as models
 
     ids, img = tiny_inputs
     monkeypatch.setattr(models, "load_source", lambda s: tiny)

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from wclust.errors import WclustError
-from wclust.features import fit_probe
-from wclust.tasks import find_fashion_mnist, get_task, interval95, paired_interval95
+from wclust.accuracy.features import fit_probe
+from wclust.accuracy.tasks import find_fashion_mnist, get_task, interval95, paired_interval95
 
 
 def _write_idx(directory, prefix, n, seed):

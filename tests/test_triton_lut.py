@@ -15,7 +15,7 @@ SCRIPT = textwrap.dedent(r"""
     import itertools, sys
     import torch
     from wclust.kernels import reference, triton_lut
-    from wclust.packing import pack_rows_4bit
+    from wclust.clustering.packing import pack_rows_4bit
 
     assert triton_lut.AVAILABLE
     torch.manual_seed(0)

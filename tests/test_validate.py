@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import wclust
-from wclust import validate
+from wclust.clustering import validate
 from wclust.errors import FormatError
 from tests.conftest import TinyTransformer
 from tests.test_fuzz import join, split

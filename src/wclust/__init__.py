@@ -1,11 +1,11 @@
 """wclust: cluster a transformer's weights with exact 1-D k-means, run on indices + codebook."""
-from .compress import compress
-from .config import ClusterConfig
+from .clustering.compress import compress
+from .clustering.config import ClusterConfig
 from .errors import FormatError, WclustError
-from .io import load, read_header, save
-from .kmeans import KMeans1D
-from .models import load_source
-from .modules import ClusteredConv2d, ClusteredEmbedding, ClusteredLinear, ClusteredModule, set_compute_dtype
+from .clustering.io import load, read_header, save
+from .clustering.kmeans import KMeans1D
+from .sources.models import load_source
+from .clustering.modules import ClusteredConv2d, ClusteredEmbedding, ClusteredLinear, ClusteredModule, set_compute_dtype
 
 __all__ = [
     "compress", "ClusterConfig", "save", "load", "read_header", "load_source", "KMeans1D",

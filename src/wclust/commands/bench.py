@@ -24,7 +24,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..bench import run_bench
+    from ..performance.bench import run_bench
 
     if args.threads < 1 or args.pressure < 0:
         raise ValueError("--threads must be >= 1 and --pressure >= 0")

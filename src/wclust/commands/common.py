@@ -7,7 +7,7 @@ import sys
 import tempfile
 
 from ..errors import WclustError
-from ..io import jsonable
+from ..clustering.io import jsonable
 
 
 def add_cluster_options(p, k_many: bool = False) -> None:
@@ -37,7 +37,7 @@ def needs_calibration(args) -> bool:
 
 
 def config_from_args(args, k=None, scope=None):
-    from ..config import ClusterConfig
+    from ..clustering.config import ClusterConfig
 
     return ClusterConfig(n_clusters=k if k is not None else args.n_clusters, scope=scope or args.scope,
                          bits=args.bits, group_size=args.group_size, outliers=args.outliers,
@@ -48,7 +48,7 @@ def config_from_args(args, k=None, scope=None):
 
 def check_task(spec: str) -> None:
     """Refuse an unknown or unavailable task before any model is loaded (fast)."""
-    from ..tasks import check_task_spec
+    from ..accuracy.tasks import check_task_spec
 
     check_task_spec(spec)
 

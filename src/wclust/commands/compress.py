@@ -23,9 +23,10 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from .. import compress, io
+    from .. import compress
+    from ..clustering import io
     from ..errors import WclustError
-    from ..models import load_source
+    from ..sources.models import load_source
 
     require_float_source(args.source, "compress")
     out = check_output_path(args.output, ".wclust")
@@ -40,8 +41,8 @@ def run(args) -> int:
     model = load_source(args.source)
     sw = hs = None
     if needs_calibration(args):
-        from ..evaluate import Calibration, _hf_dir, _is_text, calibrate
-        from ..tasks import get_task
+        from ..accuracy.evaluate import Calibration, _hf_dir, _is_text, calibrate
+        from ..accuracy.tasks import get_task
         task = get_task(args.task, modality="text" if _is_text(model) else "image")
         calib = Calibration(model, task, image_size=args.image_size, tokenizer=args.tokenizer or _hf_dir(args.source))
         sw, hs = calibrate(model, config, calib)

@@ -7,7 +7,7 @@ from .common import check_output_dir, print_json
 
 
 def register(sub) -> None:
-    from ..platforms import DEFAULT_KS, names
+    from ..performance.platforms import DEFAULT_KS, names
 
     p = sub.add_parser("estimate", help="modelled speed-up and energy of clustered models per platform (Figure 9)")
     p.add_argument("source", help="zoo:NAME, hf:DIR, timm:NAME, arch:NAME or a .wclust file")
@@ -30,10 +30,10 @@ def register(sub) -> None:
 def run(args) -> int:
     import json
 
-    from .. import platforms
+    from ..performance import platforms
     from ..errors import WclustError
-    from ..io import clustered_modules
-    from ..models import load_source
+    from ..clustering.io import clustered_modules
+    from ..sources.models import load_source
 
     if not 0.0 <= args.contention < 1.0:
         raise WclustError(f"--contention must be in [0, 1), got {args.contention}")

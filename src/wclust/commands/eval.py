@@ -29,7 +29,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from ..errors import WclustError
-    from ..evaluate import dist_context, evaluate
+    from ..accuracy.evaluate import dist_context, evaluate
 
     check_task(args.task)
     config = None

@@ -17,7 +17,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from ..errors import WclustError
-    from ..validate import read_file
+    from ..clustering.validate import read_file
 
     if not args.file.endswith(".wclust") and os.path.isdir(args.file):
         raise WclustError(f"{args.file} is a directory, not a .wclust file")

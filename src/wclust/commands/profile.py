@@ -24,9 +24,9 @@ def run(args) -> int:
 
     import torch
 
-    from .. import profile
+    from ..performance import profile
     from ..errors import WclustError
-    from ..models import load_source
+    from ..sources.models import load_source
 
     if args.batch < 1 or args.runs < 1:
         raise WclustError("--batch and --runs must be >= 1")

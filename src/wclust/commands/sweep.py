@@ -19,7 +19,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from ..errors import WclustError
-    from ..evaluate import dist_context, sweep
+    from ..accuracy.evaluate import dist_context, sweep
 
     require_float_source(args.source, "sweep")
     check_task(args.task)

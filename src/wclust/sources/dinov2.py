@@ -19,7 +19,7 @@ import tempfile
 import numpy as np
 import torch
 
-from .errors import WclustError
+from ..errors import WclustError
 
 CONFIG = dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, mlp_ratio=4, patch_size=14,
               image_size=518, layerscale_value=1.0)
@@ -153,7 +153,7 @@ def load_dinov2_s():
     """DINOv2 ViT-S/14 backbone as a transformers ``Dinov2Model`` (eval mode), with ``wclust_source`` set."""
     from safetensors.torch import load_file
 
-    from .models import hf_source_dict
+    from ..clustering.architecture import hf_source_dict
 
     d = converted_dir()
     model = _build(CONFIG)

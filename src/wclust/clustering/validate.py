@@ -19,7 +19,7 @@ import struct
 import numpy as np
 import torch
 
-from .errors import FormatError
+from ..errors import FormatError
 from .packing import packed_nbytes
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import _native
+from .. import _native
 
 KEY_SHIFT = 13
 N_KEYS = 1 << (32 - KEY_SHIFT)

@@ -164,18 +164,18 @@ def compress(model: nn.Module, config: ClusterConfig | None = None, *, sample_we
     """Cluster the weights ``config`` selects, in place; returns the model.
 
     ``sample_weights`` maps module names to per-weight importances (the shape of the weight) for
-    ``weighting="fisher"`` (e.g. ``wclust.fisher.fisher_weights``) or ``"activation"``
-    (``wclust.fisher.activation_weights``). ``hessians`` maps Linear names to X^T X of their
-    calibration inputs for ``error_feedback=True`` (``wclust.error_feedback.input_hessians``); other
+    ``weighting="fisher"`` (e.g. ``wclust.accuracy.fisher.fisher_weights``) or ``"activation"``
+    (``wclust.accuracy.fisher.activation_weights``). ``hessians`` maps Linear names to X^T X of their
+    calibration inputs for ``error_feedback=True`` (``wclust.clustering.error_feedback.input_hessians``); other
     modules, and Linears without one, get plain nearest assignment. A summary lands in
     ``model.wclust_info``.
     """
     config = config or ClusterConfig()
     if config.weighting != "uniform" and not sample_weights:
         fn = {"fisher": "fisher_weights", "activation": "activation_weights"}[config.weighting]
-        raise ValueError(f'weighting="{config.weighting}" needs sample_weights (see wclust.fisher.{fn})')
+        raise ValueError(f'weighting="{config.weighting}" needs sample_weights (see wclust.accuracy.fisher.{fn})')
     if config.error_feedback and not hessians:
-        raise ValueError("error_feedback=True needs hessians (see wclust.error_feedback.input_hessians)")
+        raise ValueError("error_feedback=True needs hessians (see wclust.clustering.error_feedback.input_hessians)")
     start = time.perf_counter()
     targets = find_targets(model, config, filter_fn)
     if not targets:

@@ -6,7 +6,8 @@ for timing, profiling and clustering-speed work where pretrained weights are not
 (``arch:vit-b16`` = ViT-B/16 with a 1000-class head, 86.6M parameters; ``arch:deit-b`` = DeiT-B).
 
 Every model returned carries ``model.wclust_source``: a JSON-able description from which
-``build_from_source`` rebuilds the architecture without the original checkpoint.
+``clustering.architecture.build_from_source`` rebuilds the architecture without the original
+checkpoint (what ``wclust.load`` does with a file's header).
 """
 from __future__ import annotations
 
@@ -16,12 +17,13 @@ import os
 import torch
 from torch import nn
 
-from .errors import WclustError
+from ..clustering.architecture import hf_source_dict, need_package
+from ..errors import WclustError
 
 # zoo name -> "module:function" returning an nn.Module with wclust_source set; loaded lazily
 ZOO = {
-    "minilm": "wclust.zoo:load_minilm",
-    "dinov2-s": "wclust.zoo:load_dinov2_s",
+    "minilm": "wclust.sources.zoo:load_minilm",
+    "dinov2-s": "wclust.sources.zoo:load_dinov2_s",
 }
 
 
@@ -38,7 +40,7 @@ ARCHS = {
 def load_arch(name: str, seed: int = 0) -> nn.Module:
     if name not in ARCHS:
         raise WclustError(f"unknown arch {name!r}; known: {', '.join(sorted(ARCHS))}")
-    transformers = _need_package("transformers", "hf")
+    transformers = need_package("transformers", "hf")
     cls_name, cfg_name, kwargs = ARCHS[name]
     torch.manual_seed(seed)
     model = getattr(transformers, cls_name)(getattr(transformers, cfg_name)(**kwargs))
@@ -47,24 +49,12 @@ def load_arch(name: str, seed: int = 0) -> nn.Module:
     return model
 
 
-def _need_package(name: str, extra: str):
-    try:
-        return importlib.import_module(name)
-    except ImportError as e:
-        raise WclustError(f"this source needs the Python package {name!r} ({e}); "
-                          f"install it with: pip install 'wclust[{extra}]'") from None
-
-
-def hf_source_dict(model) -> dict:
-    return {"type": "hf", "class": type(model).__name__, "config": model.config.to_dict()}
-
-
 def load_hf(directory: str) -> nn.Module:
     if not os.path.isdir(directory):
         raise WclustError(f"hf:{directory}: no such directory")
     if not os.path.isfile(os.path.join(directory, "config.json")):
         raise WclustError(f"hf:{directory}: no config.json there (not a transformers model directory)")
-    transformers = _need_package("transformers", "hf")
+    transformers = need_package("transformers", "hf")
     config = transformers.AutoConfig.from_pretrained(directory)
     arch = (getattr(config, "architectures", None) or [None])[0]
     cls = getattr(transformers, arch, None) if arch else None
@@ -77,7 +67,7 @@ def load_hf(directory: str) -> nn.Module:
 
 def load_timm(spec: str) -> nn.Module:
     name, _, weights = spec.partition(":")
-    timm = _need_package("timm", "timm")
+    timm = need_package("timm", "timm")
     try:
         model = timm.create_model(name, pretrained=False)
     except RuntimeError as e:
@@ -115,7 +105,7 @@ def load_source(source: str) -> nn.Module:
     if source.endswith(".wclust"):
         if not os.path.isfile(source):
             raise WclustError(f"{source}: no such file")
-        from .io import load
+        from ..clustering.io import load
         return load(source)
     kind, sep, rest = source.partition(":")
     if not sep or not rest:
@@ -132,40 +122,6 @@ def load_source(source: str) -> nn.Module:
     if kind == "arch":
         return load_arch(rest)
     raise WclustError(f"unknown source kind {kind!r} in {source!r}: use zoo:, hf:, timm:, arch: or a .wclust file")
-
-
-def build_from_source(src: dict | None) -> nn.Module:
-    """The architecture described by a saved source, with freshly initialised weights."""
-    from .errors import FormatError
-
-    if not isinstance(src, dict):
-        raise FormatError("source: the file does not describe its architecture; pass model=<skeleton> to load()")
-    kind = src.get("type")
-    if kind == "hf":
-        transformers = _need_package("transformers", "hf")
-        cls_name, cfg = src.get("class"), src.get("config")
-        if not isinstance(cls_name, str) or not isinstance(cfg, dict) or not isinstance(cfg.get("model_type"), str):
-            raise FormatError("source: an hf source needs 'class' and a 'config' with 'model_type'")
-        cls = getattr(transformers, cls_name, None)
-        if not (isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel)):
-            raise FormatError(f"source.class: {cls_name!r} is not a transformers model class")
-        cfg = dict(cfg)
-        try:
-            config = transformers.AutoConfig.for_model(cfg.pop("model_type"), **cfg)
-        except (ValueError, KeyError, TypeError) as e:
-            raise FormatError(f"source.config: {e}") from None
-        model = cls(config)
-        model.wclust_source = src
-        return model.eval()
-    if kind == "timm":
-        name = src.get("name")
-        if not isinstance(name, str):
-            raise FormatError("source.name: a timm source needs a model name")
-        timm = _need_package("timm", "timm")
-        model = timm.create_model(name, pretrained=False)
-        model.wclust_source = src
-        return model.eval()
-    raise FormatError(f"source.type: unknown {kind!r} (expected 'hf' or 'timm')")
 
 
 def example_inputs(model: nn.Module, batch: int = 1, seq_len: int = 128, seed: int = 0) -> dict:

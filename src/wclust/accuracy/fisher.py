@@ -6,7 +6,7 @@ cross-entropy through the frozen probe (or the model's own head), computed one e
 64 examples of the task's train split. ``compress(model, ClusterConfig(weighting="fisher"),
 sample_weights=fisher_weights(...))`` then weights each weight's squared error by its F_i.
 ``activation_weights`` (E[x_j^2] per input feature) needs no labels; ``input_hessians`` (X^T X of each
-Linear's input) drives error-feedback assignment (``wclust.error_feedback``). All three read the same
+Linear's input) drives error-feedback assignment (``wclust.clustering.error_feedback``). All three read the same
 calibration examples (``calibration_split``).
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import WclustError
+from ..errors import WclustError
 
 MAX_EXAMPLES = 64
 

@@ -35,7 +35,7 @@ class ClusterConfig:
         float (one shared codebook of normalized values, per-channel scales).
     error_feedback: assign the indices of Linear weights column by column, pushing each column's
         rounding error onto the columns not yet assigned through the inverse of X^T X of calibration
-        inputs (GPTQ-style; needs ``hessians`` passed to ``compress``, see ``wclust.error_feedback``).
+        inputs (GPTQ-style; needs ``hessians`` passed to ``compress``, see ``wclust.clustering.error_feedback``).
     """
 
     n_clusters: int = 256

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import WclustError
+from ..errors import WclustError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -43,7 +43,7 @@ def tokenizer_dir(model: nn.Module, hint: str | None = None) -> str:
         return hint
     src = getattr(model, "wclust_source", None) or {}
     if src.get("zoo") == "minilm":
-        from .zoo import minilm_dir
+        from ..sources.zoo import minilm_dir
         return minilm_dir()
     if src.get("path") and os.path.isdir(src["path"]):
         return src["path"]

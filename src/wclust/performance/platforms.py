@@ -5,7 +5,7 @@ peak fp32 rate, DRAM bandwidth, DRAM energy per byte, energy per FLOP, codebook 
 energy, static power. ``host`` is calibrated on the running machine (a large copy, ``torch.mm``,
 a small op, a codebook gather) and cached. Nothing here is fitted to the paper's results.
 
-The model walks one forward pass (``wclust.profile.trace_ops``: every matmul, convolution,
+The model walks one forward pass (``wclust.performance.profile.trace_ops``: every matmul, convolution,
 embedding, attention product and elementwise op with its FLOPs and bytes) and, per op::
 
     time   = overhead + max(FLOPs / rate + lookups / lookup_rate, bytes / (bandwidth * (1 - contention)))
@@ -131,10 +131,10 @@ def _median_time(fn, repeats: int = 5) -> float:
 
 def measure_host(threads: int | None = None) -> dict:
     """Short measurements (~2 s): copy bandwidth, torch.mm rate, small-op time, codebook gather rate."""
-    from .kernels import reference
+    from ..kernels import reference
 
     try:  # the dequantize the clustered model's many-row matmuls use: the C kernel when built
-        from .kernels import cpu as _cpu
+        from ..kernels import cpu as _cpu
         dequantize = _cpu.dequantize if _cpu.native() is not None else reference.dequantize
         kernel = "C dequantize (wclust.kernels.cpu)" if _cpu.native() is not None else "reference"
     except ImportError:
@@ -176,7 +176,7 @@ def calibrate_host(threads: int | None = None, force: bool = False) -> PlatformS
     """The running machine, calibrated by ``measure_host`` once per (cpu, threads, torch) and cached."""
     threads = threads or torch.get_num_threads()
     try:
-        from .kernels import cpu as _cpu
+        from ..kernels import cpu as _cpu
         native = _cpu.native() is not None
     except ImportError:
         native = False
@@ -244,7 +244,7 @@ def op_costs(rec: dict, n_clusters: int | None = None, bits: int | None = None) 
     lookups = table = 0
     cn = rec.get("clusterable_numel", 0)
     if n_clusters is not None and cn:
-        from .packing import bits_for
+        from ..clustering.packing import bits_for
 
         b = bits or bits_for(n_clusters)
         table = 4 * n_clusters
@@ -295,7 +295,7 @@ def float_copy(model):
 
     from torch import nn
 
-    from .modules import ClusteredEmbedding, ClusteredLinear, _Clustered
+    from ..clustering.modules import ClusteredEmbedding, ClusteredLinear, _Clustered
 
     model = copy.deepcopy(model)
     for fqn, m in list(model.named_modules()):
@@ -323,8 +323,8 @@ def estimate(model, platforms=PAPER, ks=DEFAULT_KS, contention: float = 0.0, bit
              batch: int = 1, inputs: dict | None = None, records: list[dict] | None = None) -> dict:
     """Speed-up and energy of clustered versions of ``model`` (k in ``ks``) vs its fp32 baseline,
     per platform, plus the ideal case. A clustered model is estimated from its dequantized copy."""
-    from .io import clustered_modules
-    from .models import example_inputs
+    from ..clustering.io import clustered_modules
+    from ..sources.models import example_inputs
     from .profile import trace_ops
 
     if records is None:

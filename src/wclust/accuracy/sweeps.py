@@ -18,9 +18,9 @@ import json
 import os
 import time
 
-from .config import ClusterConfig
-from .errors import WclustError
-from .io import atomic_write_json
+from ..clustering.config import ClusterConfig
+from ..errors import WclustError
+from ..clustering.io import atomic_write_json
 
 SHARED_OPTIONS = ("bits", "group_size", "outliers", "channel_scale", "weighting", "error_feedback", "exclude",
                   "include", "min_size")
@@ -39,7 +39,7 @@ def sweep(source, task, ks=(16, 32, 64, 128, 256), scopes=("layer", "model"), ou
     from tqdm.auto import tqdm
 
     from .evaluate import QUICK, Evaluator, _hf_dir, _is_text, cluster_copy, dist_context
-    from .models import load_source
+    from ..sources.models import load_source
     from .tasks import Task, get_task
 
     start = time.perf_counter()
@@ -128,7 +128,7 @@ def plot_sweep(result: dict, path: str) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .io import atomic_write_bytes
+    from ..clustering.io import atomic_write_bytes
 
     rows = result["rows"]
     fp32 = next((r for r in rows if r.get("scope") == "fp32"), None)

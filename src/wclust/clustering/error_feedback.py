@@ -7,14 +7,14 @@ so the errors cancel in the layer's output X W^T instead of adding up (Frantar e
 2022, in its Cholesky form with lazy block updates). The codebook itself is fitted as usual; only
 the choice of indices changes, so files keep their format.
 
-``wclust.fisher.input_hessians(model, evaluator)`` collects H for every Linear from the calibration
+``wclust.accuracy.fisher.input_hessians(model, evaluator)`` collects H for every Linear from the calibration
 examples of a task's train split; ``compress(..., hessians=H)`` with ``ClusterConfig(error_feedback=True)``
 then calls ``assign`` for each Linear it finds in H.
 """
 from __future__ import annotations
 
 import torch
-from .errors import WclustError
+from ..errors import WclustError
 
 DAMP = 0.01      # added to H's diagonal, relative to its mean
 BLOCK = 128      # columns updated eagerly; the rest lazily, one matrix product per block

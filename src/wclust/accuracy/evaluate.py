@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import WclustError
+from ..errors import WclustError
 from .features import Encoder, fit_probe
-from .modules import ClusteredEmbedding, ClusteredLinear, ClusteredModule, _Clustered
+from ..clustering.modules import ClusteredEmbedding, ClusteredLinear, ClusteredModule, _Clustered
 from .tasks import Task, get_task, interval95, paired_interval95
 
 QUICK = {"n_train": 1000, "n_test": 500}
@@ -123,7 +123,7 @@ def fingerprint(model: nn.Module) -> str:
 
 
 def _cache_dir() -> str:
-    from .dinov2 import cache_dir
+    from ..sources.dinov2 import cache_dir
     return os.path.join(cache_dir(), "features")
 
 
@@ -250,7 +250,7 @@ def reference_for(model: nn.Module, reference: nn.Module | str | None = None) ->
     """The fp32 model a clustered one came from: given, or rebuilt from the file's zoo/hf source."""
     if isinstance(reference, nn.Module):
         return reference
-    from .models import load_source
+    from ..sources.models import load_source
     if isinstance(reference, str):
         return load_source(reference)
     src = getattr(model, "wclust_source", None) or {}
@@ -270,7 +270,7 @@ def evaluate(source, task: str | Task, *, config=None, reference=None, quick: bo
     With ``config`` (a ClusterConfig) the float model is clustered first. Returns a plain dict:
     top1, top5 (>= 5 classes), their 95% half-widths, n, bytes, seconds, plus the fp32 row.
     """
-    from .models import load_source
+    from ..sources.models import load_source
 
     start = time.perf_counter()
     model = load_source(source) if isinstance(source, str) else source
@@ -342,7 +342,7 @@ def cluster_copy(reference: nn.Module, config, ev: Evaluator | None = None, samp
                  fisher_examples: int = 64, progress: bool = False, hessians=None) -> nn.Module:
     """A clustered deep copy of the float ``reference``; the calibration statistics ``config`` needs (Fisher
     or activation weights, input Hessians) are computed through ``ev`` unless given."""
-    from .compress import compress
+    from ..clustering.compress import compress
 
     if (config.weighting != "uniform" and sample_weights is None) or (config.error_feedback and hessians is None):
         sw, hs = calibrate(reference, config, ev, fisher_examples)

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .kernels import reference
-from .kernels.ops import lut_linear
+from ..kernels import reference
+from ..kernels.ops import lut_linear
 from .packing import pack_rows_4bit
 
 

@@ -91,8 +91,8 @@ def build_variants(model: nn.Module, k: int = 64, scope: str = "layer", bf16_mod
     ``clustered_bf16_model`` (the clustered model cast to bf16: codebooks, norms, activations
     and attention in bf16, indices unchanged), both fed bf16 inputs.
     """
-    from .compress import compress
-    from .config import ClusterConfig
+    from ..clustering.compress import compress
+    from ..clustering.config import ClusterConfig
 
     clustered = compress(copy.deepcopy(model), ClusterConfig(n_clusters=k, scope=scope), progress=False)
     out = {"fp32": (model, None, None), "int8_dynamic": (int8_dynamic(model), None, None),
@@ -107,7 +107,7 @@ def build_variants(model: nn.Module, k: int = 64, scope: str = "layer", bf16_mod
 def set_linear_compute_dtype(model: nn.Module, dtype) -> None:
     """compute_dtype on ClusteredLinear modules only (a ClusteredModule such as the patch
     convolution does not cast its input to compute_dtype, so it stays in the input's dtype)."""
-    from .modules import ClusteredLinear
+    from ..clustering.modules import ClusteredLinear
 
     for m in model.modules():
         if isinstance(m, ClusteredLinear):
@@ -115,7 +115,7 @@ def set_linear_compute_dtype(model: nn.Module, dtype) -> None:
 
 
 def _call(model, inputs):
-    from .models import run
+    from ..sources.models import run
 
     return run(model, inputs)
 
@@ -206,8 +206,8 @@ def run_bench(source, k: int = 64, threads: int = 1, pressure: int = 0, repeats:
 
     ``clock``: "wall", "thread" (CPU time of the calling thread; only meaningful at threads=1)
     or "auto" (thread at one thread, wall otherwise)."""
-    from .kernels import cpu
-    from .models import example_inputs, load_source
+    from ..kernels import cpu
+    from ..sources.models import example_inputs, load_source
 
     model = load_source(source) if isinstance(source, str) else source
     model.eval()

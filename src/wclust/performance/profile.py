@@ -4,7 +4,7 @@
   several runs), parameter bytes by kind (clustered weights counted at their index width plus
   codebooks), activation bytes by operator group at the batch, and peak memory.
 - ``trace_ops(model, inputs)`` -> one record per aten/wclust op of one forward pass (FLOPs, weight
-  bytes, activation bytes, the module it ran in): what ``wclust.platforms`` models time and energy on.
+  bytes, activation bytes, the module it ran in): what ``wclust.performance.platforms`` models time and energy on.
 - ``plot_time(result, path)`` / ``plot_memory(result, path)``: bar charts (PNG).
 """
 from __future__ import annotations
@@ -90,7 +90,7 @@ def param_breakdown(model: nn.Module) -> dict:
     Clustered weights count their indices at ``bits`` per index (the stored width) plus codebooks;
     ``resident_bytes`` is what the tensors occupy in memory now (indices one or two per byte).
     """
-    from .modules import _Clustered
+    from ..clustering.modules import _Clustered
 
     kinds = dict.fromkeys(PARAM_KINDS, 0)
     seen: set[int] = set()
@@ -196,9 +196,9 @@ class _Tracer(TorchDispatchMode):
 
 def _weight_table(model: nn.Module) -> dict[int, dict]:
     """storage pointer -> {name, bytes, numel, clusterable} for every parameter and buffer."""
-    from .compress import find_targets
-    from .config import ClusterConfig
-    from .modules import _Clustered
+    from ..clustering.compress import find_targets
+    from ..clustering.config import ClusterConfig
+    from ..clustering.modules import _Clustered
 
     try:  # the weights ``wclust.compress`` would cluster with the default config
         clusterable = {id(t.weight) for t in find_targets(model, ClusterConfig())}
@@ -225,7 +225,7 @@ def trace_ops(model: nn.Module, inputs: dict) -> list[dict]:
     """One record per non-view op of one forward pass: op, group, module, flops, weight_bytes
     (parameters read, as stored), weight_numel, weights (names), act_bytes (other tensors read and
     written), out_numel."""
-    from .models import run
+    from ..sources.models import run
 
     weights = _weight_table(model)
     stack: list[str] = []
@@ -279,7 +279,7 @@ def _without_profiler_chatter():
 def _time_groups(model, inputs, runs: int) -> tuple[dict, list]:
     from torch.profiler import ProfilerActivity, profile
 
-    from .models import run
+    from ..sources.models import run
 
     totals = dict.fromkeys(GROUPS, 0.0)
     peaks = []
@@ -313,7 +313,7 @@ def _time_groups(model, inputs, runs: int) -> tuple[dict, list]:
 def time_forward(model, inputs, repeats: int = 5, clock: str = "wall", warmup: bool = True) -> float:
     """Median seconds of one forward pass. ``clock="cpu"``: this thread's CPU time (with one torch
     thread, a latency that other processes on a shared machine disturb much less)."""
-    from .models import run
+    from ..sources.models import run
 
     now = time.thread_time if clock == "cpu" else time.perf_counter
     ts = []
@@ -330,7 +330,7 @@ def time_forward(model, inputs, repeats: int = 5, clock: str = "wall", warmup: b
 def profile_model(model: nn.Module, batch: int = 1, runs: int = 3, inputs: dict | None = None,
                   attention: str | None = "eager") -> dict:
     """Time per operator group, parameter and activation bytes by kind, peak memory (plain dict)."""
-    from .models import example_inputs, run
+    from ..sources.models import example_inputs, run
 
     if runs < 1:
         raise ValueError(f"runs must be >= 1, got {runs}")

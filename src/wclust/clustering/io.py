@@ -21,7 +21,7 @@ from torch import nn
 
 from . import validate
 from .validate import is_int, is_num, need
-from .errors import FormatError, WclustError
+from ..errors import FormatError, WclustError
 from .modules import CLUSTERED_BUFFERS as _CLUSTERED_BUFFERS
 from .modules import KIND_TO_CLASS, ClusteredParts, _Clustered, clustered_class_for, swap_in
 from .packing import pack, unpack
@@ -255,7 +255,7 @@ def _parts(header: dict, tensors: dict) -> dict[str, ClusteredParts]:
 def _build(header: dict, file_bytes: int, parts: dict, tensors: dict) -> nn.Module:
     """The architecture from the header's source: first on the meta device (no memory), where its
     size is bounded by the file's and every tensor is checked, then for real."""
-    from .models import build_from_source
+    from .architecture import build_from_source
 
     src = header.get("source")
     if isinstance(src, dict) and src.get("type") == "hf":

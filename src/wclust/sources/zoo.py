@@ -5,7 +5,7 @@ import importlib
 import importlib.util
 import os
 
-from .errors import WclustError
+from ..errors import WclustError
 
 
 def package_file(package: str, relpath: str, what: str, pip_name: str | None = None) -> str:
@@ -31,7 +31,7 @@ def minilm_dir() -> str:
 
 def load_minilm():
     """sentence-transformers all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384) as a transformers BertModel."""
-    from .models import hf_source_dict
+    from ..clustering.architecture import hf_source_dict
 
     transformers = importlib.import_module("transformers")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

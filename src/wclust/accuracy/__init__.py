@@ -1,0 +1,1 @@
+"""Accuracy: tasks (datasets + metrics), features and frozen probes, calibration, eval and sweeps."""

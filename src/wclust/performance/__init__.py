@@ -1,0 +1,1 @@
+"""Performance: operator profile, measured speed (bench), modelled platforms (time, energy)."""
