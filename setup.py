@@ -16,7 +16,7 @@ setup(
             sources=sources,
             include_dirs=[os.path.join("src", "wclust", "csrc")],
             extra_compile_args=["-O3", "-std=c11", "-fno-strict-aliasing", "-pthread"],
-            extra_link_args=["-pthread", "-lm"],
+            extra_link_args=["-pthread", "-lm", "-ldl"],
             optional=True,
         )
     ]

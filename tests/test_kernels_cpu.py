@@ -158,3 +158,26 @@ def test_clustered_linear_uses_fast_path():
     yb = mod(x)
     assert yb.dtype == torch.float32
     assert (yb.double() - want).abs().max() < 0.1 * want.abs().max()
+
+
+def test_openmp_team_and_pthread_pool_agree():
+    """Rows split the same way on torch's OpenMP team and on the private pool: identical bits."""
+    lib = cpu.native()
+    if cpu.openmp_runtime is None:
+        pytest.skip("no OpenMP runtime loaded by torch")
+    idx, cb, gs, ib = make_layer(301, 96, 64, 6, n_groups=5)
+    xs = (torch.randn(1, 96), torch.randn(40, 96))
+    old = torch.get_num_threads()
+    outs = []
+    try:
+        torch.set_num_threads(3)
+        for path in (None, cpu.openmp_runtime):
+            assert lib.wc_lut_use_openmp(path.encode() if path else None) == (1 if path else 0)
+            outs.append([cpu.lut_linear_cpu(x, idx, cb, None, 96, gs, ib) for x in xs])
+    finally:
+        torch.set_num_threads(old)
+        cpu.use_openmp(lib)
+    for a, b in zip(*outs):
+        assert torch.equal(a, b)
+    assert lib.wc_lut_use_openmp(b"/no/such/libgomp.so.1") == -1 and cpu.use_openmp(lib) is None
+    assert cpu.openmp_runtime is not None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import threading
 
 import torch
@@ -33,6 +34,7 @@ _SIGNATURES = {
     "wc_lut_force_isa": (_int, [_int]),
     "wc_lut_gemv_f32": (_int, [_vp, _i64, _i64, _vp, _i64, _int, _vp, _i64, _i64, _i64, _vp, _vp, _int]),
     "wc_lut_dequant": (_int, [_vp, _i64, _i64, _int, _vp, _i64, _i64, _i64, _vp, _int, _int]),
+    "wc_lut_use_openmp": (_int, [ctypes.c_char_p]),
 }
 _declared = False
 _GEMV = None
@@ -49,7 +51,38 @@ def native():
         _native.declare(lib, _SIGNATURES)
         _GEMV = lib.wc_lut_gemv_f32
         _declared = True
+        use_openmp(lib)
     return lib
+
+
+_OPENMP_NAMES = ("libgomp", "libiomp5", "libomp")
+openmp_runtime: str | None = None  # the OpenMP library the kernels' threads come from, if any
+
+
+def _loaded_openmp() -> str | None:
+    """Path of the OpenMP runtime already loaded in this process (PyTorch's), from /proc/self/maps."""
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                parts = line.split(None, 5)  # address perms offset dev inode [path]
+                path = parts[5].strip() if len(parts) == 6 else ""
+                name = os.path.basename(path)
+                if name.startswith(_OPENMP_NAMES) and ".so" in name:
+                    return path
+    except OSError:
+        pass
+    return None
+
+
+def use_openmp(lib) -> None:
+    """Run the C kernels' threads on torch's OpenMP team (the same threads as torch's own ops)
+    instead of a private pthread pool, unless WCLUST_PTHREADS=1 or no OpenMP runtime is loaded."""
+    global openmp_runtime
+    if getattr(lib, "wc_lut_use_openmp", None) is None:
+        return
+    path = None if os.environ.get("WCLUST_PTHREADS", "") not in ("", "0") else _loaded_openmp()
+    ok = lib.wc_lut_use_openmp(path.encode() if path else None)
+    openmp_runtime = path if ok == 1 else None
 
 
 def isa() -> str:
