@@ -1,4 +1,5 @@
 import copy
+import warnings
 
 import numpy as np
 import pytest
@@ -127,3 +128,35 @@ def test_wrapped_conv_honours_bf16_compute_dtype():
     y16 = c(x)
     assert y16.dtype == torch.float32 and c.inner.bias.dtype == torch.float32
     assert 20 * torch.log10(y32.norm() / (y32 - y16).norm()) > 30
+
+
+@pytest.mark.parametrize("k, bits, groups", [(16, 4, 1), (64, 6, 3), (256, 8, 1)])
+def test_few_rows_fast_path_equals_the_op(k, bits, groups):
+    """Eager float32 inference with few rows goes straight to the C GEMV: the same bits as the op."""
+    from wclust.kernels import cpu
+    from wclust.kernels.ops import lut_linear
+
+    if cpu.native() is None:
+        pytest.skip("no C library")
+    m = ClusteredLinear(_parts(37, 53, k, bits, groups), torch.randn(37))
+    for shape in [(1, 53), (3, 53), (1, 1, 53), (2, 5, 53)]:
+        x = torch.randn(*shape)
+        want = lut_linear(x, m.indices, m.codebook, m.bias, 53, m.group_size, m.index_bits)
+        assert torch.equal(m(x), want)
+    assert m._gemv_args is not None and m._gemv_args[0] is m.indices
+    # a copy has new tensors: the identity check sends it through the op once, then rebuilds
+    c = copy.deepcopy(m)
+    x = torch.randn(2, 53)
+    assert torch.equal(c(x), m(x)) and c._gemv_args[0] is c.indices
+    # bf16 weights, scales, outliers or autograd never take the fast path
+    b = copy.deepcopy(m).to(torch.bfloat16)
+    b(x.bfloat16())
+    assert b._gemv_args is None
+    s = ClusteredLinear(_parts(37, 53, k, bits, groups, scale=True, outliers=5), None)
+    s(x)
+    assert s._gemv_args is None
+    # tracing records the op, not the shortcut
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit.trace is deprecated
+        traced = torch.jit.trace(m, torch.randn(1, 53), check_trace=False)
+    assert "wclust::lut_linear" in str(traced.graph)

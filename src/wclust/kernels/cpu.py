@@ -126,7 +126,14 @@ _CODEBOOK_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 def _supported(x, indices, codebook, bias, in_features, group_size, index_bits) -> bool:
     """Cheap checks (this runs on every call): the C kernel's layout, else the reference."""
-    if not (x.is_cpu and indices.is_cpu and codebook.is_cpu) or x.dtype not in _FLOATS:
+    if not x.is_cpu or x.dtype not in _FLOATS or x.shape[-1] != in_features:
+        return False
+    return layout_supported(indices, codebook, bias, in_features, group_size, index_bits)
+
+
+def layout_supported(indices, codebook, bias, in_features, group_size, index_bits) -> bool:
+    """Whether the C kernels take this weight (indices, codebook, bias) as it is laid out."""
+    if not (indices.is_cpu and codebook.is_cpu):
         return False
     if indices.dtype != torch.uint8 or codebook.dtype not in _CODEBOOK_DTYPES or codebook.dim() != 2:
         return False
@@ -136,7 +143,7 @@ def _supported(x, indices, codebook, bias, in_features, group_size, index_bits) 
     out, rowbytes = indices.shape
     if rowbytes != (in_features if index_bits == 8 else (in_features + 1) // 2):
         return False
-    if not 1 <= k <= (16 if index_bits == 4 else 256) or n_groups * group_size < out or x.shape[-1] != in_features:
+    if not 1 <= k <= (16 if index_bits == 4 else 256) or n_groups * group_size < out:
         return False
     return bias is None or (bias.is_cpu and bias.dim() == 1 and bias.shape[0] == out)
 
