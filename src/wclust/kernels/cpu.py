@@ -60,18 +60,21 @@ openmp_runtime: str | None = None  # the OpenMP library the kernels' threads com
 
 
 def _loaded_openmp() -> str | None:
-    """Path of the OpenMP runtime already loaded in this process (PyTorch's), from /proc/self/maps."""
+    """Path of the OpenMP runtime torch uses, from /proc/self/maps: the one inside torch's own
+    folder when several are loaded (e.g. scikit-learn's beside torch's), else the first found."""
+    found = []
     try:
         with open("/proc/self/maps") as f:
             for line in f:
                 parts = line.split(None, 5)  # address perms offset dev inode [path]
                 path = parts[5].strip() if len(parts) == 6 else ""
                 name = os.path.basename(path)
-                if name.startswith(_OPENMP_NAMES) and ".so" in name:
-                    return path
+                if name.startswith(_OPENMP_NAMES) and ".so" in name and path not in found:
+                    found.append(path)
     except OSError:
-        pass
-    return None
+        return None
+    torch_dir = os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
+    return next((p for p in found if p.startswith(torch_dir)), found[0] if found else None)
 
 
 def use_openmp(lib) -> None:
