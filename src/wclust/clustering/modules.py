@@ -26,6 +26,19 @@ from ..kernels.ops import lut_linear
 from .packing import pack_rows_4bit
 
 
+def _observed() -> bool:
+    """A profiler or a TorchDispatchMode (wclust.performance.profile's tracer, FakeTensor...) is
+    active: ops must go through the dispatcher so that they see them."""
+    return bool(torch._C._autograd._profiler_enabled()) or _dispatch_mode() is not None
+
+
+try:
+    from torch.utils._python_dispatch import _get_current_dispatch_mode as _dispatch_mode
+except ImportError:  # pragma: no cover  (a torch without it: never take the shortcut)
+    def _dispatch_mode():
+        return True
+
+
 @dataclass
 class ClusteredParts:
     """Everything that defines one clustered weight (what is fitted, saved and loaded)."""
@@ -129,23 +142,25 @@ class ClusteredLinear(_Clustered):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Buffers are read from the dicts directly: nn.Module.__getattr__ costs ~1 us a name,
         # which at one token per call is a visible share of a small layer's GEMV.
-        bufs = self._buffers
+        bufs, bias = self._buffers, self._parameters.get("bias")
         fast = self.__dict__.get("_gemv_args")
-        if (fast is not None and type(x) is torch.Tensor and not torch.jit.is_tracing()
-                and not torch.compiler.is_compiling() and x.dtype is torch.float32 and x.is_cpu
-                and fast[0] is bufs["indices"] and fast[1] is bufs["codebook"] and fast[2] is self._parameters.get("bias")
-                and x.numel() <= fast[3] and x.shape[-1] == self.in_features and x.is_contiguous()
-                and self.compute_dtype in (None, torch.float32) and not (x.requires_grad and torch.is_grad_enabled())):
-            # few rows, plain float32 eager inference: straight to the C GEMV (what the op's CPU
-            # kernel would call, so the same bits) without the dispatcher and its checks, ~6 us
-            # of the ~15 us a call costs around a 768x768 layer's ~45 us of lookups
-            y = _cpu.gemv(x if x.dim() == 2 else x.view(-1, self.in_features), fast[0], fast[1], fast[2],
+        if (fast is None or fast[0] is not bufs["indices"] or fast[1] is not bufs["codebook"] or fast[2] is not bias
+                or fast[4] is not bufs.get("scale") or fast[5] is not bufs.get("outlier_index")):
+            fast = self._gemv_args = self._gemv_fast_args()  # first call, or buffers replaced
+        if (fast[3] and type(x) is torch.Tensor and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+                and not _observed() and x.dtype is torch.float32 and x.is_cpu and x.numel() <= fast[3] and x.shape[-1] == self.in_features
+                and x.is_contiguous() and self.compute_dtype in (None, torch.float32)
+                and not (x.requires_grad and torch.is_grad_enabled())):
+            # few rows, plain float32 eager inference (no tracer, compiler, profiler or dispatch
+            # mode watching): straight to the C GEMV (what the op's CPU kernel would call, so the
+            # same bits) without the dispatcher and its checks, ~6 us of the ~15 us a call costs
+            # around a 768x768 layer's ~45 us of lookups
+            y = _cpu.gemv(x if x.dim() == 2 else x.view(-1, self.in_features), fast[0], fast[1], bias,
                           self.in_features, self.group_size, self.index_bits)
             return y if x.dim() == 2 else y.view(*x.shape[:-1], self.out_features)
-        self._gemv_args = self._gemv_fast_args()
         dtype = self.compute_dtype or x.dtype
         xin = x if x.dtype == dtype else x.to(dtype)
-        scale, bias = bufs.get("scale"), self._parameters.get("bias")
+        scale = bufs.get("scale")
         y = lut_linear(xin, bufs["indices"], bufs["codebook"], bias if scale is None else None,
                        self.in_features, self.group_size, self.index_bits)
         if scale is not None:
@@ -159,19 +174,18 @@ class ClusteredLinear(_Clustered):
             y = y + torch.sparse.mm(r, x2.t()).t().reshape(y.shape)
         return y if y.dtype == x.dtype else y.to(x.dtype)
 
-
     def _gemv_fast_args(self):
-        """(indices, codebook, bias, max x elements) when the C GEMV takes this layer as stored, else None."""
+        """(indices, codebook, bias, max x elements or 0, scale, outlier_index): the C GEMV's
+        arguments when it takes this layer as stored (0: it does not), keyed by the buffers."""
         bufs = self._buffers
         idx, cb, bias = bufs["indices"], bufs["codebook"], self._parameters.get("bias")
-        oi = bufs.get("outlier_index")
-        if (bufs.get("scale") is not None or (oi is not None and oi.numel()) or cb.dtype != torch.float32
-                or not cb.is_contiguous() or not idx.is_contiguous()
-                or (bias is not None and (bias.dtype != torch.float32 or not bias.is_contiguous()))
-                or _cpu.native() is None
-                or not _cpu.layout_supported(idx, cb, bias, self.in_features, self.group_size, self.index_bits)):
-            return None
-        return idx, cb, bias, _cpu.GEMV_MAX_ROWS * self.in_features
+        scale, oi = bufs.get("scale"), bufs.get("outlier_index")
+        ok = (scale is None and (oi is None or not oi.numel()) and cb.dtype == torch.float32
+              and cb.is_contiguous() and idx.is_contiguous()
+              and (bias is None or (bias.dtype == torch.float32 and bias.is_contiguous()))
+              and _cpu.native() is not None
+              and _cpu.layout_supported(idx, cb, bias, self.in_features, self.group_size, self.index_bits))
+        return idx, cb, bias, _cpu.GEMV_MAX_ROWS * self.in_features if ok else 0, scale, oi
 
 
 class ClusteredEmbedding(_Clustered):
