@@ -8,7 +8,7 @@ rotating order, median and minimum of short samples), each cycling ``--copies`` 
 the weights are not all cache-hot:
   dense_fp32        F.linear(x, W, b)
   <cfg>_dequant     the current many-rows path: cpu.dequantize into one reused buffer + F.linear
-  <cfg>_fused       kernels/gemm.lut_gemm (csrc/lut_gemm.c)
+  <cfg>_fused       kernels/cpu.lut_gemm (csrc/lut_gemm.c)
 for cfg in k16_4bit (4-bit indices), k16, k64, k256 (8-bit indices). Ratios are dense_ms / ms
 (> 1 = faster than dense fp32), from medians (``vs_dense``) and minima (``vs_dense_min``).
 At 1 thread the clock is the calling thread's CPU time (``--clock wall`` for wall time).
@@ -27,7 +27,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kernels as _kb  # noqa: E402  (benchmarks/kernels.py: time_interleaved)
 
-from wclust.kernels import cpu, gemm  # noqa: E402
+from wclust.kernels import cpu  # noqa: E402
 from wclust.clustering.packing import pack_rows_4bit  # noqa: E402
 
 SHAPES = [(768, 2304), (768, 768), (768, 3072), (3072, 768)]
@@ -50,7 +50,7 @@ def candidates(inn, out, m, copies, configs=CONFIGS):
             cb = torch.sort(torch.randn(1, k, generator=g) * 0.02).values
             deq.append(lambda idx=idx, cb=cb, b=b, bits=bits:
                        F.linear(x, cpu.dequantize(idx, cb, inn, out, bits, torch.float32, out=buf), b))
-            fused.append(lambda idx=idx, cb=cb, b=b, bits=bits: gemm.lut_gemm(x, idx, cb, b, inn, out, bits))
+            fused.append(lambda idx=idx, cb=cb, b=b, bits=bits: cpu.lut_gemm(x, idx, cb, b, inn, out, bits))
         want = deq[0]()
         got = fused[0]()
         assert got is not None, "fused kernel not available on this CPU"
@@ -79,7 +79,7 @@ def main(argv=None) -> int:
                    help="indices into " + str(SHAPES))
     p.add_argument("--clock", choices=["wall", "thread"], default="thread")
     args = p.parse_args(argv)
-    if gemm._fn() is None or cpu.isa() != "avx512-vbmi":
+    if cpu.native() is None or cpu.isa() != "avx512-vbmi":
         print(json.dumps({"error": f"no fused kernel here (isa {cpu.isa()})"}))
         return 1
     results = {"kernel_isa": cpu.isa(), "torch": torch.__version__, "copies": args.copies, "repeats": args.repeats,

@@ -1,10 +1,10 @@
-"""The fused C LUT-GEMM (kernels/gemm.py, csrc/lut_gemm.c) against a float64 reference."""
+"""The fused C LUT-GEMM (kernels/cpu.lut_gemm, csrc/lut_gemm.c) against a float64 reference."""
 import itertools
 
 import pytest
 import torch
 
-from wclust.kernels import cpu, gemm, reference
+from wclust.kernels import cpu, reference
 from wclust.clustering.packing import pack_rows_4bit
 
 pytestmark = pytest.mark.skipif(cpu.native() is None, reason="C library not built")
@@ -50,7 +50,7 @@ def test_matches_reference(m, out, inn, k, bits):
         idx, cb, gs, g = make(out, inn, k, bits, n_groups, seed=m * 1000 + k * 10 + n_groups)
         x = torch.randn(m, inn, generator=g)
         bias = torch.randn(out, generator=g) if with_bias else None
-        check(gemm.lut_gemm(x, idx, cb, bias, inn, gs, bits), ref64(x, idx, cb, bias, inn, gs, bits), inn)
+        check(cpu.lut_gemm(x, idx, cb, bias, inn, gs, bits), ref64(x, idx, cb, bias, inn, gs, bits), inn)
 
 
 @needs_fused
@@ -60,7 +60,7 @@ def test_blocking_edges(bits, k):
     for m, out, inn, n_groups in [(300, 33, 513, 1), (250, 70, 256, 1), (1, 1, 1, 1), (2, 5, 17, 5), (40, 48, 300, 48)]:
         idx, cb, gs, g = make(out, inn, k, bits, n_groups, seed=m + out + inn)
         x, bias = torch.randn(m, inn, generator=g), torch.randn(out, generator=g)
-        check(gemm.lut_gemm(x, idx, cb, bias, inn, gs, bits), ref64(x, idx, cb, bias, inn, gs, bits), inn)
+        check(cpu.lut_gemm(x, idx, cb, bias, inn, gs, bits), ref64(x, idx, cb, bias, inn, gs, bits), inn)
 
 
 @needs_fused
@@ -72,7 +72,7 @@ def test_vit_shape_and_threads():
     try:
         for n in (1, 2, 3):
             torch.set_num_threads(n)
-            check(gemm.lut_gemm(x, idx, cb, bias, 768, gs, 8), want, 768)
+            check(cpu.lut_gemm(x, idx, cb, bias, 768, gs, 8), want, 768)
     finally:
         torch.set_num_threads(old)
 
@@ -82,19 +82,19 @@ def test_lower_isa_and_unsupported_return_none():
     x = torch.randn(20, 53, generator=g)
     for level in (1, 0):
         with cpu.force_isa(level):
-            assert gemm.lut_gemm(x, idx, cb, None, 53, gs, 8) is None
-    assert gemm.lut_gemm(x.double(), idx, cb, None, 53, gs, 8) is None  # float32 only
-    assert gemm.lut_gemm(x.bfloat16(), idx, cb, None, 53, gs, 8) is None
-    assert gemm.lut_gemm(x[:, :50], idx, cb, None, 53, gs, 8) is None  # in_features mismatch
+            assert cpu.lut_gemm(x, idx, cb, None, 53, gs, 8) is None
+    assert cpu.lut_gemm(x.double(), idx, cb, None, 53, gs, 8) is None  # float32 only
+    assert cpu.lut_gemm(x.bfloat16(), idx, cb, None, 53, gs, 8) is None
+    assert cpu.lut_gemm(x[:, :50], idx, cb, None, 53, gs, 8) is None  # in_features mismatch
     big = torch.randint(0, 17, (37, 27), dtype=torch.uint8)
-    assert gemm.lut_gemm(x, big, torch.randn(1, 17), None, 53, 37, 4) is None  # 4-bit K > 16
+    assert cpu.lut_gemm(x, big, torch.randn(1, 17), None, 53, 37, 4) is None  # 4-bit K > 16
     if HAS_FUSED:
-        check(gemm.lut_gemm(x, idx, cb, None, 53, gs, 8), ref64(x, idx, cb, None, 53, gs, 8), 53)
+        check(cpu.lut_gemm(x, idx, cb, None, 53, gs, 8), ref64(x, idx, cb, None, 53, gs, 8), 53)
 
 
 @needs_fused
 def test_noncontiguous_and_empty():
     idx, cb, gs, g = make(40, 64, 64, 8, 2, seed=3)
     x = torch.randn(64, 30, generator=g).t()  # (30, 64), not contiguous
-    check(gemm.lut_gemm(x, idx, cb, None, 64, gs, 8), ref64(x, idx, cb, None, 64, gs, 8), 64)
-    assert gemm.lut_gemm(torch.randn(0, 64), idx, cb, None, 64, gs, 8).shape == (0, 40)
+    check(cpu.lut_gemm(x, idx, cb, None, 64, gs, 8), ref64(x, idx, cb, None, 64, gs, 8), 64)
+    assert cpu.lut_gemm(torch.randn(0, 64), idx, cb, None, 64, gs, 8).shape == (0, 40)

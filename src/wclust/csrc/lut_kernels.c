@@ -262,23 +262,35 @@ static int check(int64_t K, int index_bits, int64_t group_size, int64_t n_groups
            n_groups >= 1 && (out == 0 || (out - 1) / group_size < n_groups);
 }
 
+/* the in-register lookup used for a width and codebook length (AVX-512 GEMV and fused GEMM) */
+static int lut_mode(int index_bits, int64_t K) {
+    return index_bits == 4 ? MODE_A4 : K <= 16 ? MODE_A8_16 : K <= 32 ? MODE_A8_32
+         : K <= 64 ? MODE_BP1 : K <= 128 ? MODE_BP2 : MODE_BP4;
+}
+
+/* the job of y (M, out) = x (M, in) . W^T + bias, shared by the GEMV and the fused GEMM */
+static void init_linear_job(job_t *j, int64_t M, int64_t in, int64_t out, int index_bits, int64_t group_size,
+                            const uint8_t *idx, const float *bias, float *y) {
+    memset(j, 0, sizeof *j);
+    j->M = M; j->in = in; j->out = out; j->index_bits = index_bits; j->group_size = group_size;
+    j->rowbytes = index_bits == 8 ? in : (in + 1) / 2;
+    j->idx = idx; j->bias = bias; j->y = y;
+}
+
 /* y (M, out) = x (M, in) . W^T + bias. Returns 0, or -1 (bad arguments / out of memory). */
 int wc_lut_gemv_f32(const float *x, int64_t M, int64_t in, const uint8_t *idx, int64_t out, int index_bits,
                     const float *cb, int64_t n_groups, int64_t K, int64_t group_size, const float *bias,
                     float *y, int nthreads) {
     if (!check(K, index_bits, group_size, n_groups, out) || M < 0 || in < 0 || out < 0) return -1;
-    job_t j; memset(&j, 0, sizeof j);
-    j.M = M; j.in = in; j.out = out; j.index_bits = index_bits; j.group_size = group_size;
-    j.rowbytes = index_bits == 8 ? in : (in + 1) / 2;
-    j.idx = idx; j.bias = bias; j.y = y;
+    job_t j;
+    init_linear_job(&j, M, in, out, index_bits, group_size, idx, bias, y);
     float *tab, *xp = NULL; uint8_t *planes;
     if (prepare(&j, cb, n_groups, K, &tab, &planes)) return -1;
     int level = isa();
     range_fn fn = gemv_c;
 #ifdef WC_X86
     if (level == ISA_AVX512) {
-        int mode = index_bits == 4 ? MODE_A4 : K <= 16 ? MODE_A8_16 : K <= 32 ? MODE_A8_32
-                 : K <= 64 ? MODE_BP1 : K <= 128 ? MODE_BP2 : MODE_BP4;
+        int mode = lut_mode(index_bits, K);
         int bw = mode == MODE_A4 ? 128 : 64;
         int64_t nblk = (j.rowbytes + 63) / 64;
         j.mode = mode; j.ldx = nblk * bw;
@@ -348,12 +360,9 @@ int wc_lut_gemm_f32(const float *x, int64_t M, int64_t in, const uint8_t *idx, i
             for (int64_t r = 0; r < out; r++) y[m * out + r] = bias ? bias[r] : 0.f;
         return 0;
     }
-    job_t j; memset(&j, 0, sizeof j);
-    j.M = M; j.in = in; j.out = out; j.index_bits = index_bits; j.group_size = group_size;
-    j.rowbytes = index_bits == 8 ? in : (in + 1) / 2;
-    j.idx = idx; j.bias = bias; j.y = y;
-    j.mode = index_bits == 4 ? MODE_A4 : K <= 16 ? MODE_A8_16 : K <= 32 ? MODE_A8_32
-           : K <= 64 ? MODE_BP1 : K <= 128 ? MODE_BP2 : MODE_BP4;
+    job_t j;
+    init_linear_job(&j, M, in, out, index_bits, group_size, idx, bias, y);
+    j.mode = lut_mode(index_bits, K);
     j.x = x;
     float *tab; uint8_t *planes;
     if (prepare(&j, cb, n_groups, K, &tab, &planes)) return -1;

@@ -3,7 +3,7 @@
 - few rows of x (``M <= GEMV_MAX_ROWS``, 12): the C GEMV computes on indices + codebook directly
   (in-register lookups), float32 accumulation; bfloat16 inputs are widened exactly and the result
   rounded once.
-- many rows, float32: the fused LUT-GEMM (kernels/gemm.py, csrc/lut_gemm.c) looks indices up
+- many rows, float32: the fused LUT-GEMM (``lut_gemm``, csrc/lut_gemm.c) looks indices up
   into L1-resident weight panels inside a register-blocked GEMM: W is never materialized.
 - many rows otherwise (bf16 compute, or a CPU without AVX-512 VBMI): the C code dequantizes the
   whole layer into one reused per-thread scratch buffer (float32 or bfloat16), then torch's
@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _native
-from . import gemm, reference
+from . import reference
 from .ops import register_kernel
 
 GEMV_MAX_ROWS = 12  # measured crossover vs dequantize + sgemm: 12..16 rows (ViT-B shapes, 1 thread)
@@ -32,24 +32,26 @@ _vp, _i64, _int = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
 _SIGNATURES = {
     "wc_lut_isa": (_int, []),
     "wc_lut_force_isa": (_int, [_int]),
+    # y = x . W^T + bias from indices + codebook; both take the same arguments
     "wc_lut_gemv_f32": (_int, [_vp, _i64, _i64, _vp, _i64, _int, _vp, _i64, _i64, _i64, _vp, _vp, _int]),
+    "wc_lut_gemm_f32": (_int, [_vp, _i64, _i64, _vp, _i64, _int, _vp, _i64, _i64, _i64, _vp, _vp, _int]),
     "wc_lut_dequant": (_int, [_vp, _i64, _i64, _int, _vp, _i64, _i64, _i64, _vp, _int, _int]),
     "wc_lut_use_openmp": (_int, [ctypes.c_char_p]),
 }
 _declared = False
-_GEMV = None
+_GEMV = _GEMM = None
 _local = threading.local()
 
 
 def native():
     """The C library with the LUT kernels, or None (not built, or disabled by WCLUST_NO_NATIVE)."""
-    global _declared, _GEMV
+    global _declared, _GEMV, _GEMM
     lib = _native.lib()
     if lib is None or getattr(lib, "wc_lut_gemv_f32", None) is None:
         return None
     if not _declared:
         _native.declare(lib, _SIGNATURES)
-        _GEMV = lib.wc_lut_gemv_f32
+        _GEMV, _GEMM = lib.wc_lut_gemv_f32, getattr(lib, "wc_lut_gemm_f32", None)
         _declared = True
         use_openmp(lib)
     return lib
@@ -104,10 +106,6 @@ def force_isa(level: int):
         lib.wc_lut_force_isa(-1)
 
 
-def _ptr(t: torch.Tensor | None):
-    return None if t is None else ctypes.c_void_p(t.data_ptr())
-
-
 def _scratch(numel: int, dtype: torch.dtype) -> torch.Tensor:
     bufs = getattr(_local, "bufs", None)
     if bufs is None:
@@ -158,11 +156,26 @@ def dequantize(indices, codebook, in_features, group_size, index_bits, dtype=tor
     cb = codebook.to(dtype).float().contiguous()
     w = torch.empty(n_out, in_features, dtype=dtype) if out is None else out.view(n_out, in_features)
     idx = indices.contiguous()
-    rc = lib.wc_lut_dequant(_ptr(idx), n_out, in_features, index_bits, _ptr(cb), cb.shape[0], cb.shape[1],
-                            group_size, _ptr(w), int(dtype == torch.bfloat16), torch.get_num_threads())
+    rc = lib.wc_lut_dequant(idx.data_ptr(), n_out, in_features, index_bits, cb.data_ptr(), cb.shape[0], cb.shape[1],
+                            group_size, w.data_ptr(), int(dtype == torch.bfloat16), torch.get_num_threads())
     if rc:
         raise MemoryError("wc_lut_dequant failed")
     return w
+
+
+def _linear(fn, x2, indices, codebook, bias, in_features, group_size, index_bits) -> tuple[int, torch.Tensor]:
+    """Call the C GEMV or fused GEMM (same arguments): (its return code, y (M, out) float32)."""
+    xf = x2 if x2.dtype == torch.float32 and x2.is_contiguous() else x2.float().contiguous()
+    cb = codebook if codebook.dtype == torch.float32 and codebook.is_contiguous() else codebook.float().contiguous()
+    if bias is not None and not (bias.dtype == torch.float32 and bias.is_contiguous()):
+        bias = bias.float().contiguous()
+    idx = indices if indices.is_contiguous() else indices.contiguous()
+    n_out = idx.shape[0]
+    y = torch.empty(xf.shape[0], n_out, dtype=torch.float32)
+    rc = fn(xf.data_ptr(), xf.shape[0], in_features, idx.data_ptr(), n_out, index_bits, cb.data_ptr(),
+            cb.shape[0], cb.shape[1], group_size, None if bias is None else bias.data_ptr(), y.data_ptr(),
+            torch.get_num_threads())
+    return rc, y
 
 
 def gemv(x2, indices, codebook, bias, in_features, group_size, index_bits):
@@ -173,19 +186,32 @@ def gemv(x2, indices, codebook, bias, in_features, group_size, index_bits):
     """
     if _GEMV is None:
         native()
-    xf = x2 if x2.dtype == torch.float32 and x2.is_contiguous() else x2.float().contiguous()
-    cb = codebook if codebook.dtype == torch.float32 and codebook.is_contiguous() else codebook.float().contiguous()
-    if bias is not None and not (bias.dtype == torch.float32 and bias.is_contiguous()):
-        bias = bias.float().contiguous()
-    idx = indices if indices.is_contiguous() else indices.contiguous()
-    n_out = idx.shape[0]
-    y = torch.empty(xf.shape[0], n_out, dtype=torch.float32)
-    rc = _GEMV(xf.data_ptr(), xf.shape[0], in_features, idx.data_ptr(), n_out, index_bits, cb.data_ptr(),
-               cb.shape[0], cb.shape[1], group_size, None if bias is None else bias.data_ptr(), y.data_ptr(),
-               torch.get_num_threads())
+    rc, y = _linear(_GEMV, x2, indices, codebook, bias, in_features, group_size, index_bits)
     if rc:
         raise MemoryError("wc_lut_gemv_f32 failed")
     return y
+
+
+def _gemm(x2, indices, codebook, bias, in_features, group_size, index_bits) -> torch.Tensor | None:
+    """The fused LUT-GEMM (csrc/lut_gemm.c) on a layout already checked; None where this CPU (or
+    the ISA level forced by ``force_isa``) has no fused kernel."""
+    if _GEMM is None:
+        return None
+    rc, y = _linear(_GEMM, x2, indices, codebook, bias, in_features, group_size, index_bits)
+    if rc == 1:
+        return None
+    if rc:
+        raise MemoryError("wc_lut_gemm_f32 failed")
+    return y
+
+
+def lut_gemm(x2, indices, codebook, bias, in_features, group_size, index_bits) -> torch.Tensor | None:
+    """(M, out) float32 = x2 (M, in) float32 @ W^T + bias by the fused LUT-GEMM, computed from the
+    indices without materializing W; None if the layout, dtype or CPU is not supported here."""
+    if (native() is None or x2.dtype != torch.float32 or x2.dim() != 2
+            or not _supported(x2, indices, codebook, bias, in_features, group_size, index_bits)):
+        return None
+    return _gemm(x2, indices, codebook, bias, in_features, group_size, index_bits)
 
 
 @register_kernel("cpu")
@@ -205,7 +231,7 @@ def lut_linear_cpu(x, indices, codebook, bias, in_features, group_size, index_bi
         if dt != torch.float32:
             y = y.to(dt)
     else:
-        y = gemm.lut_gemm(x2, indices, cb, b, in_features, group_size, index_bits)  # fused, float32
+        y = _gemm(x2, indices, cb, b, in_features, group_size, index_bits) if dt == torch.float32 else None
         if y is None:  # bf16 compute, or no AVX-512 VBMI: dequantize the layer, then torch's matmul
             w = dequantize(indices, cb, in_features, group_size, index_bits, dt, out=_scratch(out * in_features, dt))
             y = F.linear(x2, w, b)
