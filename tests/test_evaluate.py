@@ -10,7 +10,7 @@ from wclust.cli import main
 from wclust.accuracy.evaluate import Evaluator, cluster_copy, dense_view, evaluate, plot_sweep, sweep, weight_bytes
 from wclust.accuracy.tasks import get_task
 
-from .helpers_eval import save_tiny, tiny_dinov2
+from .helpers_eval import digits_evaluator, save_tiny, tiny_dinov2
 
 
 @pytest.fixture(autouse=True)
@@ -24,12 +24,7 @@ def _one_thread_and_cache(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def digits_eval():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    model = tiny_dinov2()
-    ev = Evaluator(model, get_task("digits", n_train=500, n_test=400), image_size=16, progress=False, cache=False)
-    torch.set_num_threads(n)
-    return model, ev
+    return digits_evaluator(n_train=500, n_test=400)
 
 
 def test_probe_on_fp32_features_is_well_above_chance(digits_eval):

@@ -8,16 +8,14 @@ from wclust.accuracy.evaluate import Evaluator, cluster_copy
 from wclust.accuracy.fisher import fisher_weights
 from wclust.accuracy.tasks import get_task
 
-from .helpers_eval import tiny_dinov2
+from .helpers_eval import digits_evaluator, inputs_seen
 
 
 @pytest.fixture(scope="module")
 def setup():
     n = torch.get_num_threads()
     torch.set_num_threads(1)
-    model = tiny_dinov2()
-    ev = Evaluator(model, get_task("digits", n_train=300, n_test=200), image_size=16, progress=False, cache=False)
-    yield model, ev
+    yield digits_evaluator(n_train=300, n_test=200)
     torch.set_num_threads(n)
 
 
@@ -61,14 +59,9 @@ def test_activation_weights_are_mean_squared_inputs(setup):
     aw = activation_weights(model, ev, n_examples=8)
     name = "encoder.layer.0.mlp.fc2"
     lin = model.get_submodule(name)
-    seen = []
-    h = lin.register_forward_pre_hook(lambda m, a: seen.append(a[0].reshape(-1, a[0].shape[-1])))
     train = ev.task.split("train")
     idx = torch.linspace(0, len(train) - 1, 8).round().long().unique().numpy()
-    with torch.no_grad():
-        ev.encoder.forward(model, ev.encoder.prepare(train.take(idx).inputs))
-    h.remove()
-    e = torch.cat(seen).pow(2).mean(0)
+    e = inputs_seen(ev, model, lin, train.take(idx).inputs).pow(2).mean(0).float()
     torch.testing.assert_close(aw[name][0], e + 1e-3 * e.mean(), rtol=1e-4, atol=1e-7)
     assert aw[name].shape == lin.weight.shape
 
@@ -79,13 +72,7 @@ def test_input_hessians_are_sums_of_input_outer_products(setup):
     model, ev = setup
     hs = input_hessians(model, ev, n_examples=6)
     name = "encoder.layer.1.mlp.fc2"
-    lin = model.get_submodule(name)
-    seen = []
-    h = lin.register_forward_pre_hook(lambda m, a: seen.append(a[0].reshape(-1, a[0].shape[-1]).double()))
-    with torch.no_grad():
-        ev.encoder.forward(model, ev.encoder.prepare(calibration_split(ev, 6).inputs))
-    h.remove()
-    x = torch.cat(seen)
+    x = inputs_seen(ev, model, model.get_submodule(name), calibration_split(ev, 6).inputs)
     assert x.shape[0] == 6 * 17                                        # 6 images, 16 patches + CLS
     torch.testing.assert_close(hs[name], x.T @ x, rtol=1e-6, atol=1e-6)
     assert all(v.dtype == torch.float64 and v.shape == (m.in_features,) * 2

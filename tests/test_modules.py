@@ -120,7 +120,6 @@ def test_op_schema_opcheck():
 
 def test_wrapped_conv_honours_bf16_compute_dtype():
     conv = torch.nn.Conv2d(3, 8, 4, 4)
-    ref = copy.deepcopy(conv)
     c = ClusteredConv2d.from_module(conv, fit_parts(conv.weight, 64))
     x = torch.randn(2, 3, 16, 16)
     y32 = c(x)
