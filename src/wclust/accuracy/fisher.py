@@ -21,12 +21,11 @@ MAX_EXAMPLES = 64
 
 
 def _weighted_modules(model: nn.Module) -> dict[str, nn.Parameter]:
-    out, seen = {}, set()
+    out = {}
     for fqn, m in model.named_modules():
         w = getattr(m, "weight", None)
         if isinstance(m, (nn.Linear, nn.Embedding, nn.Conv1d, nn.Conv2d, nn.Conv3d)) and isinstance(w, nn.Parameter):
             out[fqn] = w
-            seen.add(id(w))
     return out
 
 
@@ -46,17 +45,26 @@ def input_hessians(model: nn.Module, evaluator, n_examples: int = MAX_EXAMPLES) 
 
     ``evaluator`` needs ``.task`` and ``.encoder`` (an ``evaluate.Evaluator`` or ``evaluate.Calibration``).
     Texts run one at a time, so padding tokens never enter H; images in batches of 16."""
-    calib = calibration_split(evaluator, n_examples)
-    hess, hooks = {}, []
-    for fqn, m in model.named_modules():
-        if isinstance(m, nn.Linear):
-            def hook(mod, args, fqn=fqn):
-                x = args[0].detach().reshape(-1, args[0].shape[-1]).to(torch.float64)
-                if fqn not in hess:
-                    hess[fqn] = torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64)
-                hess[fqn].addmm_(x.T, x)
-            hooks.append(m.register_forward_pre_hook(hook))
+    hess = {}
+
+    def add(fqn, x):
+        x = x.to(torch.float64)
+        if fqn not in hess:
+            hess[fqn] = torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64)
+        hess[fqn].addmm_(x.T, x)
+
     step = 1 if evaluator.encoder.modality == "text" else 16
+    _each_linear_input(model, evaluator, calibration_split(evaluator, n_examples), step, add)
+    return hess
+
+
+def _each_linear_input(model: nn.Module, evaluator, calib, step: int, fn) -> None:
+    """Encode ``calib`` ``step`` examples at a time, calling ``fn(name, x)`` with the input rows
+    (2-D, detached) that every nn.Linear of ``model`` receives."""
+    def hook(fqn):
+        return lambda mod, args: fn(fqn, args[0].detach().reshape(-1, args[0].shape[-1]))
+
+    hooks = [m.register_forward_pre_hook(hook(fqn)) for fqn, m in model.named_modules() if isinstance(m, nn.Linear)]
     try:
         with torch.inference_mode():
             for s in range(0, len(calib), step):
@@ -65,7 +73,6 @@ def input_hessians(model: nn.Module, evaluator, n_examples: int = MAX_EXAMPLES) 
     finally:
         for h in hooks:
             h.remove()
-    return hess
 
 
 def fisher_weights(model: nn.Module, evaluator, n_examples: int = MAX_EXAMPLES, floor: float = 1e-3) -> dict:
@@ -114,23 +121,14 @@ def activation_weights(model: nn.Module, evaluator, n_examples: int = MAX_EXAMPL
     """{Linear name: E[x_j^2] of its input feature j, broadcast over rows}: the diagonal of the layer-wise
     Hessian of the output error (sum_j dW_ij^2 E[x_j^2]), from calibration examples of the train split.
     Pass as ``sample_weights`` with ``weighting="activation"``."""
-    calib = calibration_split(evaluator, n_examples)
-    sums, counts, hooks = {}, {}, []
-    for fqn, m in model.named_modules():
-        if isinstance(m, nn.Linear):
-            def hook(mod, args, fqn=fqn):
-                x = args[0].detach().to(torch.float32).reshape(-1, args[0].shape[-1])
-                sums[fqn] = sums.get(fqn, 0) + x.pow(2).sum(0)
-                counts[fqn] = counts.get(fqn, 0) + x.shape[0]
-            hooks.append(m.register_forward_pre_hook(hook))
-    try:
-        with torch.inference_mode():
-            for s in range(0, len(calib), 16):
-                part = calib.take(range(s, min(s + 16, len(calib))))
-                evaluator.encoder.forward(model, evaluator.encoder.prepare(part.inputs))
-    finally:
-        for h in hooks:
-            h.remove()
+    sums, counts = {}, {}
+
+    def add(fqn, x):
+        x = x.to(torch.float32)
+        sums[fqn] = sums.get(fqn, 0) + x.pow(2).sum(0)
+        counts[fqn] = counts.get(fqn, 0) + x.shape[0]
+
+    _each_linear_input(model, evaluator, calibration_split(evaluator, n_examples), 16, add)
     out = {}
     for fqn, s in sums.items():
         w = model.get_submodule(fqn).weight
