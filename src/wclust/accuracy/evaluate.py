@@ -319,23 +319,36 @@ def calibrate(reference: nn.Module, config, ev, calib_examples: int = 64) -> tup
     """(sample_weights, hessians) that ``config`` needs, from ``ev``'s calibration examples (None if not needed).
 
     ``ev`` is an Evaluator, or a Calibration unless the weighting is "fisher" (that needs the probe)."""
-    from .fisher import activation_weights, fisher_weights, input_hessians
+    return (weighting_statistics(reference, config.weighting, ev, calib_examples),
+            input_hessians_for(reference, ev, calib_examples) if config.error_feedback else None)
 
-    needs = config.weighting != "uniform" or config.error_feedback
-    if needs and ev is None:
-        raise WclustError(f"weighting={config.weighting!r} / error_feedback need a task "
-                          "(calibration examples from its train split)")
-    sw = hs = None
-    if config.weighting == "fisher":
+
+def _need_task(ev, what: str) -> None:
+    if ev is None:
+        raise WclustError(f"{what} needs a task (calibration examples from its train split)")
+
+
+def weighting_statistics(reference: nn.Module, weighting: str, ev, calib_examples: int = 64) -> dict | None:
+    """The k-means sample weights of ``weighting`` ("uniform": None; "fisher"; "activation")."""
+    from .fisher import activation_weights, fisher_weights
+
+    if weighting == "uniform":
+        return None
+    _need_task(ev, f"weighting={weighting!r}")
+    if weighting == "fisher":
         if isinstance(ev, Calibration):
             raise WclustError("Fisher weighting needs a probe fitted on the task: use it with eval or sweep, "
                               "or weighting='activation'")
-        sw = fisher_weights(reference, ev, n_examples=calib_examples)
-    elif config.weighting == "activation":
-        sw = activation_weights(reference, ev, n_examples=calib_examples)
-    if config.error_feedback:
-        hs = input_hessians(reference, ev, n_examples=calib_examples)
-    return sw, hs
+        return fisher_weights(reference, ev, n_examples=calib_examples)
+    return activation_weights(reference, ev, n_examples=calib_examples)
+
+
+def input_hessians_for(reference: nn.Module, ev, calib_examples: int = 64) -> dict:
+    """The input Hessians error feedback assigns indices with."""
+    from .fisher import input_hessians
+
+    _need_task(ev, "error_feedback")
+    return input_hessians(reference, ev, n_examples=calib_examples)
 
 
 def cluster_copy(reference: nn.Module, config, ev: Evaluator | None = None, sample_weights=None,
@@ -344,10 +357,10 @@ def cluster_copy(reference: nn.Module, config, ev: Evaluator | None = None, samp
     or activation weights, input Hessians) are computed through ``ev`` unless given."""
     from ..clustering.compress import compress
 
-    if (config.weighting != "uniform" and sample_weights is None) or (config.error_feedback and hessians is None):
-        sw, hs = calibrate(reference, config, ev, fisher_examples)
-        sample_weights = sample_weights if sample_weights is not None else sw
-        hessians = hessians if hessians is not None else hs
+    if sample_weights is None:
+        sample_weights = weighting_statistics(reference, config.weighting, ev, fisher_examples)
+    if config.error_feedback and hessians is None:
+        hessians = input_hessians_for(reference, ev, fisher_examples)
     model = copy.deepcopy(reference)
     compress(model, config, sample_weights=sample_weights, hessians=hessians, progress=progress)
     return model

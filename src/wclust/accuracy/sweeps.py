@@ -77,19 +77,12 @@ def sweep(source, task, ks=(16, 32, 64, 128, 256), scopes=("layer", "model"), ou
     stats: dict = {}   # calibration statistics, computed once per kind for every row that needs them
 
     def calibrated(cfg):
-        from dataclasses import replace
-
-        from .evaluate import calibrate
-        sw = hs = None
-        if cfg.weighting != "uniform":
-            if cfg.weighting not in stats:
-                stats[cfg.weighting] = calibrate(model, replace(cfg, error_feedback=False), ev, fisher_examples)[0]
-            sw = stats[cfg.weighting]
-        if cfg.error_feedback:
-            if "hessians" not in stats:
-                stats["hessians"] = calibrate(model, replace(cfg, weighting="uniform"), ev, fisher_examples)[1]
-            hs = stats["hessians"]
-        return sw, hs
+        from .evaluate import input_hessians_for, weighting_statistics
+        if cfg.weighting not in stats:
+            stats[cfg.weighting] = weighting_statistics(model, cfg.weighting, ev, fisher_examples)
+        if cfg.error_feedback and "hessians" not in stats:
+            stats["hessians"] = input_hessians_for(model, ev, fisher_examples)
+        return stats[cfg.weighting], stats["hessians"] if cfg.error_feedback else None
 
     fp32 = dict(ev.fp32, scope="fp32", k=None, label="fp32")
     result = dict(header, rows=[fp32], seconds=0.0)
