@@ -158,7 +158,6 @@ def _build_parts(t: Target, prep: _Prepared, codebooks: list[np.ndarray], config
     return parts
 
 
-
 def compress(model: nn.Module, config: ClusterConfig | None = None, *, sample_weights: dict | None = None,
              hessians: dict | None = None, filter_fn=None, progress: bool = True) -> nn.Module:
     """Cluster the weights ``config`` selects, in place; returns the model.
@@ -166,7 +165,7 @@ def compress(model: nn.Module, config: ClusterConfig | None = None, *, sample_we
     ``sample_weights`` maps module names to per-weight importances (the shape of the weight) for
     ``weighting="fisher"`` (e.g. ``wclust.accuracy.fisher.fisher_weights``) or ``"activation"``
     (``wclust.accuracy.fisher.activation_weights``). ``hessians`` maps Linear names to X^T X of their
-    calibration inputs for ``error_feedback=True`` (``wclust.clustering.error_feedback.input_hessians``); other
+    calibration inputs for ``error_feedback=True`` (``wclust.accuracy.fisher.input_hessians``); other
     modules, and Linears without one, get plain nearest assignment. A summary lands in
     ``model.wclust_info``.
     """
@@ -175,7 +174,7 @@ def compress(model: nn.Module, config: ClusterConfig | None = None, *, sample_we
         fn = {"fisher": "fisher_weights", "activation": "activation_weights"}[config.weighting]
         raise ValueError(f'weighting="{config.weighting}" needs sample_weights (see wclust.accuracy.fisher.{fn})')
     if config.error_feedback and not hessians:
-        raise ValueError("error_feedback=True needs hessians (see wclust.clustering.error_feedback.input_hessians)")
+        raise ValueError("error_feedback=True needs hessians (see wclust.accuracy.fisher.input_hessians)")
     start = time.perf_counter()
     targets = find_targets(model, config, filter_fn)
     if not targets:
