@@ -10,34 +10,34 @@ a ViT-B single-token pass through the op vs the C GEMV called directly; prints J
   fc2 3072x768) at one token: dense F.linear, 4-bit k=16 and 8-bit k=64 through the op, through
   ClusteredLinear modules (what a model runs) and through the GEMV wrapper directly. Ratios are
   dense_ms / ms.
-Timed interleaved (rotating candidates, median of ``--repeats`` rounds), calling thread's CPU time.
+Timed with benchmarks/kernels.py's interleaved timer (rotating order, median of ``--repeats``
+samples), calling thread's CPU time.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
+import os
+import sys
 import time
 
 import torch
 import torch.nn.functional as F
 
-from wclust.clustering.modules import ClusteredLinear, ClusteredParts
-from wclust.clustering.packing import pack_rows_4bit
-from wclust.kernels import cpu
-from wclust.kernels.ops import lut_linear
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import kernels as _kb  # noqa: E402  (benchmarks/kernels.py: time_interleaved)
+
+from wclust.clustering.modules import ClusteredLinear, ClusteredParts  # noqa: E402
+from wclust.clustering.packing import pack_rows_4bit  # noqa: E402
+from wclust.kernels import cpu  # noqa: E402
+from wclust.kernels.ops import lut_linear  # noqa: E402
 
 
-def interleaved(cands: dict, repeats: int, inner: int) -> dict:
-    times = {k: [] for k in cands}
-    for _ in range(repeats):
-        for name, fn in cands.items():
-            fn()
-            t0 = time.thread_time()
-            for _ in range(inner):
-                fn()
-            times[name].append((time.thread_time() - t0) / inner)
-    return {k: statistics.median(v) for k, v in times.items()}
+def interleaved(cands: dict, repeats: int) -> dict:
+    """Median seconds per call of each candidate (benchmarks/kernels.py's interleaved timer, thread clock)."""
+    _kb.CLOCK = time.thread_time
+    med, _ = _kb.time_interleaved({k: [f] for k, f in cands.items()}, repeats)
+    return {k: v / 1e3 for k, v in med.items()}
 
 
 def per_call(repeats: int) -> dict:
@@ -49,7 +49,7 @@ def per_call(repeats: int) -> dict:
         t = interleaved({"nn_linear": lambda: lin(x), "module": lambda: mod(x),
                          "op": lambda: lut_linear(x, i, c, b, 64, 16, ib),
                          "cpu_impl": lambda: cpu.lut_linear_cpu(x, i, c, b, 64, 16, ib),
-                         "gemv_wrapper": lambda: cpu.gemv(x, i, c, b, 64, 16, ib)}, repeats, 2000)
+                         "gemv_wrapper": lambda: cpu.gemv(x, i, c, b, 64, 16, ib)}, repeats)
     return {k: round(v * 1e6, 2) for k, v in t.items()}
 
 
@@ -79,7 +79,7 @@ def vit_b_pass(repeats: int) -> dict:
         t = interleaved({"dense_fp32": lambda: [F.linear(xs[w.shape[1]], w, b) for w, b in dense],
                          "k16_4bit_op": run(q4, 4, False), "k16_4bit_module": modules(m4),
                          "k16_4bit_direct": run(q4, 4, True), "k64_op": run(q8, 8, False),
-                         "k64_module": modules(m8), "k64_direct": run(q8, 8, True)}, repeats, 1)
+                         "k64_module": modules(m8), "k64_direct": run(q8, 8, True)}, repeats)
     return {"ms": {k: round(v * 1e3, 3) for k, v in t.items()},
             "vs_dense": {k: round(t["dense_fp32"] / v, 2) for k, v in t.items() if k != "dense_fp32"}}
 
