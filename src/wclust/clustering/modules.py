@@ -75,6 +75,12 @@ class _Clustered(nn.Module):
         self._gemv_args = None  # set by ClusteredLinear.forward: the C GEMV's arguments, checked per call
         self.compute_dtype: torch.dtype | None = None
 
+    def __getstate__(self):
+        # copies and pickles rebuild the GEMV arguments (they hold a C plan of this process)
+        state = self.__dict__.copy()
+        state["_gemv_args"] = None
+        return state
+
     # -- views of the weight ---------------------------------------------------------------
     def unpacked_indices(self) -> torch.Tensor:
         """uint8 (out, in) indices."""
@@ -144,19 +150,24 @@ class ClusteredLinear(_Clustered):
         # which at one token per call is a visible share of a small layer's GEMV.
         bufs, bias = self._buffers, self._parameters.get("bias")
         fast = self.__dict__.get("_gemv_args")
-        if (fast is None or fast[0] is not bufs["indices"] or fast[1] is not bufs["codebook"] or fast[2] is not bias
-                or fast[4] is not bufs.get("scale") or fast[5] is not bufs.get("outlier_index")):
+        cb = bufs["codebook"]
+        if (fast is None or fast[0] is not bufs["indices"] or fast[1] is not cb or fast[2] is not bias
+                or fast[4] is not bufs.get("scale") or fast[5] is not bufs.get("outlier_index")
+                or fast[7] != cb.data_ptr() or fast[8] != cb.shape):
             fast = self._gemv_args = self._gemv_fast_args()  # first call, or buffers replaced
-        if (fast[3] and type(x) is torch.Tensor and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
-                and not _observed() and x.dtype is torch.float32 and x.is_cpu and x.numel() <= fast[3] and x.shape[-1] == self.in_features
-                and x.is_contiguous() and self.compute_dtype in (None, torch.float32)
-                and not (x.requires_grad and torch.is_grad_enabled())):
+        if (fast[3] and type(x) is torch.Tensor and x.dtype is torch.float32 and x.is_cpu and x.numel() <= fast[3]
+                and x.shape[-1] == self.in_features and x.is_contiguous() and self.compute_dtype in (None, torch.float32)
+                and not (x.requires_grad and torch.is_grad_enabled()) and not torch.jit.is_tracing()
+                and not torch.compiler.is_compiling() and not _observed()):
             # few rows, plain float32 eager inference (no tracer, compiler, profiler or dispatch
-            # mode watching): straight to the C GEMV (what the op's CPU kernel would call, so the
-            # same bits) without the dispatcher and its checks, ~6 us of the ~15 us a call costs
-            # around a 768x768 layer's ~45 us of lookups
-            y = _cpu.gemv(x if x.dim() == 2 else x.view(-1, self.in_features), fast[0], fast[1], bias,
-                          self.in_features, self.group_size, self.index_bits)
+            # mode watching): straight to the C GEMV with this layer's plan (what the op's CPU
+            # kernel would call, so the same bits), without the dispatcher and the op's checks:
+            # ~9 us of the ~15 us a call cost, around a 768x768 4-bit layer's ~30 us of lookups
+            x2 = x if x.dim() == 2 else x.view(-1, self.in_features)
+            y = _cpu.planned_gemv(fast[6], x2, fast[0], cb, bias, self.out_features)
+            if y is None:  # the codebook's values were changed in place: a new plan
+                fast = self._gemv_args = self._gemv_fast_args(fresh=True)
+                y = _cpu.planned_gemv(fast[6], x2, fast[0], cb, bias, self.out_features)
             return y if x.dim() == 2 else y.view(*x.shape[:-1], self.out_features)
         dtype = self.compute_dtype or x.dtype
         xin = x if x.dtype == dtype else x.to(dtype)
@@ -174,9 +185,10 @@ class ClusteredLinear(_Clustered):
             y = y + torch.sparse.mm(r, x2.t()).t().reshape(y.shape)
         return y if y.dtype == x.dtype else y.to(x.dtype)
 
-    def _gemv_fast_args(self):
-        """(indices, codebook, bias, max x elements or 0, scale, outlier_index): the C GEMV's
-        arguments when it takes this layer as stored (0: it does not), keyed by the buffers."""
+    def _gemv_fast_args(self, fresh: bool = False):
+        """(indices, codebook, bias, max x elements or 0, scale, outlier_index, plan, codebook
+        data pointer, codebook shape): the C GEMV's arguments when it takes this layer as stored
+        (0: it does not), keyed by the buffers. A new plan with ``fresh``."""
         bufs = self._buffers
         idx, cb, bias = bufs["indices"], bufs["codebook"], self._parameters.get("bias")
         scale, oi = bufs.get("scale"), bufs.get("outlier_index")
@@ -184,8 +196,11 @@ class ClusteredLinear(_Clustered):
               and cb.is_contiguous() and idx.is_contiguous()
               and (bias is None or (bias.dtype == torch.float32 and bias.is_contiguous()))
               and _cpu.native() is not None
-              and _cpu.layout_supported(idx, cb, bias, self.in_features, self.group_size, self.index_bits))
-        return idx, cb, bias, _cpu.GEMV_MAX_ROWS * self.in_features if ok else 0, scale, oi
+              and _cpu.layout_supported(idx, cb, bias, self.in_features, self.group_size, self.index_bits)
+              and cb.shape[0] <= _cpu.PLAN_MAX_GROUPS)
+        plan = _cpu.plan(cb, self.in_features, self.out_features, self.index_bits, self.group_size, fresh) if ok else None
+        return (idx, cb, bias, _cpu.GEMV_MAX_ROWS * self.in_features if ok else 0, scale, oi, plan,
+                cb.data_ptr(), cb.shape)
 
 
 class ClusteredEmbedding(_Clustered):

@@ -242,20 +242,18 @@ T256 static void deq_avx2(const job_t *j, int64_t r0, int64_t r1) {
 #endif /* WC_X86 */
 
 /* ---- entry points -------------------------------------------------------------------------- */
-static int prepare(job_t *j, const float *cb, int64_t n_groups, int64_t K, float **tab, uint8_t **planes) {
-    *tab = (float *)calloc((size_t)n_groups * 256, sizeof(float));
-    *planes = (uint8_t *)malloc((size_t)n_groups * 1024);
-    if (!*tab || !*planes) { free(*tab); free(*planes); return -1; }
-    for (int64_t g = 0; g < n_groups; g++) {
-        memcpy(*tab + g * 256, cb + g * K, (size_t)K * sizeof(float));
-        for (int c = 0; c < 256; c++) {
-            uint32_t u; memcpy(&u, *tab + g * 256 + c, 4);
-            for (int p = 0; p < 4; p++) (*planes)[g * 1024 + p * 256 + c] = (uint8_t)(u >> (8 * p));
-        }
-    }
-    j->tab = *tab; j->planes = *planes; j->K = (int)K;
-    return 0;
-}
+/* A plan: what a weight's kernels need besides the indices, built once per codebook instead of
+ * per call (a model calls each layer once per token, and building the tables took ~1 us per
+ * codebook group, more than the lookups of a small layer). Indices, x, bias and y are passed per
+ * call, so a plan never holds a pointer into the caller's tensors. */
+struct wc_plan {
+    int64_t in, out, n_groups, group_size, rowbytes;
+    int index_bits, K, mode, bw;  /* mode, bw: the AVX-512 GEMV's lookup and block width */
+    float *tab;                   /* (n_groups, 256) codebook, zero padded */
+    uint8_t *planes;              /* (n_groups, 4, 256) byte planes of tab */
+    int xperm[128];               /* AVX-512 GEMV: position in a lookup block -> feature in it */
+};
+typedef struct wc_plan wc_plan_t;
 
 static int check(int64_t K, int index_bits, int64_t group_size, int64_t n_groups, int64_t out) {
     return K >= 1 && K <= 256 && (index_bits == 8 || (index_bits == 4 && K <= 16)) && group_size >= 1 &&
@@ -268,46 +266,85 @@ static int lut_mode(int index_bits, int64_t K) {
          : K <= 64 ? MODE_BP1 : K <= 128 ? MODE_BP2 : MODE_BP4;
 }
 
+void wc_lut_plan_free(wc_plan_t *p) {
+    if (!p) return;
+    free(p->tab); free(p->planes); free(p);
+}
+
+/* The plan of a weight (out, in) with codebook cb (n_groups, K) float32; NULL on bad arguments or
+ * out of memory. Free with wc_lut_plan_free. */
+wc_plan_t *wc_lut_plan_new(const float *cb, int64_t n_groups, int64_t K, int64_t in, int64_t out, int index_bits,
+                           int64_t group_size) {
+    if (!check(K, index_bits, group_size, n_groups, out) || in < 0 || out < 0) return NULL;
+    wc_plan_t *p = (wc_plan_t *)calloc(1, sizeof *p);
+    if (!p) return NULL;
+    p->in = in; p->out = out; p->n_groups = n_groups; p->group_size = group_size; p->index_bits = index_bits;
+    p->K = (int)K; p->rowbytes = index_bits == 8 ? in : (in + 1) / 2;
+    p->mode = lut_mode(index_bits, K); p->bw = p->mode == MODE_A4 ? 128 : 64;
+    p->tab = (float *)calloc((size_t)n_groups * 256, sizeof(float));
+    p->planes = (uint8_t *)malloc((size_t)n_groups * 1024);
+    if (!p->tab || !p->planes) { wc_lut_plan_free(p); return NULL; }
+    for (int64_t g = 0; g < n_groups; g++) {
+        memcpy(p->tab + g * 256, cb + g * K, (size_t)K * sizeof(float));
+        for (int c = 0; c < 256; c++) {
+            uint32_t u; memcpy(&u, p->tab + g * 256 + c, 4);
+            for (int b = 0; b < 4; b++) p->planes[g * 1024 + b * 256 + c] = (uint8_t)(u >> (8 * b));
+        }
+    }
+#ifdef WC_X86
+    for (int q = 0; q < p->bw; q++) p->xperm[q] = wc_lut_xperm(p->mode, q);
+#endif
+    return p;
+}
+
 /* the job of y (M, out) = x (M, in) . W^T + bias, shared by the GEMV and the fused GEMM */
-static void init_linear_job(job_t *j, int64_t M, int64_t in, int64_t out, int index_bits, int64_t group_size,
-                            const uint8_t *idx, const float *bias, float *y) {
+static void init_linear_job(job_t *j, const wc_plan_t *p, int64_t M, const uint8_t *idx, const float *bias, float *y) {
     memset(j, 0, sizeof *j);
-    j->M = M; j->in = in; j->out = out; j->index_bits = index_bits; j->group_size = group_size;
-    j->rowbytes = index_bits == 8 ? in : (in + 1) / 2;
+    j->M = M; j->in = p->in; j->out = p->out; j->index_bits = p->index_bits; j->group_size = p->group_size;
+    j->rowbytes = p->rowbytes; j->K = p->K; j->mode = p->mode;
+    j->tab = p->tab; j->planes = p->planes;
     j->idx = idx; j->bias = bias; j->y = y;
 }
 
-/* y (M, out) = x (M, in) . W^T + bias. Returns 0, or -1 (bad arguments / out of memory). */
-int wc_lut_gemv_f32(const float *x, int64_t M, int64_t in, const uint8_t *idx, int64_t out, int index_bits,
-                    const float *cb, int64_t n_groups, int64_t K, int64_t group_size, const float *bias,
-                    float *y, int nthreads) {
-    if (!check(K, index_bits, group_size, n_groups, out) || M < 0 || in < 0 || out < 0) return -1;
+/* Whether codebook cb (n_groups, K) still holds the values the plan was built from (a few
+ * hundred bytes compared: cheaper than any version bookkeeping, and it also covers tensors that
+ * have no version counter, e.g. PyTorch's inference tensors). */
+static int plan_current(const wc_plan_t *p, const float *cb) {
+    for (int64_t g = 0; g < p->n_groups; g++)
+        if (memcmp(p->tab + g * 256, cb + g * p->K, (size_t)p->K * sizeof(float))) return 0;
+    return 1;
+}
+
+/* y (M, out) = x (M, in) . W^T + bias with a plan built from codebook cb. Returns 0; 2 when cb no
+ * longer holds the plan's values (nothing computed: build a new plan); -1 bad arguments / out of
+ * memory. */
+int wc_lut_plan_gemv(const wc_plan_t *p, const float *cb, const float *x, int64_t M, const uint8_t *idx,
+                     const float *bias, float *y, int nthreads) {
+    if (!p || M < 0) return -1;
+    if (!plan_current(p, cb)) return 2;
     job_t j;
-    init_linear_job(&j, M, in, out, index_bits, group_size, idx, bias, y);
-    float *tab, *xp = NULL; uint8_t *planes;
-    if (prepare(&j, cb, n_groups, K, &tab, &planes)) return -1;
-    int level = isa();
+    init_linear_job(&j, p, M, idx, bias, y);
+    float *xp = NULL;
     range_fn fn = gemv_c;
 #ifdef WC_X86
+    int level = isa();
     if (level == ISA_AVX512) {
-        int mode = lut_mode(index_bits, K);
-        int bw = mode == MODE_A4 ? 128 : 64;
-        int64_t nblk = (j.rowbytes + 63) / 64;
-        j.mode = mode; j.ldx = nblk * bw;
-        xp = (float *)calloc((size_t)(M * j.ldx + 1), sizeof(float));
-        if (!xp) { free(tab); free(planes); return -1; }
-        int perm[128];
-        for (int p = 0; p < bw; p++) perm[p] = wc_lut_xperm(mode, p);
-        const int64_t full = in / bw;  /* whole blocks: no bounds check */
+        /* x permuted per lookup block to the order the lookups produce weights in, zero padded
+         * to whole blocks; 64-byte aligned, so no load of x splits a cache line */
+        const int bw = p->bw;
+        const int64_t in = p->in, nblk = (p->rowbytes + 63) / 64, full = in / bw;
+        j.ldx = nblk * bw;
+        xp = (float *)aligned_alloc(64, ((size_t)(M * j.ldx) * sizeof(float) + 127) & ~(size_t)63);
+        if (!xp) return -1;
         for (int64_t m = 0; m < M; m++) {
             const float *xm = x + m * in;
             float *dst = xp + m * j.ldx;
             for (int64_t b = 0; b < full; b++, dst += bw, xm += bw)
-                for (int p = 0; p < bw; p++) dst[p] = xm[perm[p]];
+                for (int q = 0; q < bw; q++) dst[q] = xm[p->xperm[q]];
             for (int64_t b = full; b < nblk; b++, dst += bw)
-                for (int p = 0; p < bw; p++) {
-                    int64_t c = b * bw + perm[p];
-                    dst[p] = c < in ? x[m * in + c] : 0.f;
+                for (int q = 0; q < bw; q++) {
+                    int64_t c = b * bw + p->xperm[q];
+                    dst[q] = c < in ? x[m * in + c] : 0.f;
                 }
         }
         j.x = xp;
@@ -316,61 +353,86 @@ int wc_lut_gemv_f32(const float *x, int64_t M, int64_t in, const uint8_t *idx, i
         fn = gemv_avx2;
     }
 #endif
-    if (!j.x) { j.x = x; j.ldx = in; }
-    parallel_rows(&j, fn, out, nthreads);
-    free(xp); free(tab); free(planes);
+    if (!j.x) { j.x = x; j.ldx = p->in; }
+    parallel_rows(&j, fn, p->out, nthreads);
+    free(xp);
     return 0;
+}
+
+/* Fused LUT-GEMM (lut_gemm.c), float32, with a plan: y (M, out) = x (M, in) . W^T + bias, computed
+ * from the indices without materializing W (for many rows of x; the GEMV above is for few).
+ * Returns 0; 1 when this CPU / forced ISA level has no fused kernel (the caller falls back, e.g.
+ * to wc_lut_dequant + its BLAS); 2 stale plan, as for the GEMV; -1 bad arguments or out of memory. */
+int wc_lut_plan_gemm(const wc_plan_t *p, const float *cb, const float *x, int64_t M, const uint8_t *idx,
+                     const float *bias, float *y, int nthreads) {
+    if (!p || M < 0) return -1;
+    if (!plan_current(p, cb)) return 2;
+#ifdef WC_X86
+    if (isa() != ISA_AVX512) return 1;
+    if (M == 0 || p->out == 0) return 0;
+    if (p->in == 0) {
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t r = 0; r < p->out; r++) y[m * p->out + r] = bias ? bias[r] : 0.f;
+        return 0;
+    }
+    job_t j;
+    init_linear_job(&j, p, M, idx, bias, y);
+    j.x = x;
+    parallel_rows(&j, wc_lut_gemm_avx512, 4 * ((p->out + 31) / 32), nthreads);
+    return 0;
+#else
+    (void)x; (void)idx; (void)bias; (void)y; (void)nthreads;
+    return 1;
+#endif
+}
+
+typedef int (*plan_linear_fn)(const wc_plan_t *, const float *, const float *, int64_t, const uint8_t *,
+                              const float *, float *, int);
+
+/* one call without a plan kept: build, run, free */
+static int linear_once(plan_linear_fn fn, const float *x, int64_t M, int64_t in, const uint8_t *idx, int64_t out,
+                       int index_bits, const float *cb, int64_t n_groups, int64_t K, int64_t group_size,
+                       const float *bias, float *y, int nthreads) {
+    if (!check(K, index_bits, group_size, n_groups, out) || M < 0 || in < 0 || out < 0) return -1;
+    wc_plan_t *p = wc_lut_plan_new(cb, n_groups, K, in, out, index_bits, group_size);
+    if (!p) return -1;
+    int rc = fn(p, cb, x, M, idx, bias, y, nthreads);
+    wc_lut_plan_free(p);
+    return rc;
+}
+
+/* y (M, out) = x (M, in) . W^T + bias. Returns 0, or -1 (bad arguments / out of memory). */
+int wc_lut_gemv_f32(const float *x, int64_t M, int64_t in, const uint8_t *idx, int64_t out, int index_bits,
+                    const float *cb, int64_t n_groups, int64_t K, int64_t group_size, const float *bias,
+                    float *y, int nthreads) {
+    return linear_once(wc_lut_plan_gemv, x, M, in, idx, out, index_bits, cb, n_groups, K, group_size, bias, y,
+                       nthreads);
+}
+
+/* wc_lut_plan_gemm without a plan kept (same return codes). */
+int wc_lut_gemm_f32(const float *x, int64_t M, int64_t in, const uint8_t *idx, int64_t out, int index_bits,
+                    const float *cb, int64_t n_groups, int64_t K, int64_t group_size, const float *bias,
+                    float *y, int nthreads) {
+    return linear_once(wc_lut_plan_gemm, x, M, in, idx, out, index_bits, cb, n_groups, K, group_size, bias, y,
+                       nthreads);
 }
 
 /* w (out, in) = codebook[indices], float32 (out_bf16 == 0) or bfloat16 bits (out_bf16 == 1; the
  * codebook values must then be bf16-representable: the upper 16 bits of each float are kept). */
 int wc_lut_dequant(const uint8_t *idx, int64_t out, int64_t in, int index_bits, const float *cb, int64_t n_groups,
                    int64_t K, int64_t group_size, void *w, int out_bf16, int nthreads) {
-    if (!check(K, index_bits, group_size, n_groups, out) || in < 0 || out < 0) return -1;
-    job_t j; memset(&j, 0, sizeof j);
-    j.in = in; j.out = out; j.index_bits = index_bits; j.group_size = group_size;
-    j.rowbytes = index_bits == 8 ? in : (in + 1) / 2;
-    j.idx = idx; j.w = w; j.out_bf16 = out_bf16 != 0;
-    float *tab; uint8_t *planes;
-    if (prepare(&j, cb, n_groups, K, &tab, &planes)) return -1;
-    int level = isa();
+    wc_plan_t *p = wc_lut_plan_new(cb, n_groups, K, in, out, index_bits, group_size);
+    if (!p) return -1;
+    job_t j;
+    init_linear_job(&j, p, 0, idx, NULL, NULL);
+    j.w = w; j.out_bf16 = out_bf16 != 0;
     range_fn fn = deq_c;
 #ifdef WC_X86
+    int level = isa();
     if (level == ISA_AVX512) fn = wc_lut_deq_avx512;
     else if (level == ISA_AVX2) fn = deq_avx2;
 #endif
     parallel_rows(&j, fn, out, nthreads);
-    free(tab); free(planes);
+    wc_lut_plan_free(p);
     return 0;
-}
-
-/* Fused LUT-GEMM (lut_gemm.c), float32: y (M, out) = x (M, in) . W^T + bias, computed from the
- * indices without materializing W (for many rows of x; the GEMV above is for few). Returns 0; 1 when this CPU / forced ISA level has
- * no fused kernel (the caller falls back, e.g. to wc_lut_dequant + its BLAS); -1 bad arguments or
- * out of memory. */
-int wc_lut_gemm_f32(const float *x, int64_t M, int64_t in, const uint8_t *idx, int64_t out, int index_bits,
-                    const float *cb, int64_t n_groups, int64_t K, int64_t group_size, const float *bias,
-                    float *y, int nthreads) {
-    if (!check(K, index_bits, group_size, n_groups, out) || M < 0 || in < 0 || out < 0) return -1;
-#ifdef WC_X86
-    if (isa() != ISA_AVX512) return 1;
-    if (M == 0 || out == 0) return 0;
-    if (in == 0) {
-        for (int64_t m = 0; m < M; m++)
-            for (int64_t r = 0; r < out; r++) y[m * out + r] = bias ? bias[r] : 0.f;
-        return 0;
-    }
-    job_t j;
-    init_linear_job(&j, M, in, out, index_bits, group_size, idx, bias, y);
-    j.mode = lut_mode(index_bits, K);
-    j.x = x;
-    float *tab; uint8_t *planes;
-    if (prepare(&j, cb, n_groups, K, &tab, &planes)) return -1;
-    parallel_rows(&j, wc_lut_gemm_avx512, 4 * ((out + 31) / 32), nthreads);
-    free(tab); free(planes);
-    return 0;
-#else
-    (void)x; (void)idx; (void)cb; (void)bias; (void)y; (void)nthreads;
-    return 1;
-#endif
 }

@@ -17,6 +17,7 @@ import contextlib
 import ctypes
 import os
 import threading
+import weakref
 
 import torch
 import torch.nn.functional as F
@@ -37,21 +38,29 @@ _SIGNATURES = {
     "wc_lut_gemm_f32": (_int, [_vp, _i64, _i64, _vp, _i64, _int, _vp, _i64, _i64, _i64, _vp, _vp, _int]),
     "wc_lut_dequant": (_int, [_vp, _i64, _i64, _int, _vp, _i64, _i64, _i64, _vp, _int, _int]),
     "wc_lut_use_openmp": (_int, [ctypes.c_char_p]),
+    # plans: a codebook's lookup tables built once (csrc/lut_kernels.c), then per call only
+    # (plan, codebook, x, M, indices, bias, y, threads); 2 = the codebook changed since
+    "wc_lut_plan_new": (_vp, [_vp, _i64, _i64, _i64, _i64, _int, _i64]),
+    "wc_lut_plan_free": (None, [_vp]),
+    "wc_lut_plan_gemv": (_int, [_vp, _vp, _vp, _i64, _vp, _vp, _vp, _int]),
+    "wc_lut_plan_gemm": (_int, [_vp, _vp, _vp, _i64, _vp, _vp, _vp, _int]),
 }
 _declared = False
-_GEMV = _GEMM = None
+_GEMV = _GEMM = _PLAN_GEMV = _PLAN_GEMM = _PLAN_NEW = _PLAN_FREE = None
 _local = threading.local()
 
 
 def native():
     """The C library with the LUT kernels, or None (not built, or disabled by WCLUST_NO_NATIVE)."""
-    global _declared, _GEMV, _GEMM
+    global _declared, _GEMV, _GEMM, _PLAN_GEMV, _PLAN_GEMM, _PLAN_NEW, _PLAN_FREE
     lib = _native.lib()
-    if lib is None or getattr(lib, "wc_lut_gemv_f32", None) is None:
+    if lib is None or getattr(lib, "wc_lut_plan_gemv", None) is None:
         return None
     if not _declared:
         _native.declare(lib, _SIGNATURES)
-        _GEMV, _GEMM = lib.wc_lut_gemv_f32, getattr(lib, "wc_lut_gemm_f32", None)
+        _GEMV, _GEMM = lib.wc_lut_gemv_f32, lib.wc_lut_gemm_f32
+        _PLAN_GEMV, _PLAN_GEMM = lib.wc_lut_plan_gemv, lib.wc_lut_plan_gemm
+        _PLAN_NEW, _PLAN_FREE = lib.wc_lut_plan_new, lib.wc_lut_plan_free
         _declared = True
         use_openmp(lib)
     return lib
@@ -163,19 +172,93 @@ def dequantize(indices, codebook, in_features, group_size, index_bits, dtype=tor
     return w
 
 
-def _linear(fn, x2, indices, codebook, bias, in_features, group_size, index_bits) -> tuple[int, torch.Tensor]:
-    """Call the C GEMV or fused GEMM (same arguments): (its return code, y (M, out) float32)."""
-    xf = x2 if x2.dtype == torch.float32 and x2.is_contiguous() else x2.float().contiguous()
-    cb = codebook if codebook.dtype == torch.float32 and codebook.is_contiguous() else codebook.float().contiguous()
-    if bias is not None and not (bias.dtype == torch.float32 and bias.is_contiguous()):
+class _Plan:
+    """A C plan (``wc_lut_plan_new``): one codebook's lookup tables, freed with the object."""
+    __slots__ = ("ptr",)
+
+    def __init__(self, ptr: int):
+        self.ptr = ptr
+
+    def __reduce__(self):  # a copy or pickle never shares (and double-frees) the C object
+        return _Plan, (0,)
+
+    def __del__(self):
+        free = _PLAN_FREE
+        if self.ptr and free is not None:
+            free(self.ptr)
+            self.ptr = None
+
+
+# Plans of float32 codebooks that live on (a model's buffers), by id(codebook): (weak reference,
+# key, plan); the entry goes when the codebook is freed. The key holds the data pointer and shape;
+# values changed in place are caught by the C side, which compares the codebook with the plan's
+# copy on every call (return code 2) and then the plan is rebuilt.
+_plans: dict[int, tuple] = {}
+PLAN_MAX_GROUPS = 64  # a plan holds 2 KiB per codebook group: more groups are prepared per call
+STALE = 2  # return code of wc_lut_plan_gemv / _gemm: the codebook's values changed
+
+
+def _drop_plan(key: int, ref) -> None:
+    e = _plans.get(key)
+    if e is not None and e[0] is ref:
+        del _plans[key]
+
+
+def plan(cb: torch.Tensor, in_features: int, n_out: int, index_bits: int, group_size: int, fresh: bool = False) -> _Plan:
+    """The cached plan of float32 contiguous codebook ``cb`` for this layout (built on first use,
+    or anew with ``fresh``)."""
+    key = (cb.data_ptr(), cb.shape, in_features, n_out, index_bits, group_size)
+    e = _plans.get(id(cb))
+    if not fresh and e is not None and e[1] == key and e[0]() is cb:
+        return e[2]
+    ptr = _PLAN_NEW(cb.data_ptr(), cb.shape[0], cb.shape[1], in_features, n_out, index_bits, group_size)
+    if not ptr:
+        raise MemoryError("wc_lut_plan_new failed")
+    p = _Plan(ptr)
+    ref = weakref.ref(cb, lambda r, k=id(cb): _drop_plan(k, r))
+    _plans[id(cb)] = (ref, key, p)
+    return p
+
+
+def _linear(planned, once, x2, indices, codebook, bias, in_features, group_size, index_bits) -> tuple[int, torch.Tensor]:
+    """Call the C GEMV or fused GEMM (same arguments): (its return code, y (M, out) float32).
+    A float32 codebook with few groups (a model's) goes through its cached plan."""
+    xf = x2 if x2.dtype is torch.float32 and x2.is_contiguous() else x2.float().contiguous()
+    if bias is not None and not (bias.dtype is torch.float32 and bias.is_contiguous()):
         bias = bias.float().contiguous()
     idx = indices if indices.is_contiguous() else indices.contiguous()
-    n_out = idx.shape[0]
-    y = torch.empty(xf.shape[0], n_out, dtype=torch.float32)
-    rc = fn(xf.data_ptr(), xf.shape[0], in_features, idx.data_ptr(), n_out, index_bits, cb.data_ptr(),
-            cb.shape[0], cb.shape[1], group_size, None if bias is None else bias.data_ptr(), y.data_ptr(),
-            torch.get_num_threads())
+    m, n_out = xf.shape[0], idx.shape[0]
+    y = torch.empty(m, n_out)  # without dtype= it costs 1 us less; the default dtype may not be float32
+    if y.dtype is not torch.float32:
+        y = torch.empty(m, n_out, dtype=torch.float32)
+    bp, nth = None if bias is None else bias.data_ptr(), torch.get_num_threads()
+    if codebook.dtype is torch.float32 and codebook.is_contiguous() and codebook.shape[0] <= PLAN_MAX_GROUPS:
+        args = (codebook.data_ptr(), xf.data_ptr(), m, idx.data_ptr(), bp, y.data_ptr(), nth)
+        rc = planned(plan(codebook, in_features, n_out, index_bits, group_size).ptr, *args)
+        if rc == STALE:  # the codebook was changed in place
+            rc = planned(plan(codebook, in_features, n_out, index_bits, group_size, fresh=True).ptr, *args)
+        return rc, y
+    cb = codebook.float().contiguous()
+    rc = once(xf.data_ptr(), m, in_features, idx.data_ptr(), n_out, index_bits, cb.data_ptr(),
+              cb.shape[0], cb.shape[1], group_size, bp, y.data_ptr(), nth)
     return rc, y
+
+
+def planned_gemv(plan_: _Plan, x2, indices, codebook, bias, n_out: int) -> torch.Tensor | None:
+    """``gemv`` with the weight's plan at hand and its layout checked once (ClusteredLinear's fast
+    path): x2 float32 contiguous (M, in), indices uint8 contiguous, the plan's codebook, bias
+    float32 contiguous or None. None when the codebook's values changed since the plan was built."""
+    m = x2.shape[0]
+    y = torch.empty(m, n_out)
+    if y.dtype is not torch.float32:
+        y = torch.empty(m, n_out, dtype=torch.float32)
+    rc = _PLAN_GEMV(plan_.ptr, codebook.data_ptr(), x2.data_ptr(), m, indices.data_ptr(),
+                    None if bias is None else bias.data_ptr(), y.data_ptr(), torch.get_num_threads())
+    if rc:
+        if rc == STALE:
+            return None
+        raise MemoryError("wc_lut_plan_gemv failed")
+    return y
 
 
 def gemv(x2, indices, codebook, bias, in_features, group_size, index_bits):
@@ -186,7 +269,7 @@ def gemv(x2, indices, codebook, bias, in_features, group_size, index_bits):
     """
     if _GEMV is None:
         native()
-    rc, y = _linear(_GEMV, x2, indices, codebook, bias, in_features, group_size, index_bits)
+    rc, y = _linear(_PLAN_GEMV, _GEMV, x2, indices, codebook, bias, in_features, group_size, index_bits)
     if rc:
         raise MemoryError("wc_lut_gemv_f32 failed")
     return y
@@ -197,7 +280,7 @@ def _gemm(x2, indices, codebook, bias, in_features, group_size, index_bits) -> t
     the ISA level forced by ``force_isa``) has no fused kernel."""
     if _GEMM is None:
         return None
-    rc, y = _linear(_GEMM, x2, indices, codebook, bias, in_features, group_size, index_bits)
+    rc, y = _linear(_PLAN_GEMM, _GEMM, x2, indices, codebook, bias, in_features, group_size, index_bits)
     if rc == 1:
         return None
     if rc:
