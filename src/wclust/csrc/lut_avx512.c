@@ -37,6 +37,15 @@ T512 static void load_tabs(const job_t *j, int64_t g, tabs_t *T, int nt) {
 #ifndef PF_ROWS
 #define PF_ROWS 8
 #endif
+#ifndef PF_HINT
+#define PF_HINT _MM_HINT_T0
+#endif
+#ifndef GEMV_LOADS_A4
+#define GEMV_LOADS_A4 2 /* loads per 64 index bytes, 4-bit (1, 2 or 4) */
+#endif
+#ifndef GEMV_LOADS_A8
+#define GEMV_LOADS_A8 1 /* loads per 64 index bytes, 8-bit k <= 32 (1, 2 or 4) */
+#endif
 
 /* R output rows x MB rows of x, one pass over the row (R, MB, mode: constants after inlining). */
 T512 static ALWAYS_INLINE void tile512(const job_t *j, const tabs_t *T, int64_t r, const float *xbase, float *res,
@@ -48,8 +57,39 @@ T512 static ALWAYS_INLINE void tile512(const job_t *j, const tabs_t *T, int64_t 
     for (int i = 0; i < 4; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nblk; b++) {
         const int64_t off = b * 64, rem = rowbytes - off;
-        const __mmask64 lm = rem >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << rem) - 1);
         const float *xb = xbase + b * bw;
+        if (mode == MODE_A8_16 || mode == MODE_A8_32 || mode == MODE_A4) {
+            /* The permutes read only the low 4 (vpermps) or 5 (vpermt2ps) bits of each dword, so
+             * the index at byte o of dword lane l can come from a load at byte offset o instead of
+             * a shift (shifts share port 0 with the FMAs): NL loads at offsets 0, 4/NL, ... each
+             * serve 4/NL (8-bit) or 8/NL (4-bit) lookups, shifting by 8 or 4 bits in between. A load
+             * that would reach past the row's last byte is masked (tests/test_plans.py puts a guard
+             * page right after the indices). */
+            const int NL = mode == MODE_A4 ? GEMV_LOADS_A4 : GEMV_LOADS_A8;
+            const int per = (mode == MODE_A4 ? 8 : 4) / NL, step = 4 / NL, sh = mode == MODE_A4 ? 4 : 8;
+            for (int rr = 0; rr < R; rr++)
+                _mm_prefetch((const char *)(j->idx + (r + rr + PF_ROWS) * rowbytes + off), PF_HINT);
+            for (int l = 0; l < NL; l++) {
+                const int o = l * step;
+                const int whole = rem - o >= 64;  /* all 64 bytes of this load inside the row */
+                const __mmask64 lm = whole ? ~(__mmask64)0 : rem - o <= 0 ? 0 : (((__mmask64)1 << (rem - o)) - 1);
+                for (int rr = 0; rr < R; rr++) {
+                    const uint8_t *p = j->idx + (r + rr) * rowbytes + off + o;
+                    __m512i v = whole ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8(lm, p);
+                    __m512 *a = acc[rr * MB];
+                    for (int t = 0; t < per; t++) {
+                        const int q = (mode == MODE_A4 ? 2 * o : o) + t;
+                        __m512i sv = t ? _mm512_srli_epi32(v, sh * t) : v;
+                        __m512 w = mode == MODE_A8_32 ? _mm512_permutex2var_ps(T->t0, sv, T->t1)
+                                                      : _mm512_permutexvar_ps(sv, T->t0);
+                        for (int m = 0; m < MB; m++)
+                            a[2 * m + (q & 1)] = _mm512_fmadd_ps(w, _mm512_loadu_ps(xb + m * ldx + 16 * q), a[2 * m + (q & 1)]);
+                    }
+                }
+            }
+            continue;
+        }
+        const __mmask64 lm = rem >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << rem) - 1);
         for (int rr = 0; rr < R; rr++) {
             const uint8_t *p = j->idx + (r + rr) * rowbytes + off;
             /* software prefetch PF_ROWS rows ahead: the hardware prefetchers alone left this loop
@@ -57,34 +97,17 @@ T512 static ALWAYS_INLINE void tile512(const job_t *j, const tabs_t *T, int64_t 
             _mm_prefetch((const char *)(p + PF_ROWS * rowbytes), _MM_HINT_T0);
             __m512i v = rem >= 64 ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8(lm, p);
             __m512 *a = acc[rr * MB];
-            if (mode == MODE_A8_16 || mode == MODE_A8_32) {
-                for (int q = 0; q < 4; q++) {
-                    __m512i s = q ? _mm512_srli_epi32(v, 8 * q) : v;
-                    __m512 w = mode == MODE_A8_16 ? _mm512_permutexvar_ps(s, T->t0)
-                                                  : _mm512_permutex2var_ps(T->t0, s, T->t1);
-                    for (int m = 0; m < MB; m++)
-                        a[2 * m + (q & 1)] = _mm512_fmadd_ps(w, _mm512_loadu_ps(xb + m * ldx + 16 * q), a[2 * m + (q & 1)]);
-                }
-            } else if (mode == MODE_A4) {
-                for (int q = 0; q < 8; q++) {
-                    __m512i s = q ? _mm512_srli_epi32(v, 4 * q) : v;
-                    __m512 w = _mm512_permutexvar_ps(s, T->t0);
-                    for (int m = 0; m < MB; m++)
-                        a[2 * m + (q & 1)] = _mm512_fmadd_ps(w, _mm512_loadu_ps(xb + m * ldx + 16 * q), a[2 * m + (q & 1)]);
-                }
-            } else {
-                __m512i p0 = bp_lookup(T->p[0], v, nt), p1 = bp_lookup(T->p[1], v, nt);
-                __m512i p2 = bp_lookup(T->p[2], v, nt), p3 = bp_lookup(T->p[3], v, nt);
-                __m512i lo01 = _mm512_unpacklo_epi8(p0, p1), lo23 = _mm512_unpacklo_epi8(p2, p3);
-                __m512i hi01 = _mm512_unpackhi_epi8(p0, p1), hi23 = _mm512_unpackhi_epi8(p2, p3);
-                __m512 f[4] = {_mm512_castsi512_ps(_mm512_unpacklo_epi16(lo01, lo23)),
-                               _mm512_castsi512_ps(_mm512_unpackhi_epi16(lo01, lo23)),
-                               _mm512_castsi512_ps(_mm512_unpacklo_epi16(hi01, hi23)),
-                               _mm512_castsi512_ps(_mm512_unpackhi_epi16(hi01, hi23))};
-                for (int q = 0; q < 4; q++)
-                    for (int m = 0; m < MB; m++)
-                        a[2 * m + (q & 1)] = _mm512_fmadd_ps(f[q], _mm512_loadu_ps(xb + m * ldx + 16 * q), a[2 * m + (q & 1)]);
-            }
+            __m512i p0 = bp_lookup(T->p[0], v, nt), p1 = bp_lookup(T->p[1], v, nt);
+            __m512i p2 = bp_lookup(T->p[2], v, nt), p3 = bp_lookup(T->p[3], v, nt);
+            __m512i lo01 = _mm512_unpacklo_epi8(p0, p1), lo23 = _mm512_unpacklo_epi8(p2, p3);
+            __m512i hi01 = _mm512_unpackhi_epi8(p0, p1), hi23 = _mm512_unpackhi_epi8(p2, p3);
+            __m512 f[4] = {_mm512_castsi512_ps(_mm512_unpacklo_epi16(lo01, lo23)),
+                           _mm512_castsi512_ps(_mm512_unpackhi_epi16(lo01, lo23)),
+                           _mm512_castsi512_ps(_mm512_unpacklo_epi16(hi01, hi23)),
+                           _mm512_castsi512_ps(_mm512_unpackhi_epi16(hi01, hi23))};
+            for (int q = 0; q < 4; q++)
+                for (int m = 0; m < MB; m++)
+                    a[2 * m + (q & 1)] = _mm512_fmadd_ps(f[q], _mm512_loadu_ps(xb + m * ldx + 16 * q), a[2 * m + (q & 1)]);
         }
     }
     for (int rr = 0; rr < R; rr++)
