@@ -3,7 +3,9 @@
     python benchmarks/kernels.py [--threads 1 2] [--m 1 197] [--repeats 15] [--copies 4]
 
 Shapes are K x N = in x out (768x2304 qkv, 768x768 proj, 768x3072 fc1, 3072x768 fc2: one ViT-B
-block; "block" sums them, i.e. the model-level ratio over its 48 matrices). Every candidate cycles
+block; "block" sums them, i.e. the model-level ratio over its 48 matrices). Clustered candidates
+go through the ``wclust::lut_linear`` op; at M <= 12 also through ClusteredLinear modules
+(``*_module``, what a model runs), with nn.Linear modules (``dense_fp32_module``) beside them. Every candidate cycles
 through ``--copies`` different weight copies so that, as in a model, the weights are not all in
 L2 between calls. Candidates are timed interleaved (rotating order) in one run; the median and
 the minimum of short samples are both kept (on a shared machine the minimum is the better
@@ -23,7 +25,8 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-from wclust.kernels import cpu
+from wclust.clustering.modules import ClusteredLinear, ClusteredParts
+from wclust.kernels import cpu, reference
 from wclust.kernels.ops import lut_linear
 from wclust.clustering.packing import pack_rows_4bit
 
@@ -40,8 +43,25 @@ def int8_linear(w, b):
         return torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(lin), {torch.nn.Linear}, dtype=torch.qint8)
 
 
-def candidates(inn, out, m, copies, bf16, shapes=None):
-    """name -> list of callables, one per weight copy (``shapes``: a list of (in, out), one each)."""
+def _nn_linear(w, b):
+    lin = torch.nn.Linear(w.shape[1], w.shape[0])
+    lin.weight.data.copy_(w)
+    lin.bias.data.copy_(b)
+    return lin
+
+
+def _module(fn, xs):
+    """The ClusteredLinear of an op candidate (same indices, codebook, bias, input)."""
+    idx, cb, bits, x, b, inn, out = (fn.__defaults__[i] for i in range(7))
+    parts = ClusteredParts((out, inn), reference.unpack_rows(idx, inn, bits).numpy(), cb, out, bits)
+    mod = ClusteredLinear(parts, b)
+    return lambda: mod(x)
+
+
+def candidates(inn, out, m, copies, bf16, shapes=None, modules=False):
+    """name -> list of callables, one per weight copy (``shapes``: a list of (in, out), one each).
+    ``modules``: also each float32 configuration through ClusteredLinear modules (what a model
+    runs: eager float32 inference at few rows skips the dispatcher), against nn.Linear."""
     shapes = shapes or [(inn, out)] * copies
     g = torch.Generator().manual_seed(inn * out + m)
     xs = {i: torch.randn(m, i, generator=g) for i in {s[0] for s in shapes}}
@@ -52,6 +72,8 @@ def candidates(inn, out, m, copies, bf16, shapes=None):
     if bf16:
         c["dense_bf16"] = [lambda w=w.bfloat16(), bb=b.bfloat16(), x=xbs[w.shape[1]]: F.linear(x, w, bb)
                            for w, b in ws]
+    if modules:
+        c["dense_fp32_module"] = [lambda lin=_nn_linear(w, b), x=xs[w.shape[1]]: lin(x) for w, b in ws]
     for name, k, bits in CONFIGS:
         fns, fnb = [], []
         for inn, out in shapes:
@@ -68,17 +90,21 @@ def candidates(inn, out, m, copies, bf16, shapes=None):
         c[f"lut_{name}_fp32"] = fns
         if bf16:
             c[f"lut_{name}_bf16"] = fnb
+        if modules:
+            c[f"lut_{name}_fp32_module"] = [_module(f, xs) for f in fns]
     return c
 
 
 CLOCK = time.perf_counter
 
 
-def time_interleaved(cands: dict, repeats: int, min_sample_s: float = 0.001) -> tuple[dict, dict]:
+def time_interleaved(cands: dict, repeats: int, min_sample_s: float = 0.001, warm: bool = False) -> tuple[dict, dict]:
     """(median, min) ms per call of each candidate; samples interleaved, rotating the order.
 
     On a shared machine the minimum over many short samples estimates the uncontended speed
-    (interference only adds time); the median shows the typical one under the current load."""
+    (interference only adds time); the median shows the typical one under the current load.
+    ``warm``: each sample first runs the candidate's calls once untimed, so its own weights are
+    in cache where they fit (a model run back to back) instead of after another candidate's."""
     names = list(cands)
     inner = {}
     for n in names:  # warm up, and pick calls per sample so one sample lasts >= min_sample_s
@@ -93,6 +119,9 @@ def time_interleaved(cands: dict, repeats: int, min_sample_s: float = 0.001) -> 
         for i in range(len(names)):
             n = names[(i + r) % len(names)]
             fns = cands[n]
+            if warm:
+                for f in fns:
+                    f()
             t = CLOCK()
             for _ in range(inner[n]):
                 for f in fns:
@@ -109,7 +138,10 @@ def main(argv=None) -> int:
     p.add_argument("--copies", type=int, default=4)
     p.add_argument("--model-pass", action="store_true",
                    help="also time one pass over all 48 ViT-B matrices (12 of each shape, distinct weights: "
-                        "330 MB of fp32 streamed from memory, as in a real single-token step)")
+                        "330 MB of fp32 streamed from memory, as in a real single-token step), twice: right "
+                        "after another candidate's pass (vit_b_48_matrices: its weights come from memory) and "
+                        "right after its own (vit_b_48_matrices_warm: a model run back to back, its weights in "
+                        "cache where they fit, e.g. 43 MB of 4-bit indices in a 300 MB L3, 330 MB of fp32 not)")
     p.add_argument("--clock", choices=["wall", "thread"], default="thread",
                    help="thread: CPU time of the calling thread, used at 1 thread (time taken by other jobs on "
                         "a shared machine is not counted); runs with more threads always use wall time")
@@ -123,9 +155,10 @@ def main(argv=None) -> int:
             torch.set_num_threads(threads)
             CLOCK = time.thread_time if (threads == 1 and args.clock == "thread") else time.perf_counter
             for m in args.m:
+                mods = m <= cpu.GEMV_MAX_ROWS  # the rows ClusteredLinear's own fast path takes
                 block, block_min = {}, {}
                 for inn, out in SHAPES:
-                    ms, mn = time_interleaved(candidates(inn, out, m, args.copies, bf16=True), args.repeats)
+                    ms, mn = time_interleaved(candidates(inn, out, m, args.copies, bf16=True, modules=mods), args.repeats)
                     for n in ms:
                         block[n] = block.get(n, 0.0) + ms[n]
                         block_min[n] = block_min.get(n, 0.0) + mn[n]
@@ -134,13 +167,14 @@ def main(argv=None) -> int:
                 results["runs"].append(_row(threads, m, "block", block, block_min))
                 print(json.dumps(results["runs"][-1]["vs_dense_fp32_min"]), file=sys.stderr)
                 if args.model_pass:
-                    cands = candidates(0, 0, m, 48, bf16=True, shapes=SHAPES * 12)
-                    ms, mn = time_interleaved(cands, max(5, args.repeats // 3), min_sample_s=0.0)
-                    ms = {n: v * 48 for n, v in ms.items()}
-                    mn = {n: v * 48 for n, v in mn.items()}
+                    cands = candidates(0, 0, m, 48, bf16=True, shapes=SHAPES * 12, modules=mods)
+                    for warm, label in ((False, "vit_b_48_matrices"), (True, "vit_b_48_matrices_warm")):
+                        ms, mn = time_interleaved(cands, max(5, args.repeats // 3), min_sample_s=0.0, warm=warm)
+                        ms = {n: v * 48 for n, v in ms.items()}
+                        mn = {n: v * 48 for n, v in mn.items()}
+                        results["runs"].append(_row(threads, m, label, ms, mn))
+                        print(json.dumps(results["runs"][-1]["vs_dense_fp32_min"]), file=sys.stderr)
                     del cands
-                    results["runs"].append(_row(threads, m, "vit_b_48_matrices", ms, mn))
-                    print(json.dumps(results["runs"][-1]["vs_dense_fp32_min"]), file=sys.stderr)
     torch.set_num_threads(old)
     json.dump(results, sys.stdout, indent=1)
     print()
