@@ -199,7 +199,7 @@ class ClusteredLinear(_Clustered):
               and _cpu.layout_supported(idx, cb, bias, self.in_features, self.group_size, self.index_bits)
               and cb.shape[0] <= _cpu.PLAN_MAX_GROUPS)
         plan = _cpu.plan(cb, self.in_features, self.out_features, self.index_bits, self.group_size, fresh) if ok else None
-        return (idx, cb, bias, _cpu.GEMV_MAX_ROWS * self.in_features if ok else 0, scale, oi, plan,
+        return (idx, cb, bias, _cpu.gemv_rows(cb.shape[1]) * self.in_features if ok else 0, scale, oi, plan,
                 cb.data_ptr(), cb.shape)
 
 

@@ -1,6 +1,6 @@
 """CPU kernel of ``wclust::lut_linear``: the plain-C LUT kernels (csrc/lut_kernels.c) via ctypes.
 
-- few rows of x (``M <= GEMV_MAX_ROWS``, 12): the C GEMV computes on indices + codebook directly
+- few rows of x (``M <= gemv_rows(...)``: 4..12): the C GEMV computes on indices + codebook directly
   (in-register lookups), float32 accumulation; bfloat16 inputs are widened exactly and the result
   rounded once.
 - many rows, float32: the fused LUT-GEMM (``lut_gemm``, csrc/lut_gemm.c) looks indices up
@@ -27,6 +27,18 @@ from . import reference
 from .ops import register_kernel
 
 GEMV_MAX_ROWS = 12  # measured crossover vs dequantize + sgemm: 12..16 rows (ViT-B shapes, 1 thread)
+_fused = False  # the fused LUT-GEMM runs here (AVX-512 VBMI, not lowered by force_isa)
+
+
+def gemv_rows(k: int, dtype: torch.dtype = torch.float32) -> int:
+    """Most rows of x the C GEMV takes for a codebook of ``k`` entries; more go to the fused
+    LUT-GEMM (float32, where this CPU has it) or to dequantize + matmul. Crossovers measured at 1
+    thread on ViT-B shapes: the GEMV re-reads the indices every 4 rows of x, so against the fused
+    GEMM it stops paying after ~8 rows for k <= 64 and 4-bit, ~4 for k > 64 (byte-plane lookups);
+    against dequantize + sgemm after 12..16."""
+    if not (_fused and dtype is torch.float32):
+        return GEMV_MAX_ROWS
+    return 8 if k <= 64 else 4
 ISA_NAMES = {0: "portable-c", 1: "avx2", 2: "avx512-vbmi"}
 
 _vp, _i64, _int = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
@@ -61,6 +73,7 @@ def native():
         _GEMV, _GEMM = lib.wc_lut_gemv_f32, lib.wc_lut_gemm_f32
         _PLAN_GEMV, _PLAN_GEMM = lib.wc_lut_plan_gemv, lib.wc_lut_plan_gemm
         _PLAN_NEW, _PLAN_FREE = lib.wc_lut_plan_new, lib.wc_lut_plan_free
+        _set_fused(lib)
         _declared = True
         use_openmp(lib)
     return lib
@@ -99,6 +112,11 @@ def use_openmp(lib) -> None:
     openmp_runtime = path if ok == 1 else None
 
 
+def _set_fused(lib) -> None:
+    global _fused
+    _fused = lib.wc_lut_isa() >= 2
+
+
 def isa() -> str:
     lib = native()
     return "reference" if lib is None else ISA_NAMES[lib.wc_lut_isa()]
@@ -109,10 +127,12 @@ def force_isa(level: int):
     """Use at most ISA ``level`` (0 portable C, 1 AVX2, 2 AVX-512) inside the block (tests)."""
     lib = native()
     lib.wc_lut_force_isa(level)
+    _set_fused(lib)
     try:
         yield
     finally:
         lib.wc_lut_force_isa(-1)
+        _set_fused(lib)
 
 
 def _scratch(numel: int, dtype: torch.dtype) -> torch.Tensor:
@@ -309,7 +329,7 @@ def lut_linear_cpu(x, indices, codebook, bias, in_features, group_size, index_bi
         return x.new_empty(*x.shape[:-1], out)
     cb = codebook if codebook.dtype == dt else codebook.to(dt)  # the values the reference computes with
     b = None if bias is None else (bias if bias.dtype == dt else bias.to(dt))
-    if m <= GEMV_MAX_ROWS:
+    if m <= gemv_rows(codebook.shape[1], dt):
         y = gemv(x2, indices, cb, b, in_features, group_size, index_bits)
         if dt != torch.float32:
             y = y.to(dt)
