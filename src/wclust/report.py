@@ -6,6 +6,7 @@ to results.json), so the report and the JSON cannot disagree.
 from __future__ import annotations
 
 import math
+import statistics
 
 
 def _mb(b) -> str:
@@ -55,22 +56,35 @@ def plot_tradeoff(rows: list[dict], fp32: dict, path: str, title: str = "") -> s
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401  (used below as matplotlib.ticker)
+    import matplotlib.transforms  # noqa: F401
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     scopes = sorted({r["scope"] for r in rows})
     markers = dict(zip(scopes, "osD^v<>"))
     for n, s in enumerate(scopes):
         rs = sorted((r for r in rows if r["scope"] == s), key=lambda r: r["bytes"])
-        line, = ax.plot([r["bytes"] / 2**20 for r in rs], [r["top1"] for r in rs], marker=markers[s], label=f"{s}")
-        for r in rs:  # labels of different scopes on opposite sides of their point
-            ax.annotate(f"k={r['k']}", (r["bytes"] / 2**20, r["top1"]), textcoords="offset points",
-                        xytext=(6, -12) if n % 2 == 0 else (-30, 6), fontsize=7, color=line.get_color())
+        ax.plot([r["bytes"] / 2**20 for r in rs], [r["top1"] for r in rs], marker=markers[s], label=f"{s}")
+    # the number of clusters on a top axis, once per k (the scopes' sizes differ by their codebooks
+    # only): labels beside each point overlapped where the curves meet
+    ks = sorted({r["k"] for r in rows})
+    at = {k: statistics.median(r["bytes"] for r in rows if r["k"] == k) / 2**20 for k in ks}
+    above = matplotlib.transforms.blended_transform_factory(ax.transData, ax.transAxes)
+    for k in ks:
+        ax.plot([at[k]], [1.0], marker="|", color="grey", ms=5, transform=above, clip_on=False)
+        ax.text(at[k], 1.02, str(k), transform=above, ha="center", va="bottom", fontsize=7, color="dimgrey")
+    ax.text(-0.01, 1.02, "clusters k", transform=ax.transAxes, ha="right", va="bottom", fontsize=7, color="dimgrey")
     ax.scatter([fp32["bytes"] / 2**20], [fp32["top1"]], color="black", marker="*", s=120, label="fp32", zorder=5)
     ax.axhline(fp32["top1"], color="grey", lw=0.8, ls="--")
-    ax.set_xlim(0, fp32["bytes"] / 2**20 * 1.08)
-    ax.set_xlabel("model weights (MiB)")
+    # log scale: the clustered sizes (a few MiB apart) stay readable beside fp32's
+    smallest = min([r["bytes"] for r in rows] + [fp32["bytes"]]) / 2**20
+    ax.set_xscale("log")
+    ax.set_xlim(smallest / 1.25, fp32["bytes"] / 2**20 * 1.25)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}" if str(v)[0] in "2358" else ""))
+    ax.set_xlabel("model weights (MiB, log scale)")
     ax.set_ylabel("top-1 accuracy (%)")
-    ax.set_title(title or "Accuracy vs size")
+    ax.set_title(title or "Accuracy vs size", pad=16)
     ax.grid(alpha=0.3)
     ax.legend(title="scope")
     fig.tight_layout()
