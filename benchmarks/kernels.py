@@ -5,7 +5,8 @@
 Shapes are K x N = in x out (768x2304 qkv, 768x768 proj, 768x3072 fc1, 3072x768 fc2: one ViT-B
 block; "block" sums them, i.e. the model-level ratio over its 48 matrices). Clustered candidates
 go through the ``wclust::lut_linear`` op; at M <= 4 also through ClusteredLinear modules
-(``*_module``, what a model runs), with nn.Linear modules (``dense_fp32_module``) beside them. Every candidate cycles
+(``*_module``, what a model runs), with nn.Linear modules (``dense_fp32_module``) beside them;
+``modules_vs_dense_module`` gives their ratios against nn.Linear (module against module). Every candidate cycles
 through ``--copies`` different weight copies so that, as in a model, the weights are not all in
 L2 between calls. Candidates are timed interleaved (rotating order) in one run; the median and
 the minimum of short samples are both kept (on a shared machine the minimum is the better
@@ -185,10 +186,14 @@ def _row(threads, m, shape, ms, mn):
     def ratios(t, base):
         return {n: round(t[base] / v, 3) for n, v in t.items()}
 
-    return {"threads": threads, "M": m, "shape": shape,
-            "ms_median": {n: round(v, 4) for n, v in ms.items()}, "ms_min": {n: round(v, 4) for n, v in mn.items()},
-            "vs_dense_fp32": ratios(ms, "dense_fp32"), "vs_int8_dynamic": ratios(ms, "int8_dynamic"),
-            "vs_dense_fp32_min": ratios(mn, "dense_fp32"), "vs_int8_dynamic_min": ratios(mn, "int8_dynamic")}
+    row = {"threads": threads, "M": m, "shape": shape,
+           "ms_median": {n: round(v, 4) for n, v in ms.items()}, "ms_min": {n: round(v, 4) for n, v in mn.items()},
+           "vs_dense_fp32": ratios(ms, "dense_fp32"), "vs_int8_dynamic": ratios(ms, "int8_dynamic"),
+           "vs_dense_fp32_min": ratios(mn, "dense_fp32"), "vs_int8_dynamic_min": ratios(mn, "int8_dynamic")}
+    if "dense_fp32_module" in ms:  # module against module: a dense model calls nn.Linear, not F.linear
+        for key, t in (("modules_vs_dense_module", ms), ("modules_vs_dense_module_min", mn)):
+            row[key] = {n: round(t["dense_fp32_module"] / v, 3) for n, v in t.items() if n.endswith("_module")}
+    return row
 
 
 if __name__ == "__main__":
