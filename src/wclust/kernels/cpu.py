@@ -8,6 +8,9 @@
 - many rows otherwise (bf16 compute, or a CPU without AVX-512 VBMI): the C code dequantizes the
   whole layer into one reused per-thread scratch buffer (float32 or bfloat16), then torch's
   matmul (MKL sgemm / oneDNN bf16, AMX).
+Float32 codebooks of a few groups (a model's buffers) get a *plan*: their lookup tables built once
+in C and kept, so a call passes 8 arguments and builds nothing (``plan``); the C side compares the
+codebook with the plan's copy on every call, so values changed in place are never computed stale.
 Threads follow ``torch.get_num_threads()``. Anything else (other dtypes, no C library, odd
 layouts) goes to the pure-torch reference, so every layout the reference handles works.
 """
