@@ -4,7 +4,7 @@
 
 Shapes are K x N = in x out (768x2304 qkv, 768x768 proj, 768x3072 fc1, 3072x768 fc2: one ViT-B
 block; "block" sums them, i.e. the model-level ratio over its 48 matrices). Clustered candidates
-go through the ``wclust::lut_linear`` op; at M <= 4 also through ClusteredLinear modules
+go through the ``wclust::lut_linear`` op; at M <= 8 also through ClusteredLinear modules
 (``*_module``, what a model runs), with nn.Linear modules (``dense_fp32_module``) beside them;
 ``modules_vs_dense_module`` gives their ratios against nn.Linear (module against module). Every candidate cycles
 through ``--copies`` different weight copies so that, as in a model, the weights are not all in
@@ -156,7 +156,7 @@ def main(argv=None) -> int:
             torch.set_num_threads(threads)
             CLOCK = time.thread_time if (threads == 1 and args.clock == "thread") else time.perf_counter
             for m in args.m:
-                mods = m <= 4  # rows ClusteredLinear's own fast path takes (cpu.gemv_rows: 4..12)
+                mods = m <= 8  # rows ClusteredLinear's own fast path takes (cpu.gemv_rows: 8..12)
                 block, block_min = {}, {}
                 for inn, out in SHAPES:
                     ms, mn = time_interleaved(candidates(inn, out, m, args.copies, bf16=True, modules=mods), args.repeats)

@@ -40,6 +40,12 @@ T512 static void load_tabs(const job_t *j, int64_t g, tabs_t *T, int nt) {
 #ifndef PF_HINT
 #define PF_HINT _MM_HINT_T0
 #endif
+#ifndef GEMV_MB
+#define GEMV_MB 8 /* rows of x per pass over the indices (4..8) */
+#endif
+#ifndef GEMV_MB_A4
+#define GEMV_MB_A4 6 /* the same for 4-bit indices (<= GEMV_MB) */
+#endif
 #ifndef GEMV_LOADS_A4
 #define GEMV_LOADS_A4 2 /* loads per 64 index bytes, 4-bit (1, 2 or 4) */
 #endif
@@ -53,8 +59,8 @@ T512 static ALWAYS_INLINE void tile512(const job_t *j, const tabs_t *T, int64_t 
     const int nt = mode == MODE_BP1 ? 1 : mode == MODE_BP2 ? 2 : 4;
     const int64_t ldx = j->ldx, bw = mode == MODE_A4 ? 128 : 64, rowbytes = j->rowbytes;
     const int64_t nblk = (rowbytes + 63) / 64;
-    __m512 acc[4][2];
-    for (int i = 0; i < 4; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    __m512 acc[8][2];  /* R * MB <= 8 pairs */
+    for (int i = 0; i < R * MB; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nblk; b++) {
         const int64_t off = b * 64, rem = rowbytes - off;
         const float *xb = xbase + b * bw;
@@ -144,13 +150,24 @@ T512 void wc_lut_gemv_avx512(const job_t *j, int64_t r0, int64_t r1) {
             r += 4;
             continue;
         }
-        for (int64_t m0 = 0; m0 < j->M; m0 += 4) {
+        /* up to cap rows of x per pass over the row (4-bit: fewer, its 8 lookups per 64 bytes and
+         * 2 accumulators per row of x ran out of registers at 8 rows: 2x slower, measured) */
+        const int64_t cap = mode == MODE_A4 ? GEMV_MB_A4 : GEMV_MB;
+        for (int64_t m0 = 0; m0 < j->M; m0 += cap) {
             const float *xb = j->x + m0 * j->ldx;
-            int64_t mb = j->M - m0 < 4 ? j->M - m0 : 4;
-            if (mb == 1) { TILE_SWITCH(1, 1) }
-            else if (mb == 2) { TILE_SWITCH(1, 2) }
-            else if (mb == 3) { TILE_SWITCH(1, 3) }
-            else { TILE_SWITCH(1, 4) }
+            int64_t mb = j->M - m0 < cap ? j->M - m0 : cap;
+            switch (mb) {
+                case 1: TILE_SWITCH(1, 1) break;
+                case 2: TILE_SWITCH(1, 2) break;
+                case 3: TILE_SWITCH(1, 3) break;
+                case 4: TILE_SWITCH(1, 4) break;
+#if GEMV_MB > 4
+                case 5: TILE_SWITCH(1, 5) break;
+                case 6: TILE_SWITCH(1, 6) break;
+                case 7: TILE_SWITCH(1, 7) break;
+                default: TILE_SWITCH(1, 8) break;
+#endif
+            }
             for (int m = 0; m < mb; m++) j->y[(m0 + m) * j->out + r] = res[m] + (j->bias ? j->bias[r] : 0.f);
         }
         r++;

@@ -1,6 +1,6 @@
 """CPU kernel of ``wclust::lut_linear``: the plain-C LUT kernels (csrc/lut_kernels.c) via ctypes.
 
-- few rows of x (``M <= gemv_rows(...)``: 4..12): the C GEMV computes on indices + codebook directly
+- few rows of x (``M <= gemv_rows(...)``: 8, or 12 without the fused GEMM): the C GEMV computes on indices + codebook directly
   (in-register lookups), float32 accumulation; bfloat16 inputs are widened exactly and the result
   rounded once.
 - many rows, float32: the fused LUT-GEMM (``lut_gemm``, csrc/lut_gemm.c) looks indices up
@@ -35,13 +35,13 @@ _fused = False  # the fused LUT-GEMM runs here (AVX-512 VBMI, not lowered by for
 
 def gemv_rows(k: int, dtype: torch.dtype = torch.float32) -> int:
     """Most rows of x the C GEMV takes for a codebook of ``k`` entries; more go to the fused
-    LUT-GEMM (float32, where this CPU has it) or to dequantize + matmul. Crossovers measured at 1
-    thread on ViT-B shapes: the GEMV re-reads the indices every 4 rows of x, so against the fused
-    GEMM it stops paying after ~8 rows for k <= 64 and 4-bit, ~4 for k > 64 (byte-plane lookups);
-    against dequantize + sgemm after 12..16."""
+    LUT-GEMM (float32, where this CPU has it) or to dequantize + matmul. The GEMV reads the indices
+    once per 8 rows of x (6 with 4-bit), so against the fused GEMM it pays up to ~8 rows, for every
+    k (benchmarks/crossover.py, 1 thread, ViT-B shapes: fused GEMM time / GEMV time 0.96-1.33 at
+    8 rows, 0.72-1.04 at 10-12); against dequantize + sgemm up to 12..16."""
     if not (_fused and dtype is torch.float32):
         return GEMV_MAX_ROWS
-    return 8 if k <= 64 else 4
+    return 8
 ISA_NAMES = {0: "portable-c", 1: "avx2", 2: "avx512-vbmi"}
 
 _vp, _i64, _int = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
