@@ -73,6 +73,18 @@ def test_every_lookup_mode(level):
 
 
 @pytest.mark.parametrize("level", LEVELS)
+def test_gemv_every_row_count(level):
+    """The GEMV's passes of up to 8 (4-bit: 6) rows of x, every remainder, every lookup mode."""
+    with cpu.force_isa(level):
+        for k, bits in [(16, 4), (16, 8), (32, 8), (64, 8), (128, 8), (256, 8)]:
+            idx, cb, gs, ib = make_layer(21, 77, k, bits, n_groups=2, seed=k + bits)
+            bias = torch.randn(21)
+            for m in range(1, 18):
+                x = torch.randn(m, 77)
+                check(cpu.gemv(x, idx, cb, bias, 77, gs, ib), ref64(x, idx, cb, bias, 77, gs, ib), 77)
+
+
+@pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize("bits", [4, 8])
 def test_dequantize_matches_reference(level, bits):
     for k in ([3, 16] if bits == 4 else [5, 64, 100, 256]):
