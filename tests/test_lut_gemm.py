@@ -64,6 +64,25 @@ def test_blocking_edges(bits, k):
 
 
 @needs_fused
+@pytest.mark.parametrize("bits,k", [(8, 16), (4, 16), (8, 256)])
+def test_panel_chunks_and_x_buffers(bits, k):
+    """More output panels than one chunk (y of a chunk <= 768 KB: 31 panels at M=197): x packed for
+    all k-blocks into the per-thread buffer (in=300), or per k-block when that buffer would pass 1 MB
+    (M=250, in=1200: also two m-chunks); 1 and 2 threads."""
+    old = torch.get_num_threads()
+    try:
+        for m, out, inn, n_groups in [(197, 1000, 300, 1), (250, 1100, 1200, 3)]:
+            idx, cb, gs, g = make(out, inn, k, bits, n_groups, seed=m + out)
+            x, bias = torch.randn(m, inn, generator=g), torch.randn(out, generator=g)
+            want = ref64(x, idx, cb, bias, inn, gs, bits)
+            for n in (1, 2):
+                torch.set_num_threads(n)
+                check(cpu.lut_gemm(x, idx, cb, bias, inn, gs, bits), want, inn)
+    finally:
+        torch.set_num_threads(old)
+
+
+@needs_fused
 def test_vit_shape_and_threads():
     idx, cb, gs, g = make(768, 768, 256, 8, 1, seed=7)
     x, bias = torch.randn(197, 768, generator=g), torch.randn(768, generator=g)

@@ -2,9 +2,10 @@
  * codebook (layout: lut_kernels.c), float32 compute and accumulation. For many rows of x.
  *
  * BLIS-style blocking, with the weights as the vector operand:
- * - x is packed per thread, one slice (up to GEMM_MCB m-blocks of <= GEMM_MR rows, one k-block of
- *   GEMM_KC features) at a time, into a per-thread buffer: [k][mr] floats per m-block (the
- *   microkernel broadcasts x[m, k] from one contiguous stream).
+ * - x is packed per thread, in slices (up to GEMM_MCB m-blocks of <= GEMM_MR rows, one k-block of
+ *   GEMM_KC features): [k][mr] floats per m-block (the microkernel broadcasts x[m, k] from one
+ *   contiguous stream). Each slice is packed once per call when possible (see wc_lut_gemm_avx512):
+ *   all k-blocks up front into a per-thread heap buffer when the panels take several chunks.
  * - for a panel of 32 output rows and one k-block, the indices are transposed to [k][16 n] bytes
  *   (per half of 16 rows; 16x16 byte blocks, two vpermt2b stages), then looked up in registers
  *   (vpermps / vpermt2ps for K <= 32 and 4-bit, byte-plane vpermb for K <= 256) straight into an
@@ -12,14 +13,17 @@
  *   call and reused by all M rows.
  * - microkernel: mr x 32 outputs in 2*mr zmm accumulators (mr <= 14), per k 2 panel loads, mr
  *   broadcasts, 2*mr FMAs; the C tile is written (first k-block, + bias) or accumulated into y.
- * - loop order per thread: m-chunks, chunks of GEMM_NCP panels, k-blocks, panels, m-blocks (the
- *   packed x slice and y's chunk stay in L2; the next panel's indices are prefetched).
+ * - loop order per thread: m-chunks, chunks of panels (y's chunk <= GEMM_YCHUNK bytes, at least
+ *   GEMM_NCP panels), k-blocks, panels, m-blocks (the packed x slice and y's chunk stay in L2; the
+ *   next panel's indices are prefetched).
  * Threads: the pool splits output panels (lut_kernels.c: wc_lut_gemm_f32).
  * Rows of a 16-row half that span several codebook groups are handled with masked stores, one
  * lookup pass per group. */
 #include "lut_kernels.h"
 
 #ifdef WC_X86
+#include <pthread.h>
+#include <stdlib.h>
 #define ALWAYS_INLINE inline __attribute__((always_inline))
 #ifndef GEMM_KU
 #define GEMM_KU 4 /* k unroll of the microkernel */
@@ -267,26 +271,63 @@ T512 static void prefetch_indices(const job_t *j, int64_t n0, int64_t k0, int64_
     }
 }
 
+/* Per-thread buffer for x packed over all k-blocks (grown on demand, freed when the thread exits). */
+static pthread_key_t xbuf_key;
+static pthread_once_t xbuf_once = PTHREAD_ONCE_INIT;
+static _Thread_local float *xbuf;
+static _Thread_local size_t xbuf_cap; /* floats */
+static void xbuf_free(void *p) { free(p); }
+static void xbuf_init(void) { pthread_key_create(&xbuf_key, xbuf_free); }
+static float *xbuf_get(size_t n) {
+    if (n <= xbuf_cap) return xbuf;
+    pthread_once(&xbuf_once, xbuf_init);
+    free(xbuf);
+    xbuf = NULL; xbuf_cap = 0;
+    pthread_setspecific(xbuf_key, NULL);
+    const size_t bytes = (n * sizeof(float) + 4095) & ~(size_t)4095;
+    float *p = aligned_alloc(4096, bytes);
+    if (!p) return NULL;
+    xbuf = p; xbuf_cap = bytes / sizeof(float);
+    pthread_setspecific(xbuf_key, p);
+    return p;
+}
+
 /* Output panels [u0 / 4, u1 / 4) (the pool splits "rows" in multiples of 4: 4 units per panel).
- * Loops: m-chunks of GEMM_MCB m-blocks, chunks of GEMM_NCP panels, k-blocks (x slice packed into a
- * per-thread buffer, L2), panels (built into P, L1), m-blocks (microkernel). */
+ * Loops: m-chunks of GEMM_MCB m-blocks, chunks of panels (GEMM_NCP, or more while the chunk's y
+ * stays within GEMM_YCHUNK bytes), k-blocks, panels (built into P, L1), m-blocks (microkernel).
+ * x is packed once per m-chunk: per k-block into a static buffer when there is one panel chunk or one
+ * k-block, else for all k-blocks up front into a per-thread heap buffer (if that stays within
+ * GEMM_XBUF bytes and can be allocated; otherwise again per chunk and k-block). */
 T512 void wc_lut_gemm_avx512(const job_t *j, int64_t u0, int64_t u1) {
     const int64_t p0 = u0 / 4, p1 = u1 / 4, M = j->M, in = j->in, out = j->out;
-    const int64_t nb = mb_count(M);
+    const int64_t nb = mb_count(M), nkb = (in + GEMM_KC - 1) / GEMM_KC;
     static _Thread_local float xs[GEMM_MCB * GEMM_MR * GEMM_KC] __attribute__((aligned(64)));
     uint8_t T[GEMM_KC * 16] __attribute__((aligned(64)));  /* 4 KB */
     float P[GEMM_KC * 32] __attribute__((aligned(64)));    /* the panel, 32 KB: L1 */
-    float *xsp = xs;
     tperm_t tp;
     make_tperm(&tp, j->mode >= MODE_BP1);
     for (int64_t i0 = 0; i0 < nb; i0 += GEMM_MCB) {
         const int64_t i1 = i0 + GEMM_MCB < nb ? i0 + GEMM_MCB : nb, s0 = mb_start(M, nb, i0);
-        for (int64_t pc = p0; pc < p1; pc += GEMM_NCP) {
-            const int64_t pe = pc + GEMM_NCP < p1 ? pc + GEMM_NCP : p1;
+        const int64_t rows = mb_start(M, nb, i1) - s0, slice = rows * GEMM_KC; /* floats per k-block */
+        int64_t ncp = GEMM_YCHUNK / (rows * 32 * (int64_t)sizeof(float));
+        if (ncp < GEMM_NCP) ncp = GEMM_NCP;
+        const int chunks = p1 - p0 > ncp;
+        float *xall = NULL;
+        if (chunks && nkb > 1 && slice * nkb * (int64_t)sizeof(float) <= GEMM_XBUF) {
+            xall = xbuf_get((size_t)(slice * nkb));
+            if (xall)
+                for (int64_t b = 0; b < nkb; b++) {
+                    const int64_t k0 = b * GEMM_KC, kc = in - k0 < GEMM_KC ? in - k0 : GEMM_KC;
+                    pack_x(j->x, M, in, nb, i0, i1, k0, kc, xall + b * slice);
+                }
+        }
+        for (int64_t pc = p0; pc < p1; pc += ncp) {
+            const int64_t pe = pc + ncp < p1 ? pc + ncp : p1;
             for (int64_t k0 = 0; k0 < in; k0 += GEMM_KC) {
                 const int64_t kc = in - k0 < GEMM_KC ? in - k0 : GEMM_KC;
                 const int first = k0 == 0;
-                pack_x(j->x, M, in, nb, i0, i1, k0, kc, xsp);
+                float *xsp = xall ? xall + (k0 / GEMM_KC) * slice : xs;
+                if (!xall && (nkb > 1 || pc == p0)) pack_x(j->x, M, in, nb, i0, i1, k0, kc, xsp);
                 for (int64_t p = pc; p < pe; p++) {
                     const int64_t n0 = 32 * p, nv = out - n0;
                     build_panel(j, n0, k0, kc, T, P, &tp);
