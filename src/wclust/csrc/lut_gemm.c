@@ -259,6 +259,10 @@ __attribute__((noinline)) T512 static void ukern_any(int64_t mr, const float *xp
 }
 #undef UK
 
+/* prefetch one line into L1. Not _mm_prefetch: GCC 12 -O3 deleted the loops below, which held
+ * nothing else (no prefetch was ever issued for the indices; the panel builds then waited on L3/DRAM). */
+static ALWAYS_INLINE void pf_line(const void *p) { __asm__ volatile("prefetcht0 %0" : : "m"(*(const char *)p)); }
+
 /* prefetch the index bytes of output rows n0 .. n0 + 31, features k0 .. k0 + kc - 1 */
 T512 static void prefetch_indices(const job_t *j, int64_t n0, int64_t k0, int64_t kc) {
     const int four = j->index_bits == 4;
@@ -266,8 +270,8 @@ T512 static void prefetch_indices(const job_t *j, int64_t n0, int64_t k0, int64_
     const int64_t n1 = n0 + 32 < j->out ? n0 + 32 : j->out;
     for (int64_t r = n0; r < n1; r++) {
         const uint8_t *row = j->idx + r * j->rowbytes + c0;
-        for (int64_t c = 0; c < nc; c += 64) _mm_prefetch((const char *)(row + c), _MM_HINT_T0);
-        _mm_prefetch((const char *)(row + nc - 1), _MM_HINT_T0);
+        for (int64_t c = 0; c < nc; c += 64) pf_line(row + c);
+        pf_line(row + nc - 1);
     }
 }
 
