@@ -40,6 +40,7 @@ CASES = (
     [(m, 37, 53, k, 8) for m, k in itertools.product([13, 14, 15, 29, 197], [2, 16, 33, 64, 256])]
     + [(m, 100, 130, k, 8) for m, k in itertools.product([14, 197], [16, 33, 100, 256])]
     + [(m, out, inn, k, 4) for m, (out, inn), k in itertools.product([13, 15, 29, 197], [(37, 53), (100, 131)], [2, 11, 16])]
+    + [(m, out, inn, k, 8) for m, (out, inn), k in itertools.product([13, 197], [(37, 53), (100, 131)], [17, 32])]
 )
 
 
@@ -54,7 +55,7 @@ def test_matches_reference(m, out, inn, k, bits):
 
 
 @needs_fused
-@pytest.mark.parametrize("bits,k", [(8, 16), (8, 64), (8, 256), (4, 16)])
+@pytest.mark.parametrize("bits,k", [(8, 16), (8, 32), (8, 64), (8, 256), (4, 16)])
 def test_blocking_edges(bits, k):
     """k-block (256) and m-chunk boundaries, tiny and single-row shapes, group_size 1."""
     for m, out, inn, n_groups in [(300, 33, 513, 1), (250, 70, 256, 1), (1, 1, 1, 1), (2, 5, 17, 5), (40, 48, 300, 48)]:

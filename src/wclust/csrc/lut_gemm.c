@@ -150,28 +150,16 @@ T512 static ALWAYS_INLINE __m512i bp_lookup(const __m512i *P, __m512i v, const i
     return _mm512_mask_blend_epi8(_mm512_movepi8_mask(v), lo, hi);
 }
 
-/* T (transposed indices of one half, rows of group g where mk is set) -> panel columns 16h.. */
-T512 static ALWAYS_INLINE void lookup_perm(const job_t *j, int64_t g, __mmask16 mk, const uint8_t *T, int64_t kc,
-                                           float *P, const int four, const int two_tabs) {
-    const __m512 t0 = _mm512_loadu_ps(j->tab + g * 256), t1 = _mm512_loadu_ps(j->tab + g * 256 + 16);
-    if (four) {
-        for (int64_t kp = 0; kp < (kc + 1) / 2; kp++) {
-            __m512i d = _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(T + 16 * kp)));
-            _mm512_mask_store_ps(P + 64 * kp, mk, _mm512_permutexvar_ps(d, t0));
-            _mm512_mask_store_ps(P + 64 * kp + 32, mk, _mm512_permutexvar_ps(_mm512_srli_epi32(d, 4), t0));
-        }
-    } else {
-#pragma GCC unroll 4
-        for (int64_t k = 0; k < kc; k++) {
-            __m512i d = _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(T + 16 * k)));
-            __m512 w = two_tabs ? _mm512_permutex2var_ps(t0, d, t1) : _mm512_permutexvar_ps(d, t0);
-            _mm512_mask_store_ps(P + 32 * k, mk, w);
-        }
-    }
+/* store one panel row of a half: all 16 lanes (full: the half is in one codebook group) or those of mk.
+ * Plain stores where possible: masked ones made the panel build much slower. */
+T512 static ALWAYS_INLINE void st_row(float *d, __mmask16 mk, __m512 v, const int full) {
+    if (full) _mm512_store_ps(d, v);
+    else _mm512_mask_store_ps(d, mk, v);
 }
 
+/* T (transposed indices of one half, q_f32 order, rows of group g where mk is set) -> panel columns 16h.. */
 T512 static ALWAYS_INLINE void lookup_bp(const job_t *j, int64_t g, __mmask16 mk, const uint8_t *T, int64_t kc,
-                                         float *P, const int nt) {
+                                         float *P, const int nt, const int full) {
     __m512i PL[4][4];
     for (int c = 0; c < 4; c++)
         for (int t = 0; t < nt; t++) PL[c][t] = _mm512_loadu_si512(j->planes + g * 1024 + c * 256 + 64 * t);
@@ -182,10 +170,73 @@ T512 static ALWAYS_INLINE void lookup_bp(const job_t *j, int64_t g, __mmask16 mk
         __m512i lo01 = _mm512_unpacklo_epi8(p0, p1), lo23 = _mm512_unpacklo_epi8(p2, p3);
         __m512i hi01 = _mm512_unpackhi_epi8(p0, p1), hi23 = _mm512_unpackhi_epi8(p2, p3);
         float *d = P + 32 * k4;
-        _mm512_mask_store_ps(d, mk, _mm512_castsi512_ps(_mm512_unpacklo_epi16(lo01, lo23)));
-        _mm512_mask_store_ps(d + 32, mk, _mm512_castsi512_ps(_mm512_unpackhi_epi16(lo01, lo23)));
-        _mm512_mask_store_ps(d + 64, mk, _mm512_castsi512_ps(_mm512_unpacklo_epi16(hi01, hi23)));
-        _mm512_mask_store_ps(d + 96, mk, _mm512_castsi512_ps(_mm512_unpackhi_epi16(hi01, hi23)));
+        st_row(d, mk, _mm512_castsi512_ps(_mm512_unpacklo_epi16(lo01, lo23)), full);
+        st_row(d + 32, mk, _mm512_castsi512_ps(_mm512_unpackhi_epi16(lo01, lo23)), full);
+        st_row(d + 64, mk, _mm512_castsi512_ps(_mm512_unpacklo_epi16(hi01, hi23)), full);
+        st_row(d + 96, mk, _mm512_castsi512_ps(_mm512_unpackhi_epi16(hi01, hi23)), full);
+    }
+}
+
+/* V[q] (lane r: 4 index bytes of row r) -> panel rows d[k][.], k < kn (<= 64 8-bit, <= 128 4-bit) */
+T512 static ALWAYS_INLINE void lookup_reg(const __m512 *V, const float *tab, float *d, int64_t kn, __mmask16 mk,
+                                         const int four, const int two_tabs, const int full) {
+    const __m512 t0 = _mm512_loadu_ps(tab), t1 = _mm512_loadu_ps(tab + 16);
+    if (four) {
+        UNROLL(16)
+        for (int q = 0; q < 16; q++) {
+            if (8 * q >= kn) break;
+            const __m512i v = _mm512_castps_si512(V[q]);
+            UNROLL(8)
+            for (int e = 0; e < 8; e++)
+                if (8 * q + e < kn) st_row(d + 32 * (8 * q + e), mk, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4 * e), t0), full);
+        }
+    } else {
+        UNROLL(16)
+        for (int q = 0; q < 16; q++) {
+            if (4 * q >= kn) break;
+            const __m512i v = _mm512_castps_si512(V[q]);
+            UNROLL(4)
+            for (int e = 0; e < 4; e++)
+                if (4 * q + e < kn) {
+                    const __m512i ve = _mm512_srli_epi32(v, 8 * e);
+                    st_row(d + 32 * (4 * q + e), mk, two_tabs ? _mm512_permutex2var_ps(t0, ve, t1) : _mm512_permutexvar_ps(ve, t0), full);
+                }
+        }
+    }
+}
+
+/* Register path for the dword-index modes (4-bit; 8-bit K <= 32): rows r0 .. r0 + nr - 1 (nr <= 16),
+ * index bytes [c0, c0 + nc) -> panel columns Ph[k][16] for k < kc. Per 64 index bytes: 16 row loads,
+ * a 16 x 16 dword transpose (lane r of V[q] = bytes 4q .. 4q + 3 of row r), then vpermps /
+ * vpermt2ps straight from V[q] shifted right by 8 (8-bit) or 4 (4-bit) bits per weight: the tables
+ * only look at the low 4 / 5 bits. Rows of several codebook groups: one pass per group, masked stores. */
+T512 static ALWAYS_INLINE void half_reg(const job_t *j, int64_t r0, int64_t nr, int64_t c0, int64_t nc, int64_t kc,
+                                       float *Ph, const int four, const int two_tabs) {
+    const int64_t rb = j->rowbytes;
+    const uint8_t *src = j->idx + r0 * rb + c0;
+    const int64_t g0 = r0 / j->group_size, g1 = (r0 + nr - 1) / j->group_size;
+    for (int64_t cb = 0; cb < nc; cb += 64) {
+        const int64_t w = nc - cb < 64 ? nc - cb : 64;
+        const __mmask64 lm = w == 64 ? ~(__mmask64)0 : (((__mmask64)1 << w) - 1);
+        __m512 V[16];
+        for (int r = 0; r < 16; r++)
+            V[r] = r >= nr ? _mm512_setzero_ps()
+                 : w == 64 ? _mm512_loadu_ps(src + r * rb + cb)
+                           : _mm512_castsi512_ps(_mm512_maskz_loadu_epi8(lm, src + r * rb + cb));
+        tr16x16_ps(V);
+        const int64_t kb = four ? 2 * cb : cb; /* first k of this block */
+        const int64_t kn = kc - kb < (four ? 128 : 64) ? kc - kb : (four ? 128 : 64);
+        float *d = Ph + 32 * kb;
+        if (g0 == g1) {
+            lookup_reg(V, j->tab + g0 * 256, d, kn, 0xFFFF, four, two_tabs, 1);
+            continue;
+        }
+        for (int64_t g = g0; g <= g1; g++) {
+            int64_t a = g * j->group_size - r0, b = (g + 1) * j->group_size - r0;
+            if (a < 0) a = 0;
+            if (b > 16) b = 16;
+            lookup_reg(V, j->tab + g * 256, d, kn, (__mmask16)(((1u << b) - 1) & ~((1u << a) - 1)), four, two_tabs, 0);
+        }
     }
 }
 
@@ -200,22 +251,29 @@ __attribute__((noinline)) T512 static void build_panel(const job_t *j, int64_t n
         const int64_t r0 = n0 + 16 * h;
         if (r0 >= j->out) break;
         const int64_t nr = j->out - r0 < 16 ? j->out - r0 : 16;
-        transpose_half(j, r0, nr, c0, nc, T, tp);
+        if (mode == MODE_A4) { half_reg(j, r0, nr, c0, nc, kc, P + 16 * h, 1, 0); continue; }
+        if (mode == MODE_A8_16) { half_reg(j, r0, nr, c0, nc, kc, P + 16 * h, 0, 0); continue; }
+        if (mode == MODE_A8_32) { half_reg(j, r0, nr, c0, nc, kc, P + 16 * h, 0, 1); continue; }
+        transpose_half(j, r0, nr, c0, nc, T, tp); /* byte planes */
         float *Ph = P + 16 * h;
         const int64_t g0 = r0 / j->group_size, g1 = (r0 + nr - 1) / j->group_size;
+        if (g0 == g1) {
+            switch (mode) {
+                case MODE_BP1: lookup_bp(j, g0, 0xFFFF, T, kc, Ph, 1, 1); break;
+                case MODE_BP2: lookup_bp(j, g0, 0xFFFF, T, kc, Ph, 2, 1); break;
+                default: lookup_bp(j, g0, 0xFFFF, T, kc, Ph, 4, 1); break;
+            }
+            continue;
+        }
         for (int64_t g = g0; g <= g1; g++) {
             int64_t a = g * j->group_size - r0, b = (g + 1) * j->group_size - r0;
             if (a < 0) a = 0;
             if (b > 16) b = 16;
-            __mmask16 mk = (__mmask16)(((1u << b) - 1) & ~((1u << a) - 1));
-            if (g0 == g1) mk = 0xFFFF;
+            const __mmask16 mk = (__mmask16)(((1u << b) - 1) & ~((1u << a) - 1));
             switch (mode) {
-                case MODE_A4: lookup_perm(j, g, mk, T, kc, Ph, 1, 0); break;
-                case MODE_A8_16: lookup_perm(j, g, mk, T, kc, Ph, 0, 0); break;
-                case MODE_A8_32: lookup_perm(j, g, mk, T, kc, Ph, 0, 1); break;
-                case MODE_BP1: lookup_bp(j, g, mk, T, kc, Ph, 1); break;
-                case MODE_BP2: lookup_bp(j, g, mk, T, kc, Ph, 2); break;
-                default: lookup_bp(j, g, mk, T, kc, Ph, 4); break;
+                case MODE_BP1: lookup_bp(j, g, mk, T, kc, Ph, 1, 0); break;
+                case MODE_BP2: lookup_bp(j, g, mk, T, kc, Ph, 2, 0); break;
+                default: lookup_bp(j, g, mk, T, kc, Ph, 4, 0); break;
             }
         }
     }
