@@ -6,19 +6,22 @@
  *   GEMM_KC features): [k][mr] floats per m-block (the microkernel broadcasts x[m, k] from one
  *   contiguous stream). Each slice is packed once per call when possible (see wc_lut_gemm_avx512):
  *   all k-blocks up front into a per-thread heap buffer when the panels take several chunks.
- * - for a panel of 32 output rows and one k-block, the indices are transposed to [k][16 n] bytes
- *   (per half of 16 rows; 16x16 byte blocks, two vpermt2b stages), then looked up in registers
- *   (vpermps / vpermt2ps for K <= 32 and 4-bit, byte-plane vpermb for K <= 256) straight into an
- *   L1-resident panel [k][32 n] of floats: no float transposes, each weight dequantized once per
- *   call and reused by all M rows.
+ * - for a panel of 32 output rows and one k-block, each half of 16 rows is built into an L1-resident
+ *   panel [k][32 n] of floats, each weight dequantized once per call and reused by all M rows:
+ *   - 4-bit and 8-bit K <= 32 (half_reg): per 64 index bytes, 16 full row loads and a 16x16 dword
+ *     transpose in registers; vpermps / vpermt2ps then look up the dwords shifted right by 4 or 8
+ *     bits per weight (the tables only read the low 4 / 5 bits) and write panel rows directly.
+ *   - 8-bit K <= 256 (byte planes): the indices are transposed to [k][16 n] bytes (16x16 byte
+ *     blocks, two vpermt2b stages) into T, then looked up per byte plane with vpermb / vpermt2b and
+ *     interleaved into floats (unpacks).
+ *   The next panel's indices are prefetched into L1 (one panel ahead) while the microkernels run.
  * - microkernel: mr x 32 outputs in 2*mr zmm accumulators (mr <= 14), per k 2 panel loads, mr
  *   broadcasts, 2*mr FMAs; the C tile is written (first k-block, + bias) or accumulated into y.
  * - loop order per thread: m-chunks, chunks of panels (y's chunk <= GEMM_YCHUNK bytes, at least
- *   GEMM_NCP panels), k-blocks, panels, m-blocks (the packed x slice and y's chunk stay in L2; the
- *   next panel's indices are prefetched).
+ *   GEMM_NCP panels), k-blocks, panels, m-blocks (the packed x slice and y's chunk stay in L2).
  * Threads: the pool splits output panels (lut_kernels.c: wc_lut_gemm_f32).
  * Rows of a 16-row half that span several codebook groups are handled with masked stores, one
- * lookup pass per group. */
+ * lookup pass per group (plain stores otherwise: masked ones made the build much slower). */
 #include "lut_kernels.h"
 
 #ifdef WC_X86
