@@ -298,6 +298,19 @@ T512 static ALWAYS_INLINE void ukern(const float *xp, const float *P, int64_t kc
             c[m][1] = _mm512_fmadd_ps(am, w1, c[m][1]);
         }
     }
+    if ((m0 & m1) == 0xFFFF) { /* whole tile: plain loads / stores (masked ones are slower) */
+        for (int m = 0; m < MR; m++) {
+            float *d = y + m * ldy;
+            if (first) {
+                _mm512_storeu_ps(d, _mm512_add_ps(c[m][0], b0));
+                _mm512_storeu_ps(d + 16, _mm512_add_ps(c[m][1], b1));
+            } else {
+                _mm512_storeu_ps(d, _mm512_add_ps(c[m][0], _mm512_loadu_ps(d)));
+                _mm512_storeu_ps(d + 16, _mm512_add_ps(c[m][1], _mm512_loadu_ps(d + 16)));
+            }
+        }
+        return;
+    }
     for (int m = 0; m < MR; m++) {
         float *d = y + m * ldy;
         if (first) {
