@@ -33,6 +33,7 @@
 #endif
 #define DO_PRAGMA(x) _Pragma(#x)
 #define UNROLL(n) DO_PRAGMA(GCC unroll n)
+#define GEMM_XPAD 16 /* floats of slack after packed x (pack_x) */
 
 /* m-blocks: nb = ceil(M / MR) blocks of balanced sizes (<= MR) */
 static int64_t mb_count(int64_t M) { return (M + GEMM_MR - 1) / GEMM_MR; }
@@ -64,13 +65,15 @@ T512 static ALWAYS_INLINE void tr16x16_ps(__m512 r[16]) {
 }
 
 /* Pack x's rows of m-blocks [i0, i1) and features [k0, k0 + kc) into xs: the m-block starting at
- * row s (mr rows) at (s - start(i0)) * kc, laid out [k][mr]. 16 x 16 transposes. */
+ * row s (mr rows) at (s - start(i0)) * kc, laid out [k][mr]. 16 x 16 transposes; whole 16-float
+ * stores in increasing address order, each overwriting the previous one's 16 - mr zeros, so the
+ * last one writes up to 16 floats past the packed slice (buffers have GEMM_XPAD floats of slack,
+ * and whatever follows is packed later). */
 T512 static void pack_x(const float *x, int64_t M, int64_t in, int64_t nb, int64_t i0, int64_t i1, int64_t k0,
                         int64_t kc, float *xs) {
     const int64_t s0 = mb_start(M, nb, i0);
     for (int64_t i = i0; i < i1; i++) {
         const int64_t s = mb_start(M, nb, i), mr = mb_start(M, nb, i + 1) - s;
-        const __mmask16 sm = (__mmask16)((1u << mr) - 1);
         float *d = xs + (s - s0) * kc;
         const float *src = x + s * in + k0;
         for (int64_t kk = 0; kk < kc; kk += 16) {
@@ -80,7 +83,7 @@ T512 static void pack_x(const float *x, int64_t M, int64_t in, int64_t nb, int64
             for (int m = 0; m < 16; m++)
                 r[m] = m < mr ? _mm512_maskz_loadu_ps(lm, src + m * in + kk) : _mm512_setzero_ps();
             tr16x16_ps(r);
-            for (int c = 0; c < w; c++) _mm512_mask_storeu_ps(d + (kk + c) * mr, sm, r[c]);
+            for (int c = 0; c < w; c++) _mm512_storeu_ps(d + (kk + c) * mr, r[c]);
         }
     }
 }
@@ -379,7 +382,7 @@ static float *xbuf_get(size_t n) {
 T512 void wc_lut_gemm_avx512(const job_t *j, int64_t u0, int64_t u1) {
     const int64_t p0 = u0 / 4, p1 = u1 / 4, M = j->M, in = j->in, out = j->out;
     const int64_t nb = mb_count(M), nkb = (in + GEMM_KC - 1) / GEMM_KC;
-    static _Thread_local float xs[GEMM_MCB * GEMM_MR * GEMM_KC] __attribute__((aligned(64)));
+    static _Thread_local float xs[GEMM_MCB * GEMM_MR * GEMM_KC + GEMM_XPAD] __attribute__((aligned(64)));
     uint8_t T[GEMM_KC * 16] __attribute__((aligned(64)));  /* 4 KB */
     float P[GEMM_KC * 32] __attribute__((aligned(64)));    /* the panel, 32 KB: L1 */
     tperm_t tp;
@@ -392,7 +395,7 @@ T512 void wc_lut_gemm_avx512(const job_t *j, int64_t u0, int64_t u1) {
         const int chunks = p1 - p0 > ncp;
         float *xall = NULL;
         if (chunks && nkb > 1 && slice * nkb * (int64_t)sizeof(float) <= GEMM_XBUF) {
-            xall = xbuf_get((size_t)(slice * nkb));
+            xall = xbuf_get((size_t)(slice * nkb + GEMM_XPAD));
             if (xall)
                 for (int64_t b = 0; b < nkb; b++) {
                     const int64_t k0 = b * GEMM_KC, kc = in - k0 < GEMM_KC ? in - k0 : GEMM_KC;
