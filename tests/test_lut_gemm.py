@@ -40,6 +40,7 @@ CASES = (
     [(m, 37, 53, k, 8) for m, k in itertools.product([13, 14, 15, 29, 197], [2, 16, 33, 64, 256])]
     + [(m, 100, 130, k, 8) for m, k in itertools.product([14, 197], [16, 33, 100, 256])]
     + [(m, out, inn, k, 4) for m, (out, inn), k in itertools.product([13, 15, 29, 197], [(37, 53), (100, 131)], [2, 11, 16])]
+    + [(m, out, inn, k, 8) for m, (out, inn), k in itertools.product([13, 197], [(37, 53), (100, 131)], [17, 32])]
 )
 
 
@@ -54,13 +55,32 @@ def test_matches_reference(m, out, inn, k, bits):
 
 
 @needs_fused
-@pytest.mark.parametrize("bits,k", [(8, 16), (8, 64), (8, 256), (4, 16)])
+@pytest.mark.parametrize("bits,k", [(8, 16), (8, 32), (8, 64), (8, 256), (4, 16)])
 def test_blocking_edges(bits, k):
     """k-block (256) and m-chunk boundaries, tiny and single-row shapes, group_size 1."""
     for m, out, inn, n_groups in [(300, 33, 513, 1), (250, 70, 256, 1), (1, 1, 1, 1), (2, 5, 17, 5), (40, 48, 300, 48)]:
         idx, cb, gs, g = make(out, inn, k, bits, n_groups, seed=m + out + inn)
         x, bias = torch.randn(m, inn, generator=g), torch.randn(out, generator=g)
         check(cpu.lut_gemm(x, idx, cb, bias, inn, gs, bits), ref64(x, idx, cb, bias, inn, gs, bits), inn)
+
+
+@needs_fused
+@pytest.mark.parametrize("bits,k", [(8, 16), (4, 16), (8, 256)])
+def test_panel_chunks_and_x_buffers(bits, k):
+    """More output panels than one chunk (y of a chunk <= 768 KB: 31 panels at M=197): x packed for
+    all k-blocks into the per-thread buffer (in=300), or per k-block when that buffer would pass 1 MB
+    (M=250, in=1200: also two m-chunks); 1 and 2 threads."""
+    old = torch.get_num_threads()
+    try:
+        for m, out, inn, n_groups in [(197, 1000, 300, 1), (250, 1100, 1200, 3)]:
+            idx, cb, gs, g = make(out, inn, k, bits, n_groups, seed=m + out)
+            x, bias = torch.randn(m, inn, generator=g), torch.randn(out, generator=g)
+            want = ref64(x, idx, cb, bias, inn, gs, bits)
+            for n in (1, 2):
+                torch.set_num_threads(n)
+                check(cpu.lut_gemm(x, idx, cb, bias, inn, gs, bits), want, inn)
+    finally:
+        torch.set_num_threads(old)
 
 
 @needs_fused

@@ -2,30 +2,38 @@
  * codebook (layout: lut_kernels.c), float32 compute and accumulation. For many rows of x.
  *
  * BLIS-style blocking, with the weights as the vector operand:
- * - x is packed per thread, one slice (up to GEMM_MCB m-blocks of <= GEMM_MR rows, one k-block of
- *   GEMM_KC features) at a time, into a per-thread buffer: [k][mr] floats per m-block (the
- *   microkernel broadcasts x[m, k] from one contiguous stream).
- * - for a panel of 32 output rows and one k-block, the indices are transposed to [k][16 n] bytes
- *   (per half of 16 rows; 16x16 byte blocks, two vpermt2b stages), then looked up in registers
- *   (vpermps / vpermt2ps for K <= 32 and 4-bit, byte-plane vpermb for K <= 256) straight into an
- *   L1-resident panel [k][32 n] of floats: no float transposes, each weight dequantized once per
- *   call and reused by all M rows.
+ * - x is packed per thread, in slices (up to GEMM_MCB m-blocks of <= GEMM_MR rows, one k-block of
+ *   GEMM_KC features): [k][mr] floats per m-block (the microkernel broadcasts x[m, k] from one
+ *   contiguous stream). Each slice is packed once per call when possible (see wc_lut_gemm_avx512):
+ *   all k-blocks up front into a per-thread heap buffer when the panels take several chunks.
+ * - for a panel of 32 output rows and one k-block, each half of 16 rows is built into an L1-resident
+ *   panel [k][32 n] of floats, each weight dequantized once per call and reused by all M rows:
+ *   - 4-bit and 8-bit K <= 32 (half_reg): per 64 index bytes, 16 full row loads and a 16x16 dword
+ *     transpose in registers; vpermps / vpermt2ps then look up the dwords shifted right by 4 or 8
+ *     bits per weight (the tables only read the low 4 / 5 bits) and write panel rows directly.
+ *   - 8-bit K <= 256 (byte planes): the indices are transposed to [k][16 n] bytes (16x16 byte
+ *     blocks, two vpermt2b stages) into T, then looked up per byte plane with vpermb / vpermt2b and
+ *     interleaved into floats (unpacks).
+ *   The next panel's indices are prefetched into L1 (one panel ahead) while the microkernels run.
  * - microkernel: mr x 32 outputs in 2*mr zmm accumulators (mr <= 14), per k 2 panel loads, mr
  *   broadcasts, 2*mr FMAs; the C tile is written (first k-block, + bias) or accumulated into y.
- * - loop order per thread: m-chunks, chunks of GEMM_NCP panels, k-blocks, panels, m-blocks (the
- *   packed x slice and y's chunk stay in L2; the next panel's indices are prefetched).
+ * - loop order per thread: m-chunks, chunks of panels (y's chunk <= GEMM_YCHUNK bytes, at least
+ *   GEMM_NCP panels), k-blocks, panels, m-blocks (the packed x slice and y's chunk stay in L2).
  * Threads: the pool splits output panels (lut_kernels.c: wc_lut_gemm_f32).
  * Rows of a 16-row half that span several codebook groups are handled with masked stores, one
- * lookup pass per group. */
+ * lookup pass per group (plain stores otherwise: masked ones made the build much slower). */
 #include "lut_kernels.h"
 
 #ifdef WC_X86
+#include <pthread.h>
+#include <stdlib.h>
 #define ALWAYS_INLINE inline __attribute__((always_inline))
 #ifndef GEMM_KU
 #define GEMM_KU 4 /* k unroll of the microkernel */
 #endif
 #define DO_PRAGMA(x) _Pragma(#x)
 #define UNROLL(n) DO_PRAGMA(GCC unroll n)
+#define GEMM_XPAD 16 /* floats of slack after packed x (pack_x) */
 
 /* m-blocks: nb = ceil(M / MR) blocks of balanced sizes (<= MR) */
 static int64_t mb_count(int64_t M) { return (M + GEMM_MR - 1) / GEMM_MR; }
@@ -57,13 +65,15 @@ T512 static ALWAYS_INLINE void tr16x16_ps(__m512 r[16]) {
 }
 
 /* Pack x's rows of m-blocks [i0, i1) and features [k0, k0 + kc) into xs: the m-block starting at
- * row s (mr rows) at (s - start(i0)) * kc, laid out [k][mr]. 16 x 16 transposes. */
+ * row s (mr rows) at (s - start(i0)) * kc, laid out [k][mr]. 16 x 16 transposes; whole 16-float
+ * stores in increasing address order, each overwriting the previous one's 16 - mr zeros, so the
+ * last one writes up to 16 floats past the packed slice (buffers have GEMM_XPAD floats of slack,
+ * and whatever follows is packed later). */
 T512 static void pack_x(const float *x, int64_t M, int64_t in, int64_t nb, int64_t i0, int64_t i1, int64_t k0,
                         int64_t kc, float *xs) {
     const int64_t s0 = mb_start(M, nb, i0);
     for (int64_t i = i0; i < i1; i++) {
         const int64_t s = mb_start(M, nb, i), mr = mb_start(M, nb, i + 1) - s;
-        const __mmask16 sm = (__mmask16)((1u << mr) - 1);
         float *d = xs + (s - s0) * kc;
         const float *src = x + s * in + k0;
         for (int64_t kk = 0; kk < kc; kk += 16) {
@@ -73,7 +83,7 @@ T512 static void pack_x(const float *x, int64_t M, int64_t in, int64_t nb, int64
             for (int m = 0; m < 16; m++)
                 r[m] = m < mr ? _mm512_maskz_loadu_ps(lm, src + m * in + kk) : _mm512_setzero_ps();
             tr16x16_ps(r);
-            for (int c = 0; c < w; c++) _mm512_mask_storeu_ps(d + (kk + c) * mr, sm, r[c]);
+            for (int c = 0; c < w; c++) _mm512_storeu_ps(d + (kk + c) * mr, r[c]);
         }
     }
 }
@@ -146,28 +156,16 @@ T512 static ALWAYS_INLINE __m512i bp_lookup(const __m512i *P, __m512i v, const i
     return _mm512_mask_blend_epi8(_mm512_movepi8_mask(v), lo, hi);
 }
 
-/* T (transposed indices of one half, rows of group g where mk is set) -> panel columns 16h.. */
-T512 static ALWAYS_INLINE void lookup_perm(const job_t *j, int64_t g, __mmask16 mk, const uint8_t *T, int64_t kc,
-                                           float *P, const int four, const int two_tabs) {
-    const __m512 t0 = _mm512_loadu_ps(j->tab + g * 256), t1 = _mm512_loadu_ps(j->tab + g * 256 + 16);
-    if (four) {
-        for (int64_t kp = 0; kp < (kc + 1) / 2; kp++) {
-            __m512i d = _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(T + 16 * kp)));
-            _mm512_mask_store_ps(P + 64 * kp, mk, _mm512_permutexvar_ps(d, t0));
-            _mm512_mask_store_ps(P + 64 * kp + 32, mk, _mm512_permutexvar_ps(_mm512_srli_epi32(d, 4), t0));
-        }
-    } else {
-#pragma GCC unroll 4
-        for (int64_t k = 0; k < kc; k++) {
-            __m512i d = _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(T + 16 * k)));
-            __m512 w = two_tabs ? _mm512_permutex2var_ps(t0, d, t1) : _mm512_permutexvar_ps(d, t0);
-            _mm512_mask_store_ps(P + 32 * k, mk, w);
-        }
-    }
+/* store one panel row of a half: all 16 lanes (full: the half is in one codebook group) or those of mk.
+ * Plain stores where possible: masked ones made the panel build much slower. */
+T512 static ALWAYS_INLINE void st_row(float *d, __mmask16 mk, __m512 v, const int full) {
+    if (full) _mm512_store_ps(d, v);
+    else _mm512_mask_store_ps(d, mk, v);
 }
 
+/* T (transposed indices of one half, q_f32 order, rows of group g where mk is set) -> panel columns 16h.. */
 T512 static ALWAYS_INLINE void lookup_bp(const job_t *j, int64_t g, __mmask16 mk, const uint8_t *T, int64_t kc,
-                                         float *P, const int nt) {
+                                         float *P, const int nt, const int full) {
     __m512i PL[4][4];
     for (int c = 0; c < 4; c++)
         for (int t = 0; t < nt; t++) PL[c][t] = _mm512_loadu_si512(j->planes + g * 1024 + c * 256 + 64 * t);
@@ -178,10 +176,73 @@ T512 static ALWAYS_INLINE void lookup_bp(const job_t *j, int64_t g, __mmask16 mk
         __m512i lo01 = _mm512_unpacklo_epi8(p0, p1), lo23 = _mm512_unpacklo_epi8(p2, p3);
         __m512i hi01 = _mm512_unpackhi_epi8(p0, p1), hi23 = _mm512_unpackhi_epi8(p2, p3);
         float *d = P + 32 * k4;
-        _mm512_mask_store_ps(d, mk, _mm512_castsi512_ps(_mm512_unpacklo_epi16(lo01, lo23)));
-        _mm512_mask_store_ps(d + 32, mk, _mm512_castsi512_ps(_mm512_unpackhi_epi16(lo01, lo23)));
-        _mm512_mask_store_ps(d + 64, mk, _mm512_castsi512_ps(_mm512_unpacklo_epi16(hi01, hi23)));
-        _mm512_mask_store_ps(d + 96, mk, _mm512_castsi512_ps(_mm512_unpackhi_epi16(hi01, hi23)));
+        st_row(d, mk, _mm512_castsi512_ps(_mm512_unpacklo_epi16(lo01, lo23)), full);
+        st_row(d + 32, mk, _mm512_castsi512_ps(_mm512_unpackhi_epi16(lo01, lo23)), full);
+        st_row(d + 64, mk, _mm512_castsi512_ps(_mm512_unpacklo_epi16(hi01, hi23)), full);
+        st_row(d + 96, mk, _mm512_castsi512_ps(_mm512_unpackhi_epi16(hi01, hi23)), full);
+    }
+}
+
+/* V[q] (lane r: 4 index bytes of row r) -> panel rows d[k][.], k < kn (<= 64 8-bit, <= 128 4-bit) */
+T512 static ALWAYS_INLINE void lookup_reg(const __m512 *V, const float *tab, float *d, int64_t kn, __mmask16 mk,
+                                         const int four, const int two_tabs, const int full) {
+    const __m512 t0 = _mm512_loadu_ps(tab), t1 = _mm512_loadu_ps(tab + 16);
+    if (four) {
+        UNROLL(16)
+        for (int q = 0; q < 16; q++) {
+            if (8 * q >= kn) break;
+            const __m512i v = _mm512_castps_si512(V[q]);
+            UNROLL(8)
+            for (int e = 0; e < 8; e++)
+                if (8 * q + e < kn) st_row(d + 32 * (8 * q + e), mk, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4 * e), t0), full);
+        }
+    } else {
+        UNROLL(16)
+        for (int q = 0; q < 16; q++) {
+            if (4 * q >= kn) break;
+            const __m512i v = _mm512_castps_si512(V[q]);
+            UNROLL(4)
+            for (int e = 0; e < 4; e++)
+                if (4 * q + e < kn) {
+                    const __m512i ve = _mm512_srli_epi32(v, 8 * e);
+                    st_row(d + 32 * (4 * q + e), mk, two_tabs ? _mm512_permutex2var_ps(t0, ve, t1) : _mm512_permutexvar_ps(ve, t0), full);
+                }
+        }
+    }
+}
+
+/* Register path for the dword-index modes (4-bit; 8-bit K <= 32): rows r0 .. r0 + nr - 1 (nr <= 16),
+ * index bytes [c0, c0 + nc) -> panel columns Ph[k][16] for k < kc. Per 64 index bytes: 16 row loads,
+ * a 16 x 16 dword transpose (lane r of V[q] = bytes 4q .. 4q + 3 of row r), then vpermps /
+ * vpermt2ps straight from V[q] shifted right by 8 (8-bit) or 4 (4-bit) bits per weight: the tables
+ * only look at the low 4 / 5 bits. Rows of several codebook groups: one pass per group, masked stores. */
+T512 static ALWAYS_INLINE void half_reg(const job_t *j, int64_t r0, int64_t nr, int64_t c0, int64_t nc, int64_t kc,
+                                       float *Ph, const int four, const int two_tabs) {
+    const int64_t rb = j->rowbytes;
+    const uint8_t *src = j->idx + r0 * rb + c0;
+    const int64_t g0 = r0 / j->group_size, g1 = (r0 + nr - 1) / j->group_size;
+    for (int64_t cb = 0; cb < nc; cb += 64) {
+        const int64_t w = nc - cb < 64 ? nc - cb : 64;
+        const __mmask64 lm = w == 64 ? ~(__mmask64)0 : (((__mmask64)1 << w) - 1);
+        __m512 V[16];
+        for (int r = 0; r < 16; r++)
+            V[r] = r >= nr ? _mm512_setzero_ps()
+                 : w == 64 ? _mm512_loadu_ps(src + r * rb + cb)
+                           : _mm512_castsi512_ps(_mm512_maskz_loadu_epi8(lm, src + r * rb + cb));
+        tr16x16_ps(V);
+        const int64_t kb = four ? 2 * cb : cb; /* first k of this block */
+        const int64_t kn = kc - kb < (four ? 128 : 64) ? kc - kb : (four ? 128 : 64);
+        float *d = Ph + 32 * kb;
+        if (g0 == g1) {
+            lookup_reg(V, j->tab + g0 * 256, d, kn, 0xFFFF, four, two_tabs, 1);
+            continue;
+        }
+        for (int64_t g = g0; g <= g1; g++) {
+            int64_t a = g * j->group_size - r0, b = (g + 1) * j->group_size - r0;
+            if (a < 0) a = 0;
+            if (b > 16) b = 16;
+            lookup_reg(V, j->tab + g * 256, d, kn, (__mmask16)(((1u << b) - 1) & ~((1u << a) - 1)), four, two_tabs, 0);
+        }
     }
 }
 
@@ -196,22 +257,29 @@ __attribute__((noinline)) T512 static void build_panel(const job_t *j, int64_t n
         const int64_t r0 = n0 + 16 * h;
         if (r0 >= j->out) break;
         const int64_t nr = j->out - r0 < 16 ? j->out - r0 : 16;
-        transpose_half(j, r0, nr, c0, nc, T, tp);
+        if (mode == MODE_A4) { half_reg(j, r0, nr, c0, nc, kc, P + 16 * h, 1, 0); continue; }
+        if (mode == MODE_A8_16) { half_reg(j, r0, nr, c0, nc, kc, P + 16 * h, 0, 0); continue; }
+        if (mode == MODE_A8_32) { half_reg(j, r0, nr, c0, nc, kc, P + 16 * h, 0, 1); continue; }
+        transpose_half(j, r0, nr, c0, nc, T, tp); /* byte planes */
         float *Ph = P + 16 * h;
         const int64_t g0 = r0 / j->group_size, g1 = (r0 + nr - 1) / j->group_size;
+        if (g0 == g1) {
+            switch (mode) {
+                case MODE_BP1: lookup_bp(j, g0, 0xFFFF, T, kc, Ph, 1, 1); break;
+                case MODE_BP2: lookup_bp(j, g0, 0xFFFF, T, kc, Ph, 2, 1); break;
+                default: lookup_bp(j, g0, 0xFFFF, T, kc, Ph, 4, 1); break;
+            }
+            continue;
+        }
         for (int64_t g = g0; g <= g1; g++) {
             int64_t a = g * j->group_size - r0, b = (g + 1) * j->group_size - r0;
             if (a < 0) a = 0;
             if (b > 16) b = 16;
-            __mmask16 mk = (__mmask16)(((1u << b) - 1) & ~((1u << a) - 1));
-            if (g0 == g1) mk = 0xFFFF;
+            const __mmask16 mk = (__mmask16)(((1u << b) - 1) & ~((1u << a) - 1));
             switch (mode) {
-                case MODE_A4: lookup_perm(j, g, mk, T, kc, Ph, 1, 0); break;
-                case MODE_A8_16: lookup_perm(j, g, mk, T, kc, Ph, 0, 0); break;
-                case MODE_A8_32: lookup_perm(j, g, mk, T, kc, Ph, 0, 1); break;
-                case MODE_BP1: lookup_bp(j, g, mk, T, kc, Ph, 1); break;
-                case MODE_BP2: lookup_bp(j, g, mk, T, kc, Ph, 2); break;
-                default: lookup_bp(j, g, mk, T, kc, Ph, 4); break;
+                case MODE_BP1: lookup_bp(j, g, mk, T, kc, Ph, 1, 0); break;
+                case MODE_BP2: lookup_bp(j, g, mk, T, kc, Ph, 2, 0); break;
+                default: lookup_bp(j, g, mk, T, kc, Ph, 4, 0); break;
             }
         }
     }
@@ -232,6 +300,19 @@ T512 static ALWAYS_INLINE void ukern(const float *xp, const float *P, int64_t kc
             c[m][0] = _mm512_fmadd_ps(am, w0, c[m][0]);
             c[m][1] = _mm512_fmadd_ps(am, w1, c[m][1]);
         }
+    }
+    if ((m0 & m1) == 0xFFFF) { /* whole tile: plain loads / stores (masked ones are slower) */
+        for (int m = 0; m < MR; m++) {
+            float *d = y + m * ldy;
+            if (first) {
+                _mm512_storeu_ps(d, _mm512_add_ps(c[m][0], b0));
+                _mm512_storeu_ps(d + 16, _mm512_add_ps(c[m][1], b1));
+            } else {
+                _mm512_storeu_ps(d, _mm512_add_ps(c[m][0], _mm512_loadu_ps(d)));
+                _mm512_storeu_ps(d + 16, _mm512_add_ps(c[m][1], _mm512_loadu_ps(d + 16)));
+            }
+        }
+        return;
     }
     for (int m = 0; m < MR; m++) {
         float *d = y + m * ldy;
@@ -255,6 +336,10 @@ __attribute__((noinline)) T512 static void ukern_any(int64_t mr, const float *xp
 }
 #undef UK
 
+/* prefetch one line into L1. Not _mm_prefetch: GCC 12 -O3 deleted the loops below, which held
+ * nothing else (no prefetch was ever issued for the indices; the panel builds then waited on L3/DRAM). */
+static ALWAYS_INLINE void pf_line(const void *p) { __asm__ volatile("prefetcht0 %0" : : "m"(*(const char *)p)); }
+
 /* prefetch the index bytes of output rows n0 .. n0 + 31, features k0 .. k0 + kc - 1 */
 T512 static void prefetch_indices(const job_t *j, int64_t n0, int64_t k0, int64_t kc) {
     const int four = j->index_bits == 4;
@@ -262,31 +347,68 @@ T512 static void prefetch_indices(const job_t *j, int64_t n0, int64_t k0, int64_
     const int64_t n1 = n0 + 32 < j->out ? n0 + 32 : j->out;
     for (int64_t r = n0; r < n1; r++) {
         const uint8_t *row = j->idx + r * j->rowbytes + c0;
-        for (int64_t c = 0; c < nc; c += 64) _mm_prefetch((const char *)(row + c), _MM_HINT_T0);
-        _mm_prefetch((const char *)(row + nc - 1), _MM_HINT_T0);
+        for (int64_t c = 0; c < nc; c += 64) pf_line(row + c);
+        pf_line(row + nc - 1);
     }
 }
 
+/* Per-thread buffer for x packed over all k-blocks (grown on demand, freed when the thread exits). */
+static pthread_key_t xbuf_key;
+static pthread_once_t xbuf_once = PTHREAD_ONCE_INIT;
+static _Thread_local float *xbuf;
+static _Thread_local size_t xbuf_cap; /* floats */
+static void xbuf_free(void *p) { free(p); }
+static void xbuf_init(void) { pthread_key_create(&xbuf_key, xbuf_free); }
+static float *xbuf_get(size_t n) {
+    if (n <= xbuf_cap) return xbuf;
+    pthread_once(&xbuf_once, xbuf_init);
+    free(xbuf);
+    xbuf = NULL; xbuf_cap = 0;
+    pthread_setspecific(xbuf_key, NULL);
+    const size_t bytes = (n * sizeof(float) + 4095) & ~(size_t)4095;
+    float *p = aligned_alloc(4096, bytes);
+    if (!p) return NULL;
+    xbuf = p; xbuf_cap = bytes / sizeof(float);
+    pthread_setspecific(xbuf_key, p);
+    return p;
+}
+
 /* Output panels [u0 / 4, u1 / 4) (the pool splits "rows" in multiples of 4: 4 units per panel).
- * Loops: m-chunks of GEMM_MCB m-blocks, chunks of GEMM_NCP panels, k-blocks (x slice packed into a
- * per-thread buffer, L2), panels (built into P, L1), m-blocks (microkernel). */
+ * Loops: m-chunks of GEMM_MCB m-blocks, chunks of panels (GEMM_NCP, or more while the chunk's y
+ * stays within GEMM_YCHUNK bytes), k-blocks, panels (built into P, L1), m-blocks (microkernel).
+ * x is packed once per m-chunk: per k-block into a static buffer when there is one panel chunk or one
+ * k-block, else for all k-blocks up front into a per-thread heap buffer (if that stays within
+ * GEMM_XBUF bytes and can be allocated; otherwise again per chunk and k-block). */
 T512 void wc_lut_gemm_avx512(const job_t *j, int64_t u0, int64_t u1) {
     const int64_t p0 = u0 / 4, p1 = u1 / 4, M = j->M, in = j->in, out = j->out;
-    const int64_t nb = mb_count(M);
-    static _Thread_local float xs[GEMM_MCB * GEMM_MR * GEMM_KC] __attribute__((aligned(64)));
+    const int64_t nb = mb_count(M), nkb = (in + GEMM_KC - 1) / GEMM_KC;
+    static _Thread_local float xs[GEMM_MCB * GEMM_MR * GEMM_KC + GEMM_XPAD] __attribute__((aligned(64)));
     uint8_t T[GEMM_KC * 16] __attribute__((aligned(64)));  /* 4 KB */
     float P[GEMM_KC * 32] __attribute__((aligned(64)));    /* the panel, 32 KB: L1 */
-    float *xsp = xs;
     tperm_t tp;
     make_tperm(&tp, j->mode >= MODE_BP1);
     for (int64_t i0 = 0; i0 < nb; i0 += GEMM_MCB) {
         const int64_t i1 = i0 + GEMM_MCB < nb ? i0 + GEMM_MCB : nb, s0 = mb_start(M, nb, i0);
-        for (int64_t pc = p0; pc < p1; pc += GEMM_NCP) {
-            const int64_t pe = pc + GEMM_NCP < p1 ? pc + GEMM_NCP : p1;
+        const int64_t rows = mb_start(M, nb, i1) - s0, slice = rows * GEMM_KC; /* floats per k-block */
+        int64_t ncp = GEMM_YCHUNK / (rows * 32 * (int64_t)sizeof(float));
+        if (ncp < GEMM_NCP) ncp = GEMM_NCP;
+        const int chunks = p1 - p0 > ncp;
+        float *xall = NULL;
+        if (chunks && nkb > 1 && slice * nkb * (int64_t)sizeof(float) <= GEMM_XBUF) {
+            xall = xbuf_get((size_t)(slice * nkb + GEMM_XPAD));
+            if (xall)
+                for (int64_t b = 0; b < nkb; b++) {
+                    const int64_t k0 = b * GEMM_KC, kc = in - k0 < GEMM_KC ? in - k0 : GEMM_KC;
+                    pack_x(j->x, M, in, nb, i0, i1, k0, kc, xall + b * slice);
+                }
+        }
+        for (int64_t pc = p0; pc < p1; pc += ncp) {
+            const int64_t pe = pc + ncp < p1 ? pc + ncp : p1;
             for (int64_t k0 = 0; k0 < in; k0 += GEMM_KC) {
                 const int64_t kc = in - k0 < GEMM_KC ? in - k0 : GEMM_KC;
                 const int first = k0 == 0;
-                pack_x(j->x, M, in, nb, i0, i1, k0, kc, xsp);
+                float *xsp = xall ? xall + (k0 / GEMM_KC) * slice : xs;
+                if (!xall && (nkb > 1 || pc == p0)) pack_x(j->x, M, in, nb, i0, i1, k0, kc, xsp);
                 for (int64_t p = pc; p < pe; p++) {
                     const int64_t n0 = 32 * p, nv = out - n0;
                     build_panel(j, n0, k0, kc, T, P, &tp);

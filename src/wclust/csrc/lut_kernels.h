@@ -61,6 +61,12 @@ WC_HIDDEN int wc_lut_xperm(int mode, int p);
 #ifndef GEMM_MCB
 #define GEMM_MCB 18
 #endif
+#ifndef GEMM_YCHUNK /* bytes of y per panel chunk (more panels than GEMM_NCP while within it) */
+#define GEMM_YCHUNK (768 * 1024)
+#endif
+#ifndef GEMM_XBUF /* bytes: x packed for all k-blocks at once only up to this size */
+#define GEMM_XBUF (1024 * 1024)
+#endif
 #ifdef WC_X86
 /* job: x (M, in), mode = GEMV lookup mode, y (M, out); [u0, u1): output panels times 4 */
 WC_HIDDEN void wc_lut_gemm_avx512(const job_t *j, int64_t u0, int64_t u1);
