@@ -1,8 +1,8 @@
 """CPU kernel of ``wclust::lut_linear``: the plain-C LUT kernels (csrc/lut_kernels.c) via ctypes.
 
-- few rows of x (``M <= gemv_rows(...)``: 8, or 12 without the fused GEMM): the C GEMV computes on indices + codebook directly
-  (in-register lookups), float32 accumulation; bfloat16 inputs are widened exactly and the result
-  rounded once.
+- few rows of x (``M <= gemv_rows(...)``: 8, or 12 without the fused GEMM): the C GEMV computes
+  on indices + codebook directly (in-register lookups), float32 accumulation; bfloat16 inputs are
+  widened exactly and the result rounded once.
 - many rows, float32: the fused LUT-GEMM (``lut_gemm``, csrc/lut_gemm.c) looks indices up
   into L1-resident weight panels inside a register-blocked GEMM: W is never materialized.
 - many rows otherwise (bf16 compute, or a CPU without AVX-512 VBMI): the C code dequantizes the
