@@ -74,7 +74,7 @@ def test_every_lookup_mode(level):
 
 @pytest.mark.parametrize("level", LEVELS)
 def test_gemv_every_row_count(level):
-    """The GEMV's passes of up to 8 (4-bit: 6) rows of x, every remainder, every lookup mode."""
+    """The GEMV's passes of up to 8 rows of x, every remainder, every lookup mode."""
     with cpu.force_isa(level):
         for k, bits in [(16, 4), (16, 8), (32, 8), (64, 8), (128, 8), (256, 8)]:
             idx, cb, gs, ib = make_layer(21, 77, k, bits, n_groups=2, seed=k + bits)

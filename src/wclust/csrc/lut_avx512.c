@@ -34,6 +34,8 @@ T512 static void load_tabs(const job_t *j, int64_t g, tabs_t *T, int nt) {
 }
 
 #define ALWAYS_INLINE inline __attribute__((always_inline))
+#define DO_PRAGMA(x) _Pragma(#x)
+#define UNROLL(n) DO_PRAGMA(GCC unroll n) /* complete unrolling keeps the accumulators in registers */
 #ifndef PF_ROWS
 #define PF_ROWS 8
 #endif
@@ -42,9 +44,6 @@ T512 static void load_tabs(const job_t *j, int64_t g, tabs_t *T, int nt) {
 #endif
 #ifndef GEMV_MB
 #define GEMV_MB 8 /* rows of x per pass over the indices (4..8) */
-#endif
-#ifndef GEMV_MB_A4
-#define GEMV_MB_A4 6 /* the same for 4-bit indices (<= GEMV_MB) */
 #endif
 #ifndef GEMV_LOADS_A4
 #define GEMV_LOADS_A4 2 /* loads per 64 index bytes, 4-bit (1, 2 or 4) */
@@ -75,20 +74,20 @@ T512 static ALWAYS_INLINE void tile512(const job_t *j, const tabs_t *T, int64_t 
             const int per = (mode == MODE_A4 ? 8 : 4) / NL, step = 4 / NL, sh = mode == MODE_A4 ? 4 : 8;
             for (int rr = 0; rr < R; rr++)
                 _mm_prefetch((const char *)(j->idx + (r + rr + PF_ROWS) * rowbytes + off), PF_HINT);
-            for (int l = 0; l < NL; l++) {
+            UNROLL(4) for (int l = 0; l < NL; l++) {
                 const int o = l * step;
                 const int whole = rem - o >= 64;  /* all 64 bytes of this load inside the row */
                 const __mmask64 lm = whole ? ~(__mmask64)0 : rem - o <= 0 ? 0 : (((__mmask64)1 << (rem - o)) - 1);
-                for (int rr = 0; rr < R; rr++) {
+                UNROLL(4) for (int rr = 0; rr < R; rr++) {
                     const uint8_t *p = j->idx + (r + rr) * rowbytes + off + o;
                     __m512i v = whole ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8(lm, p);
                     __m512 *a = acc[rr * MB];
-                    for (int t = 0; t < per; t++) {
+                    UNROLL(8) for (int t = 0; t < per; t++) {
                         const int q = (mode == MODE_A4 ? 2 * o : o) + t;
                         __m512i sv = t ? _mm512_srli_epi32(v, sh * t) : v;
                         __m512 w = mode == MODE_A8_32 ? _mm512_permutex2var_ps(T->t0, sv, T->t1)
                                                       : _mm512_permutexvar_ps(sv, T->t0);
-                        for (int m = 0; m < MB; m++)
+                        UNROLL(8) for (int m = 0; m < MB; m++)
                             a[2 * m + (q & 1)] = _mm512_fmadd_ps(w, _mm512_loadu_ps(xb + m * ldx + 16 * q), a[2 * m + (q & 1)]);
                     }
                 }
@@ -150,12 +149,9 @@ T512 void wc_lut_gemv_avx512(const job_t *j, int64_t r0, int64_t r1) {
             r += 4;
             continue;
         }
-        /* up to cap rows of x per pass over the row (4-bit: fewer, its 8 lookups per 64 bytes and
-         * 2 accumulators per row of x ran out of registers at 8 rows: 2x slower, measured) */
-        const int64_t cap = mode == MODE_A4 ? GEMV_MB_A4 : GEMV_MB;
-        for (int64_t m0 = 0; m0 < j->M; m0 += cap) {
+        for (int64_t m0 = 0; m0 < j->M; m0 += GEMV_MB) {  /* up to GEMV_MB rows of x per pass over the row */
             const float *xb = j->x + m0 * j->ldx;
-            int64_t mb = j->M - m0 < cap ? j->M - m0 : cap;
+            int64_t mb = j->M - m0 < GEMV_MB ? j->M - m0 : GEMV_MB;
             switch (mb) {
                 case 1: TILE_SWITCH(1, 1) break;
                 case 2: TILE_SWITCH(1, 2) break;

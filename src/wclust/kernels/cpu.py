@@ -36,9 +36,9 @@ _fused = False  # the fused LUT-GEMM runs here (AVX-512 VBMI, not lowered by for
 def gemv_rows(k: int, dtype: torch.dtype = torch.float32) -> int:
     """Most rows of x the C GEMV takes for a codebook of ``k`` entries; more go to the fused
     LUT-GEMM (float32, where this CPU has it) or to dequantize + matmul. The GEMV reads the indices
-    once per 8 rows of x (6 with 4-bit), so against the fused GEMM it pays up to ~8 rows, for every
+    once per 8 rows of x, so against the fused GEMM it pays up to ~8 rows, for every
     k (benchmarks/results/crossover_1thread.json, 1 thread, ViT-B shapes: fused GEMM time / GEMV
-    time 0.94-1.42 at 8 rows, 0.67-1.07 at 12); against dequantize + sgemm up to 12..16."""
+    time 0.99-1.23 at 8 rows, 0.74-1.00 at 12); against dequantize + sgemm up to 12..16."""
     if not (_fused and dtype is torch.float32):
         return GEMV_MAX_ROWS
     return 8
