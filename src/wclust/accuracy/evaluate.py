@@ -11,6 +11,7 @@ kernel); ``kernel=True`` runs the clustered modules themselves.
 """
 from __future__ import annotations
 
+import atexit
 import copy
 import hashlib
 import os
@@ -37,7 +38,15 @@ def dist_context() -> tuple[int, int]:
     dist = torch.distributed
     if not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        # torn down before the interpreter exits: a process group left to C++'s static destructors
+        # can abort a rank at exit ("terminate called without an active exception", seen in CI)
+        atexit.register(_destroy_process_group)
     return dist.get_rank(), dist.get_world_size()
+
+
+def _destroy_process_group() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def map_batches(fn, n: int, batch_size: int, progress=None) -> np.ndarray:
