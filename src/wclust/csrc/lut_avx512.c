@@ -16,14 +16,6 @@ static int nib_pos(int w) { return (w & 1) ? 32 + w / 2 : w / 2; }
 /* tables of one group for the permute modes */
 typedef struct { __m512 t0, t1; __m512i p[4][4]; } tabs_t;
 
-T512 static inline __m512i bp_lookup(const __m512i *P, __m512i v, int nt) {
-    if (nt == 1) return _mm512_permutexvar_epi8(v, P[0]);
-    if (nt == 2) return _mm512_permutex2var_epi8(P[0], v, P[1]);
-    __m512i lo = _mm512_permutex2var_epi8(P[0], v, P[1]);
-    __m512i hi = _mm512_permutex2var_epi8(P[2], v, P[3]);
-    return _mm512_mask_blend_epi8(_mm512_movepi8_mask(v), lo, hi);
-}
-
 T512 static void load_tabs(const job_t *j, int64_t g, tabs_t *T, int nt) {
     const float *t = j->tab + g * 256;
     T->t0 = _mm512_loadu_ps(t);
@@ -38,9 +30,6 @@ T512 static void load_tabs(const job_t *j, int64_t g, tabs_t *T, int nt) {
 #define UNROLL(n) DO_PRAGMA(GCC unroll n) /* complete unrolling keeps the accumulators in registers */
 #ifndef PF_ROWS
 #define PF_ROWS 8
-#endif
-#ifndef PF_HINT
-#define PF_HINT _MM_HINT_T0
 #endif
 #ifndef GEMV_MB
 #define GEMV_MB 8 /* rows of x per pass over the indices (4..8) */
@@ -73,7 +62,7 @@ T512 static ALWAYS_INLINE void tile512(const job_t *j, const tabs_t *T, int64_t 
             const int NL = mode == MODE_A4 ? GEMV_LOADS_A4 : GEMV_LOADS_A8;
             const int per = (mode == MODE_A4 ? 8 : 4) / NL, step = 4 / NL, sh = mode == MODE_A4 ? 4 : 8;
             for (int rr = 0; rr < R; rr++)
-                _mm_prefetch((const char *)(j->idx + (r + rr + PF_ROWS) * rowbytes + off), PF_HINT);
+                _mm_prefetch((const char *)(j->idx + (r + rr + PF_ROWS) * rowbytes + off), _MM_HINT_T0);
             UNROLL(4) for (int l = 0; l < NL; l++) {
                 const int o = l * step;
                 const int whole = rem - o >= 64;  /* all 64 bytes of this load inside the row */
@@ -102,14 +91,8 @@ T512 static ALWAYS_INLINE void tile512(const job_t *j, const tabs_t *T, int64_t 
             _mm_prefetch((const char *)(p + PF_ROWS * rowbytes), _MM_HINT_T0);
             __m512i v = rem >= 64 ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8(lm, p);
             __m512 *a = acc[rr * MB];
-            __m512i p0 = bp_lookup(T->p[0], v, nt), p1 = bp_lookup(T->p[1], v, nt);
-            __m512i p2 = bp_lookup(T->p[2], v, nt), p3 = bp_lookup(T->p[3], v, nt);
-            __m512i lo01 = _mm512_unpacklo_epi8(p0, p1), lo23 = _mm512_unpacklo_epi8(p2, p3);
-            __m512i hi01 = _mm512_unpackhi_epi8(p0, p1), hi23 = _mm512_unpackhi_epi8(p2, p3);
-            __m512 f[4] = {_mm512_castsi512_ps(_mm512_unpacklo_epi16(lo01, lo23)),
-                           _mm512_castsi512_ps(_mm512_unpackhi_epi16(lo01, lo23)),
-                           _mm512_castsi512_ps(_mm512_unpacklo_epi16(hi01, hi23)),
-                           _mm512_castsi512_ps(_mm512_unpackhi_epi16(hi01, hi23))};
+            __m512 f[4];
+            wc_bp_floats(T->p, v, nt, f);
             for (int q = 0; q < 4; q++)
                 for (int m = 0; m < MB; m++)
                     a[2 * m + (q & 1)] = _mm512_fmadd_ps(f[q], _mm512_loadu_ps(xb + m * ldx + 16 * q), a[2 * m + (q & 1)]);
@@ -205,20 +188,15 @@ T512 void wc_lut_deq_avx512(const job_t *j, int64_t r0, int64_t r1) {
             }
             v = _mm512_permutexvar_epi8(Q, v);
             if (bf) {
-                __m512i p0 = bp_lookup(P[0], v, nt), p1 = bp_lookup(P[1], v, nt);
+                __m512i p0 = wc_bp_lookup(P[0], v, nt), p1 = wc_bp_lookup(P[1], v, nt);
                 uint16_t *w = (uint16_t *)j->w + r * j->in + c0;
                 _mm512_storeu_si512(w, _mm512_unpacklo_epi8(p0, p1));
                 _mm512_storeu_si512(w + 32, _mm512_unpackhi_epi8(p0, p1));
             } else {
-                __m512i p0 = bp_lookup(P[0], v, nt), p1 = bp_lookup(P[1], v, nt);
-                __m512i p2 = bp_lookup(P[2], v, nt), p3 = bp_lookup(P[3], v, nt);
-                __m512i a = _mm512_unpacklo_epi8(p0, p1), c = _mm512_unpacklo_epi8(p2, p3);
-                __m512i b = _mm512_unpackhi_epi8(p0, p1), d = _mm512_unpackhi_epi8(p2, p3);
+                __m512 f[4];
+                wc_bp_floats(P, v, nt, f);
                 float *w = (float *)j->w + r * j->in + c0;
-                _mm512_storeu_si512(w, _mm512_unpacklo_epi16(a, c));
-                _mm512_storeu_si512(w + 16, _mm512_unpackhi_epi16(a, c));
-                _mm512_storeu_si512(w + 32, _mm512_unpacklo_epi16(b, d));
-                _mm512_storeu_si512(w + 48, _mm512_unpackhi_epi16(b, d));
+                for (int q = 0; q < 4; q++) _mm512_storeu_ps(w + 16 * q, f[q]);
             }
         }
         const float *t = j->tab + g * 256;

@@ -148,14 +148,6 @@ T512 static void transpose_half(const job_t *j, int64_t r0, int64_t nr, int64_t 
     }
 }
 
-T512 static ALWAYS_INLINE __m512i bp_lookup(const __m512i *P, __m512i v, const int nt) {
-    if (nt == 1) return _mm512_permutexvar_epi8(v, P[0]);
-    if (nt == 2) return _mm512_permutex2var_epi8(P[0], v, P[1]);
-    __m512i lo = _mm512_permutex2var_epi8(P[0], v, P[1]);
-    __m512i hi = _mm512_permutex2var_epi8(P[2], v, P[3]);
-    return _mm512_mask_blend_epi8(_mm512_movepi8_mask(v), lo, hi);
-}
-
 /* store one panel row of a half: all 16 lanes (full: the half is in one codebook group) or those of mk.
  * Plain stores where possible: masked ones made the panel build much slower. */
 T512 static ALWAYS_INLINE void st_row(float *d, __mmask16 mk, __m512 v, const int full) {
@@ -171,15 +163,9 @@ T512 static ALWAYS_INLINE void lookup_bp(const job_t *j, int64_t g, __mmask16 mk
         for (int t = 0; t < nt; t++) PL[c][t] = _mm512_loadu_si512(j->planes + g * 1024 + c * 256 + 64 * t);
     for (int64_t k4 = 0; k4 < kc; k4 += 4) {
         __m512i v = _mm512_load_si512(T + 16 * k4);
-        __m512i p0 = bp_lookup(PL[0], v, nt), p1 = bp_lookup(PL[1], v, nt);
-        __m512i p2 = bp_lookup(PL[2], v, nt), p3 = bp_lookup(PL[3], v, nt);
-        __m512i lo01 = _mm512_unpacklo_epi8(p0, p1), lo23 = _mm512_unpacklo_epi8(p2, p3);
-        __m512i hi01 = _mm512_unpackhi_epi8(p0, p1), hi23 = _mm512_unpackhi_epi8(p2, p3);
-        float *d = P + 32 * k4;
-        st_row(d, mk, _mm512_castsi512_ps(_mm512_unpacklo_epi16(lo01, lo23)), full);
-        st_row(d + 32, mk, _mm512_castsi512_ps(_mm512_unpackhi_epi16(lo01, lo23)), full);
-        st_row(d + 64, mk, _mm512_castsi512_ps(_mm512_unpacklo_epi16(hi01, hi23)), full);
-        st_row(d + 96, mk, _mm512_castsi512_ps(_mm512_unpackhi_epi16(hi01, hi23)), full);
+        __m512 f[4];
+        wc_bp_floats(PL, v, nt, f);
+        for (int q = 0; q < 4; q++) st_row(P + 32 * (k4 + q), mk, f[q], full);
     }
 }
 
@@ -187,27 +173,18 @@ T512 static ALWAYS_INLINE void lookup_bp(const job_t *j, int64_t g, __mmask16 mk
 T512 static ALWAYS_INLINE void lookup_reg(const __m512 *V, const float *tab, float *d, int64_t kn, __mmask16 mk,
                                          const int four, const int two_tabs, const int full) {
     const __m512 t0 = _mm512_loadu_ps(tab), t1 = _mm512_loadu_ps(tab + 16);
-    if (four) {
-        UNROLL(16)
-        for (int q = 0; q < 16; q++) {
-            if (8 * q >= kn) break;
-            const __m512i v = _mm512_castps_si512(V[q]);
-            UNROLL(8)
-            for (int e = 0; e < 8; e++)
-                if (8 * q + e < kn) st_row(d + 32 * (8 * q + e), mk, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4 * e), t0), full);
-        }
-    } else {
-        UNROLL(16)
-        for (int q = 0; q < 16; q++) {
-            if (4 * q >= kn) break;
-            const __m512i v = _mm512_castps_si512(V[q]);
-            UNROLL(4)
-            for (int e = 0; e < 4; e++)
-                if (4 * q + e < kn) {
-                    const __m512i ve = _mm512_srli_epi32(v, 8 * e);
-                    st_row(d + 32 * (4 * q + e), mk, two_tabs ? _mm512_permutex2var_ps(t0, ve, t1) : _mm512_permutexvar_ps(ve, t0), full);
-                }
-        }
+    const int per = four ? 8 : 4, sh = four ? 4 : 8;  /* indices per dword, bits per index */
+    UNROLL(16)
+    for (int q = 0; q < 16; q++) {
+        if (per * q >= kn) break;
+        const __m512i v = _mm512_castps_si512(V[q]);
+        UNROLL(8)
+        for (int e = 0; e < per; e++)
+            if (per * q + e < kn) {
+                const __m512i ve = _mm512_srli_epi32(v, sh * e);
+                st_row(d + 32 * (per * q + e), mk,
+                       two_tabs ? _mm512_permutex2var_ps(t0, ve, t1) : _mm512_permutexvar_ps(ve, t0), full);
+            }
     }
 }
 

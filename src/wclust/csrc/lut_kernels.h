@@ -40,6 +40,31 @@ static inline uint16_t f32_to_bf16_bits(float f) { /* values are already bf16-re
 enum { MODE_A8_16 = 1, MODE_A8_32, MODE_A4, MODE_BP1, MODE_BP2, MODE_BP4 };
 
 #ifdef WC_X86
+#define WC_INLINE inline __attribute__((always_inline))
+/* Byte-plane lookup (K <= 256): byte c of codebook float v[i] for every index byte of v, from the
+ * nt (1, 2 or 4) 64-byte vectors P of plane c (vpermb / vpermt2b, blend on the index's top bit). */
+T512 static WC_INLINE __m512i wc_bp_lookup(const __m512i *P, __m512i v, const int nt) {
+    if (nt == 1) return _mm512_permutexvar_epi8(v, P[0]);
+    if (nt == 2) return _mm512_permutex2var_epi8(P[0], v, P[1]);
+    __m512i lo = _mm512_permutex2var_epi8(P[0], v, P[1]);
+    __m512i hi = _mm512_permutex2var_epi8(P[2], v, P[3]);
+    return _mm512_mask_blend_epi8(_mm512_movepi8_mask(v), lo, hi);
+}
+
+/* The 64 floats of 64 index bytes from the four byte planes P[c] (nt vectors each): 4 lookups and
+ * byte / word unpacks. f[q] lane L holds the weight of index byte s = 16 L / 4-lane interleave of
+ * the unpacks: callers order x (GEMV) or the indices (dequantize, fused GEMM) to match. */
+T512 static WC_INLINE void wc_bp_floats(const __m512i P[4][4], __m512i v, const int nt, __m512 f[4]) {
+    __m512i p0 = wc_bp_lookup(P[0], v, nt), p1 = wc_bp_lookup(P[1], v, nt);
+    __m512i p2 = wc_bp_lookup(P[2], v, nt), p3 = wc_bp_lookup(P[3], v, nt);
+    __m512i lo01 = _mm512_unpacklo_epi8(p0, p1), lo23 = _mm512_unpacklo_epi8(p2, p3);
+    __m512i hi01 = _mm512_unpackhi_epi8(p0, p1), hi23 = _mm512_unpackhi_epi8(p2, p3);
+    f[0] = _mm512_castsi512_ps(_mm512_unpacklo_epi16(lo01, lo23));
+    f[1] = _mm512_castsi512_ps(_mm512_unpackhi_epi16(lo01, lo23));
+    f[2] = _mm512_castsi512_ps(_mm512_unpacklo_epi16(hi01, hi23));
+    f[3] = _mm512_castsi512_ps(_mm512_unpackhi_epi16(hi01, hi23));
+}
+
 /* lut_avx512.c */
 WC_HIDDEN void wc_lut_gemv_avx512(const job_t *j, int64_t r0, int64_t r1);
 WC_HIDDEN void wc_lut_deq_avx512(const job_t *j, int64_t r0, int64_t r1);
