@@ -52,8 +52,9 @@ T512 static WC_INLINE __m512i wc_bp_lookup(const __m512i *P, __m512i v, const in
 }
 
 /* The 64 floats of 64 index bytes from the four byte planes P[c] (nt vectors each): 4 lookups and
- * byte / word unpacks. f[q] lane L holds the weight of index byte s = 16 L / 4-lane interleave of
- * the unpacks: callers order x (GEMV) or the indices (dequantize, fused GEMM) to match. */
+ * byte / word unpacks. Lane 4 l + e of f[q] holds the float of index byte 16 l + 4 q + e (the
+ * unpacks work within 128-bit lanes): callers order x (GEMV) or the indices (dequantize, fused
+ * GEMM) to match. */
 T512 static WC_INLINE void wc_bp_floats(const __m512i P[4][4], __m512i v, const int nt, __m512 f[4]) {
     __m512i p0 = wc_bp_lookup(P[0], v, nt), p1 = wc_bp_lookup(P[1], v, nt);
     __m512i p2 = wc_bp_lookup(P[2], v, nt), p3 = wc_bp_lookup(P[3], v, nt);
