@@ -1,3 +1,4 @@
+import copy
 import json
 import os
 
@@ -105,6 +106,54 @@ def test_cli_eval_float_clustered_and_wclust_file(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["top1"] == pytest.approx(row["top1"], abs=3)
     assert main(["eval", str(tmp_path / "t.wclust"), *common]) == 2        # no reference known
     assert "--reference" in capsys.readouterr().err
+
+
+def test_bf16_compute_runs_in_bf16_and_scores_near_fp32(digits_eval):
+    from wclust.accuracy.evaluate import with_compute
+
+    model, ev = digits_eval
+    c = cluster_copy(model, wclust.ClusterConfig(64))
+    fp32 = ev.score(c, kernel=True)
+    lin = next(m for m in c.modules() if isinstance(m, wclust.ClusteredLinear))
+    for compute, want_in in (("bf16", torch.float32), ("bf16-model", torch.bfloat16)):
+        m = with_compute(copy.deepcopy(c), compute)
+        seen = []
+        layer = next(x for x in m.modules() if isinstance(x, wclust.ClusteredLinear))
+        h = layer.register_forward_hook(lambda mod, a, out: seen.append((a[0].dtype, out.dtype)))
+        try:
+            feats = ev.features(m)
+        finally:
+            h.remove()
+        assert seen and all(s == (want_in, want_in) for s in seen), (compute, seen[:1])
+        assert (layer.compute_dtype == torch.bfloat16) == (compute == "bf16")
+        assert layer.codebook.dtype == (torch.bfloat16 if compute == "bf16-model" else torch.float32)
+        cos = torch.nn.functional.cosine_similarity(torch.from_numpy(feats), torch.from_numpy(ev.features(c)))
+        assert cos.min() > 0.98 and not np.array_equal(feats, ev.features(c))     # rounded, not another model
+        r = ev.score(m)
+        assert abs(r["top1"] - fp32["top1"]) <= 5
+    assert lin.compute_dtype is None                 # with_compute changed the copies only
+
+
+def test_evaluate_compute_option_errors(digits_eval):
+    from wclust.errors import WclustError
+
+    model, _ = digits_eval
+    with pytest.raises(WclustError, match="compute must be one of"):
+        evaluate(model, "digits", compute="fp16")
+    with pytest.raises(WclustError, match="bf16-model"):
+        evaluate(model, "digits", compute="bf16")
+
+
+def test_cli_eval_compute_bf16_model_of_a_float_model(tmp_path, capsys):
+    src = "hf:" + save_tiny(tmp_path / "tiny")
+    common = ["--task", "digits", "--image-size", "16", "--n-train", "300", "--n-test", "200", "--json"]
+    assert main(["eval", src, "--compute", "bf16-model", *common]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["compute"] == "bf16-model" and row["n"] == 200
+    # a random-init tiny model loses a few points to bf16 rounding; a broken path falls to chance (10%)
+    assert abs(row["drop_top1"]) <= 10 and row["fp32"]["top1"] > 50
+    assert main(["eval", src, "-k", "64", "--compute", "bf16", *common]) == 0
+    assert json.loads(capsys.readouterr().out)["compute"] == "bf16"
 
 
 def test_fidelity_task(digits_eval):

@@ -27,6 +27,7 @@ from ..clustering.modules import ClusteredEmbedding, ClusteredLinear, ClusteredM
 from .tasks import Task, get_task, interval95, paired_interval95
 
 QUICK = {"n_train": 1000, "n_test": 500}
+COMPUTE = ("fp32", "bf16", "bf16-model")
 
 
 # -- torch.distributed ---------------------------------------------------------------------------------
@@ -273,17 +274,26 @@ def reference_for(model: nn.Module, reference: nn.Module | str | None = None) ->
 def evaluate(source, task: str | Task, *, config=None, reference=None, quick: bool = False,
              n_train: int | None = None, n_test: int | None = None, image_size: int | None = None,
              tokenizer: str | None = None, batch_size: int = 64, kernel: bool = False,
-             sample_weights: dict | None = None, fisher_examples: int = 64, progress: bool = True) -> dict:
+             sample_weights: dict | None = None, fisher_examples: int = 64, progress: bool = True,
+             compute: str = "fp32") -> dict:
     """Score ``source`` (a source string, a .wclust path or an nn.Module) on ``task``.
 
-    With ``config`` (a ClusterConfig) the float model is clustered first. Returns a plain dict:
-    top1, top5 (>= 5 classes), their 95% half-widths, n, bytes, seconds, plus the fp32 row.
+    With ``config`` (a ClusterConfig) the float model is clustered first. ``compute`` (one of
+    COMPUTE): ``bf16`` runs the clustered modules with bf16 compute (activations between them stay
+    float32), ``bf16-model`` casts the whole model to bf16 (a float model too: bf16's own effect);
+    both run the kernels themselves. Returns a plain dict: top1, top5 (>= 5 classes), their 95%
+    half-widths, n, bytes, seconds, compute, plus the fp32 row.
     """
     from ..sources.models import load_source
 
+    if compute not in COMPUTE:
+        raise WclustError(f"compute must be one of {', '.join(COMPUTE)}, got {compute!r}")
     start = time.perf_counter()
     model = load_source(source) if isinstance(source, str) else source
     clustered = any(isinstance(m, _Clustered) for m in model.modules())
+    if compute == "bf16" and not clustered and config is None:
+        raise WclustError("compute bf16 sets the clustered layers' compute dtype; this model has none "
+                          "(cluster it with -k, or use bf16-model for the whole float model in bf16)")
     ref = reference_for(model, reference) if clustered else model
     if not isinstance(task, Task):
         sizes = dict(QUICK) if quick else {"n_train": 5000, "n_test": 2000}
@@ -296,12 +306,26 @@ def evaluate(source, task: str | Task, *, config=None, reference=None, quick: bo
         if clustered:
             raise WclustError("this model is already clustered; pass its float source to cluster it again")
         model = cluster_copy(ref, config, ev, sample_weights, fisher_examples, progress)
+    if compute != "fp32":
+        model = with_compute(copy.deepcopy(model) if model is ref else model, compute)
+        kernel = True
     if model is not ref:
         row = ev.score(model, kernel=kernel)
         if getattr(model, "wclust_info", None):
             row["sqnr_db"] = (model.wclust_info.get("stats") or {}).get("sqnr_db")
-    row.update(task=task.name, fp32=ev.fp32, seconds=time.perf_counter() - start)
+    row.update(task=task.name, compute=compute, fp32=ev.fp32, seconds=time.perf_counter() - start)
     return row
+
+
+def with_compute(model: nn.Module, compute: str) -> nn.Module:
+    """``model`` (changed in place) set to compute in ``compute`` (one of COMPUTE)."""
+    from ..clustering.modules import set_compute_dtype
+
+    if compute == "bf16":
+        return set_compute_dtype(model, torch.bfloat16)
+    if compute == "bf16-model":
+        return model.to(torch.bfloat16)
+    return model
 
 
 def _hf_dir(source) -> str | None:

@@ -37,6 +37,11 @@ def model_kind(model: nn.Module) -> str:
     raise WclustError(f"cannot tell how to run {type(model).__name__} on a task (not an HF or timm model)")
 
 
+def model_dtype(model: nn.Module) -> torch.dtype | None:
+    """The dtype of the model's first floating-point parameter (None when it has none)."""
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+
+
 def tokenizer_dir(model: nn.Module, hint: str | None = None) -> str:
     """Where the tokenizer of a text model lives: ``hint``, the zoo model's directory, or the source's path."""
     if hint:
@@ -108,7 +113,11 @@ class Encoder:
 
     # -- outputs ------------------------------------------------------------------------------------
     def forward(self, model: nn.Module, batch: dict) -> torch.Tensor:
-        """Features (N, D) or logits (N, C) for one prepared batch."""
+        """Features (N, D) or logits (N, C) for one prepared batch (float inputs cast to the
+        model's dtype: a model cast to bf16 computes in bf16 throughout)."""
+        dt = model_dtype(model)
+        if dt is not None and dt != torch.float32:
+            batch = {k: v.to(dt) if v.is_floating_point() else v for k, v in batch.items()}
         if self.kind == "classifier" and getattr(model, "config", None) is None:
             return model(batch["pixel_values"])
         out = model(**batch)

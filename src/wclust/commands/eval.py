@@ -24,6 +24,9 @@ def register(sub) -> None:
     add_task_options(p)
     p.add_argument("--reference", default=None, help="fp32 source of a .wclust file (default: from its header)")
     p.add_argument("--kernel", action="store_true", help="run the clustered modules themselves (slower on CPU)")
+    p.add_argument("--compute", choices=["fp32", "bf16", "bf16-model"], default="fp32",
+                   help="bf16: clustered layers compute in bf16 (activations float32); bf16-model: the whole "
+                        "model cast to bf16 (also a float model). Both run the kernels (default fp32)")
     p.set_defaults(func=run)
 
 
@@ -41,7 +44,7 @@ def run(args) -> int:
         raise WclustError("--weighting / --error-feedback need -k (they are clustering options)")
     row = evaluate(args.source, args.task, config=config, reference=args.reference, quick=args.quick,
                    n_train=args.n_train, n_test=args.n_test, image_size=args.image_size, tokenizer=args.tokenizer,
-                   batch_size=args.batch_size, kernel=args.kernel, progress=not args.json)
+                   batch_size=args.batch_size, kernel=args.kernel, progress=not args.json, compute=args.compute)
     row["source"] = args.source
     if config is not None:
         row.update(n_clusters=config.n_clusters, scope=config.scope)
