@@ -30,6 +30,13 @@ static inline float sortable2f(uint32_t s) {
     return f;
 }
 
+/* Not inf or NaN (exponent bits not all set), decided on the bits. */
+static inline int finite_f32(float v) {
+    uint32_t u;
+    memcpy(&u, &v, 4);
+    return (u & 0x7f800000u) != 0x7f800000u;
+}
+
 int wc_key_shift(void) { return WC_KEY_SHIFT; }
 int64_t wc_nkeys(void) { return (int64_t)WC_NKEYS; }
 
@@ -40,9 +47,7 @@ int64_t wc_hist_accumulate(const float *x, const float *w, int64_t n, double *c0
     int64_t bad = 0;
     for (int64_t i = 0; i < n; i++) {
         float v = x[i];
-        uint32_t u;
-        memcpy(&u, &v, 4);
-        if ((u & 0x7f800000u) == 0x7f800000u) {
+        if (!finite_f32(v)) {
             bad++;
             continue;
         }
@@ -204,9 +209,7 @@ int64_t wc_assign(const float *x, const float *w, int64_t n, const uint8_t *lut,
     int64_t bad = 0;
     for (int64_t i = 0; i < n; i++) {
         float v = x[i];
-        uint32_t u;
-        memcpy(&u, &v, 4);
-        if ((u & 0x7f800000u) == 0x7f800000u) {
+        if (!finite_f32(v)) {
             bad++;
             out[i] = 0;
             continue;
