@@ -9,7 +9,12 @@ the weights are not all cache-hot:
   dense_fp32        F.linear(x, W, b)
   <cfg>_dequant     the current many-rows path: cpu.dequantize into one reused buffer + F.linear
   <cfg>_fused       kernels/cpu.lut_gemm (csrc/lut_gemm.c)
-for cfg in k16_4bit (4-bit indices), k16, k64, k256 (8-bit indices). Ratios are dense_ms / ms
+for cfg in k16_4bit (4-bit indices), k16, k64, k256 (8-bit indices). With ``--bf16``, bf16 compute
+instead (x, codebook and bias in bf16, oneDNN's bf16 matmul):
+  dense_bf16        F.linear on a bf16 weight (oneDNN repacks it on every call)
+  <cfg>_bf16_plain  cpu.dequantize to bf16 into one reused buffer + F.linear
+  <cfg>_bf16_packed kernels/onednn.linear: dequantized into oneDNN's packed layout, no repacking
+Ratios are dense_ms / ms
 (> 1 = faster than dense fp32), from medians (``vs_dense``) and minima (``vs_dense_min``).
 At 1 thread the clock is the calling thread's CPU time (``--clock wall`` for wall time).
 """
@@ -60,6 +65,37 @@ def candidates(inn, out, m, copies, configs=CONFIGS):
     return c
 
 
+def candidates_bf16(inn, out, m, copies, configs=CONFIGS):
+    from wclust.kernels import onednn
+
+    g = torch.Generator().manual_seed(inn * out + m)
+    bf = torch.bfloat16
+    x = torch.randn(m, inn, generator=g)
+    xb = x.to(bf)
+    ws = [(torch.randn(out, inn, generator=g) * 0.02, torch.randn(out, generator=g) * 0.02) for _ in range(copies)]
+    c = {"dense_fp32": [lambda w=w, b=b: F.linear(x, w, b) for w, b in ws],
+         "dense_bf16": [lambda w=w.to(bf), b=b.to(bf): F.linear(xb, w, b) for w, b in ws]}
+    buf = torch.empty(out * inn, dtype=bf)
+    for name, k, bits in configs:
+        plain, packed = [], []
+        for _ in range(copies):
+            b = (torch.randn(out, generator=g) * 0.02).to(bf)
+            idx = torch.randint(0, k, (out, inn), dtype=torch.uint8, generator=g)
+            if bits == 4:
+                idx = torch.from_numpy(pack_rows_4bit(idx.numpy()))
+            cb = torch.sort(torch.randn(1, k, generator=g) * 0.02).values.to(bf)
+            plain.append(lambda idx=idx, cb=cb, b=b, bits=bits:
+                         F.linear(xb, cpu.dequantize(idx, cb, inn, out, bits, bf, out=buf), b))
+            packed.append(lambda idx=idx, cb=cb, b=b, bits=bits:
+                          onednn.linear(cpu.native(), xb, idx, cb, b, inn, out, bits))
+        want, got = plain[0](), packed[0]()
+        assert got is not None, "no packed bf16 layout here"
+        assert (got.float() - want.float()).abs().max().item() <= 1e-2 * (want.float().abs().max().item() + 1e-3)
+        c[f"{name}_bf16_plain"] = plain
+        c[f"{name}_bf16_packed"] = packed
+    return c
+
+
 def _row(threads, m, shape, ms, mn):
     def ratios(t):
         return {n: round(t["dense_fp32"] / v, 3) for n, v in t.items() if n != "dense_fp32"}
@@ -78,11 +114,13 @@ def main(argv=None) -> int:
     p.add_argument("--shapes", type=int, nargs="+", default=list(range(len(SHAPES))),
                    help="indices into " + str(SHAPES))
     p.add_argument("--clock", choices=["wall", "thread"], default="thread")
+    p.add_argument("--bf16", action="store_true", help="bf16 compute: plain vs packed dequantize (see above)")
     args = p.parse_args(argv)
     if cpu.native() is None or cpu.isa() != "avx512-vbmi":
         print(json.dumps({"error": f"no fused kernel here (isa {cpu.isa()})"}))
         return 1
-    results = {"kernel_isa": cpu.isa(), "torch": torch.__version__, "copies": args.copies, "repeats": args.repeats,
+    results = {"kernel_isa": cpu.isa(), "torch": torch.__version__, "compute": "bf16" if args.bf16 else "fp32",
+               "copies": args.copies, "repeats": args.repeats,
                "clock_at_1_thread": args.clock, "loadavg_start": os.getloadavg(), "runs": []}
     old = torch.get_num_threads()
     with torch.inference_mode():
@@ -92,7 +130,8 @@ def main(argv=None) -> int:
             for m in args.m:
                 for si in args.shapes:
                     inn, out = SHAPES[si]
-                    ms, mn = _kb.time_interleaved(candidates(inn, out, m, args.copies), args.repeats)
+                    make = candidates_bf16 if args.bf16 else candidates
+                    ms, mn = _kb.time_interleaved(make(inn, out, m, args.copies), args.repeats)
                     results["runs"].append(_row(threads, m, f"{inn}x{out}", ms, mn))
                     print(json.dumps({k: results["runs"][-1][k] for k in ("threads", "M", "shape", "vs_dense_min")}),
                           file=sys.stderr)

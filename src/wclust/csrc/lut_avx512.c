@@ -207,6 +207,67 @@ T512 void wc_lut_deq_avx512(const job_t *j, int64_t r0, int64_t r1) {
         }
     }
 }
+/* Packed bf16 dequantize (layout: packed_at in lut_kernels.h), units of 16 rows of one block.
+ * One gather takes 4 index bytes from each of the 16 rows (2 feature pairs at 8 bits, 4 at 4 bits);
+ * a byte permute puts them in the order whose byte-plane lookup and unpacks give two finished
+ * 64-byte pieces of the packed weight: 16 rows x 2 features of one pair each. */
+T512 void wc_lut_deq_packed_avx512(const job_t *j, int64_t u0, int64_t u1) {
+    const int K = j->K, nt = K <= 64 ? 1 : K <= 128 ? 2 : 4, four = j->index_bits == 4;
+    const int64_t nb = j->pnb, in = j->in, full = four ? in & ~(int64_t)7 : in & ~(int64_t)3;
+    uint8_t sel8[64], sel4[2][64];
+    int32_t off[16];
+    for (int P = 0; P < 64; P++) {
+        /* unpacklo / unpackhi of the planes: word w of piece A / B comes from byte
+         * (w / 8) * 16 + w % 8 (+ 8 for B) of the index vector; word w = (row w / 2, feature w % 2) */
+        int half = (P % 16) / 8, w = (P / 16) * 8 + P % 8, n = w / 2, t = w % 2;
+        sel8[P] = (uint8_t)(4 * n + 2 * half + t);       /* byte 2 * pair + feature of row n's dword */
+        for (int s = 0; s < 2; s++)                      /* byte = pair; low nibble feature 0 */
+            sel4[s][P] = (uint8_t)((t ? 64 : 0) + 4 * n + 2 * s + half);
+    }
+    for (int n = 0; n < 16; n++) off[n] = (int32_t)(n * j->rowbytes);
+    const __m512i S8 = _mm512_loadu_si512(sel8), S40 = _mm512_loadu_si512(sel4[0]), S41 = _mm512_loadu_si512(sel4[1]);
+    const __m512i OFF = _mm512_loadu_si512(off), lo4 = _mm512_set1_epi8(15);
+    const int64_t piece = nb * 2; /* uint16 elements from one feature pair to the next */
+    for (int64_t u = u0; u < u1; u++) {
+        const int64_t r0 = u * 16;
+        if (r0 + 16 > j->out || r0 / j->group_size != (r0 + 15) / j->group_size) {
+            deq_packed_scalar(j, r0, r0 + 16 < j->out ? r0 + 16 : j->out, 0);
+            continue;
+        }
+        const int64_t g = r0 / j->group_size;
+        __m512i P0[4], P1[4];
+        for (int k = 0; k < nt; k++) {
+            P0[k] = _mm512_loadu_si512(j->planes + g * 1024 + 2 * 256 + 64 * k);
+            P1[k] = _mm512_loadu_si512(j->planes + g * 1024 + 3 * 256 + 64 * k);
+        }
+        uint16_t *dst = (uint16_t *)j->w + ((r0 / nb) * j->pkp2 * nb + r0 % nb) * 2;
+        const uint8_t *base = j->idx + r0 * j->rowbytes;
+        if (four) {
+            for (int64_t c0 = 0; c0 < full; c0 += 8) {
+                __m512i G = _mm512_i32gather_epi32(OFF, (const void *)(base + c0 / 2), 1);
+                __m512i lo = _mm512_and_si512(G, lo4), hi = _mm512_and_si512(_mm512_srli_epi16(G, 4), lo4);
+                for (int s = 0; s < 2; s++) {
+                    __m512i v = _mm512_permutex2var_epi8(lo, s ? S41 : S40, hi);
+                    __m512i p0 = wc_bp_lookup(P0, v, nt), p1 = wc_bp_lookup(P1, v, nt);
+                    uint16_t *d = dst + (c0 / 2 + 2 * s) * piece;
+                    _mm512_storeu_si512(d, _mm512_unpacklo_epi8(p0, p1));
+                    _mm512_storeu_si512(d + piece, _mm512_unpackhi_epi8(p0, p1));
+                }
+            }
+        } else {
+            for (int64_t c0 = 0; c0 < full; c0 += 4) {
+                __m512i G = _mm512_i32gather_epi32(OFF, (const void *)(base + c0), 1);
+                __m512i v = _mm512_permutexvar_epi8(S8, G);
+                __m512i p0 = wc_bp_lookup(P0, v, nt), p1 = wc_bp_lookup(P1, v, nt);
+                uint16_t *d = dst + (c0 / 2) * piece;
+                _mm512_storeu_si512(d, _mm512_unpacklo_epi8(p0, p1));
+                _mm512_storeu_si512(d + piece, _mm512_unpackhi_epi8(p0, p1));
+            }
+        }
+        if (full < in) deq_packed_scalar(j, r0, r0 + 16, full);
+    }
+}
+
 int wc_lut_xperm(int mode, int p) {
     return mode == MODE_A4 ? perm_a4(p) : mode <= MODE_A8_32 ? perm_a8(p) : perm_bp(p);
 }

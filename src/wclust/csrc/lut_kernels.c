@@ -188,6 +188,11 @@ static void deq_c(const job_t *j, int64_t r0, int64_t r1) {
     }
 }
 
+static void deq_packed_c(const job_t *j, int64_t u0, int64_t u1) {
+    int64_t r1 = u1 * 16 < j->out ? u1 * 16 : j->out;
+    deq_packed_scalar(j, u0 * 16, r1, 0);
+}
+
 #ifdef WC_X86
 /* ---- AVX2: gathers ------------------------------------------------------------------------- */
 T256 static inline __m256i idx8_avx2(const job_t *j, const uint8_t *row, int64_t c) {
@@ -433,6 +438,28 @@ int wc_lut_dequant(const uint8_t *idx, int64_t out, int64_t in, int index_bits, 
     else if (level == ISA_AVX2) fn = deq_avx2;
 #endif
     parallel_rows(&j, fn, out, nthreads);
+    wc_lut_plan_free(p);
+    return 0;
+}
+
+/* w = codebook[indices] as bfloat16 bits in oneDNN's packed matmul layout (packed_at in
+ * lut_kernels.h): blocks of nb rows (a multiple of 16), kpad features per row (even, >= in);
+ * padding is not written. The codebook values must be bf16-representable. 0, or -1 on bad
+ * arguments / out of memory. */
+int wc_lut_dequant_packed(const uint8_t *idx, int64_t out, int64_t in, int index_bits, const float *cb,
+                          int64_t n_groups, int64_t K, int64_t group_size, uint16_t *w, int64_t nb, int64_t kpad,
+                          int nthreads) {
+    if (nb < 16 || nb % 16 || kpad < in || kpad % 2) return -1;
+    wc_plan_t *p = wc_lut_plan_new(cb, n_groups, K, in, out, index_bits, group_size);
+    if (!p) return -1;
+    job_t j;
+    init_linear_job(&j, p, 0, idx, NULL, NULL);
+    j.w = w; j.out_bf16 = 1; j.pnb = nb; j.pkp2 = kpad / 2;
+    range_fn fn = deq_packed_c;
+#ifdef WC_X86
+    if (isa() == ISA_AVX512) fn = wc_lut_deq_packed_avx512;
+#endif
+    parallel_rows(&j, fn, (out + 15) / 16, nthreads);
     wc_lut_plan_free(p);
     return 0;
 }

@@ -22,7 +22,8 @@ typedef struct {
     const uint8_t *planes;  /* (n_groups, 4, 256) byte planes of tab */
     const float *bias;
     float *y;               /* (M, out) */
-    void *w;                /* dequantize: (out, in) */
+    void *w;                /* dequantize: (out, in), or packed (below) */
+    int64_t pnb, pkp2;      /* packed bf16 dequantize: rows per block, feature pairs per block row */
 } job_t;
 
 typedef void (*range_fn)(const job_t *, int64_t, int64_t);
@@ -35,6 +36,23 @@ static inline int idx_at(const job_t *j, int64_t r, int64_t c) {
 
 static inline uint16_t f32_to_bf16_bits(float f) { /* values are already bf16-representable */
     uint32_t u; memcpy(&u, &f, 4); return (uint16_t)(u >> 16);
+}
+
+/* The packed bf16 layout of oneDNN's bf16 matmul weight (what torch.ops.mkldnn._reorder_linear_weight
+ * makes; the caller checks that it is this one): blocks of pnb output rows; in a block, pairs of
+ * features outermost, then the pnb rows, then the 2 features of the pair. Element (r, c) sits at
+ * ((r / pnb) * pkp2 + c / 2) * pnb * 2 + (r % pnb) * 2 + c % 2; padding is never written. */
+static inline int64_t packed_at(const job_t *j, int64_t r, int64_t c) {
+    return ((r / j->pnb) * j->pkp2 + c / 2) * j->pnb * 2 + (r % j->pnb) * 2 + (c & 1);
+}
+
+/* Rows [r0, r1) x features [c0, in) of the packed bf16 weight, one element at a time. */
+static inline void deq_packed_scalar(const job_t *j, int64_t r0, int64_t r1, int64_t c0) {
+    uint16_t *w = (uint16_t *)j->w;
+    for (int64_t r = r0; r < r1; r++) {
+        const float *t = j->tab + (r / j->group_size) * 256;
+        for (int64_t c = c0; c < j->in; c++) w[packed_at(j, r, c)] = f32_to_bf16_bits(t[idx_at(j, r, c)]);
+    }
 }
 
 enum { MODE_A8_16 = 1, MODE_A8_32, MODE_A4, MODE_BP1, MODE_BP2, MODE_BP4 };
@@ -69,6 +87,7 @@ T512 static WC_INLINE void wc_bp_floats(const __m512i P[4][4], __m512i v, const 
 /* lut_avx512.c */
 WC_HIDDEN void wc_lut_gemv_avx512(const job_t *j, int64_t r0, int64_t r1);
 WC_HIDDEN void wc_lut_deq_avx512(const job_t *j, int64_t r0, int64_t r1);
+WC_HIDDEN void wc_lut_deq_packed_avx512(const job_t *j, int64_t u0, int64_t u1);
 /* position p in a lookup block -> weight within the block, for a GEMV mode (x is permuted to match) */
 WC_HIDDEN int wc_lut_xperm(int mode, int p);
 #endif

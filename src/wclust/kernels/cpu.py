@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from .. import _native
 from . import reference
+from . import onednn
 from .ops import register_kernel
 
 GEMV_MAX_ROWS = 12  # measured crossover vs dequantize + sgemm: 12..16 rows (ViT-B shapes, 1 thread)
@@ -52,6 +53,8 @@ _SIGNATURES = {
     "wc_lut_gemv_f32": (_int, [_vp, _i64, _i64, _vp, _i64, _int, _vp, _i64, _i64, _i64, _vp, _vp, _int]),
     "wc_lut_gemm_f32": (_int, [_vp, _i64, _i64, _vp, _i64, _int, _vp, _i64, _i64, _i64, _vp, _vp, _int]),
     "wc_lut_dequant": (_int, [_vp, _i64, _i64, _int, _vp, _i64, _i64, _i64, _vp, _int, _int]),
+    # dequantize to bf16 in oneDNN's packed layout (kernels/onednn.py): ..., w, rows per block, padded in, threads
+    "wc_lut_dequant_packed": (_int, [_vp, _i64, _i64, _int, _vp, _i64, _i64, _i64, _vp, _i64, _i64, _int]),
     "wc_lut_use_openmp": (_int, [ctypes.c_char_p]),
     # plans: a codebook's lookup tables built once (csrc/lut_kernels.c), then per call only
     # (plan, codebook, x, M, indices, bias, y, threads); 2 = the codebook changed since
@@ -149,8 +152,9 @@ def _scratch(numel: int, dtype: torch.dtype) -> torch.Tensor:
 
 
 def release_scratch() -> None:
-    """Free this thread's dequantization buffers."""
+    """Free this thread's dequantization buffers (plain and packed)."""
     _local.bufs = {}
+    onednn.release_scratch()
 
 
 _FLOATS = (torch.float32, torch.bfloat16)
@@ -338,7 +342,9 @@ def lut_linear_cpu(x, indices, codebook, bias, in_features, group_size, index_bi
             y = y.to(dt)
     else:
         y = _gemm(x2, indices, cb, b, in_features, group_size, index_bits) if dt == torch.float32 else None
-        if y is None:  # bf16 compute, or no AVX-512 VBMI: dequantize the layer, then torch's matmul
+        if y is None and dt is torch.bfloat16:  # bf16: dequantized into oneDNN's packed layout
+            y = onednn.linear(native(), x2, indices, cb, b, in_features, group_size, index_bits)
+        if y is None:  # or no AVX-512 VBMI: dequantize the layer, then torch's matmul
             w = dequantize(indices, cb, in_features, group_size, index_bits, dt, out=_scratch(out * in_features, dt))
             y = F.linear(x2, w, b)
     return y if x.dim() == 2 else y.reshape(*x.shape[:-1], out)
