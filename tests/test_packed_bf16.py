@@ -12,10 +12,13 @@ from .test_kernels_cpu import LEVELS, check, make_layer, ref64
 pytestmark = pytest.mark.skipif(cpu.native() is None, reason="C library not built")
 
 # (out, in, rows of x, codebook length, index bits, codebook groups): ViT-B shapes, padding of
-# both dimensions, group codebooks, the one-row layout (blocks of 64 rows)
+# both dimensions, group codebooks, the one-row layout (blocks of 64 rows); then the AVX-512
+# kernel's paths: 16-row units alone (a unit left over, groups of 16 rows, the one-row layout's
+# odd unit pairs) and in pairs, each with transposed 64-byte runs, gathers and a scalar tail
 SHAPES = [(2304, 768, 197, 64, 8, 1), (768, 768, 197, 16, 4, 1), (100, 50, 197, 256, 8, 1), (100, 50, 197, 16, 4, 1),
           (96, 66, 8, 64, 8, 3), (130, 40, 1, 9, 4, 5), (48, 20, 197, 256, 8, 2), (17, 9, 13, 3, 8, 1),
-          (64, 30, 197, 7, 4, 1)]
+          (64, 30, 197, 7, 4, 1), (48, 203, 197, 256, 8, 1), (48, 300, 197, 16, 4, 1), (64, 130, 197, 100, 8, 4),
+          (96, 261, 1, 12, 4, 2)]
 
 
 def _layout_or_skip(n_out, n_in, rows):
