@@ -28,10 +28,10 @@ def _layout_or_skip(n_out, n_in, rows):
     return lay
 
 
-def _dequant_packed(idx, cb, n_out, n_in, gs, bits, lay, buf_ptr):
+def _dequant_packed(idx, cb, n_out, n_in, gs, bits, lay, buf_ptr, threads=1):
     cbf = cb.to(torch.bfloat16).float().contiguous()  # kept alive across the C call
     rc = cpu.native().wc_lut_dequant_packed(idx.data_ptr(), n_out, n_in, bits, cbf.data_ptr(), cbf.shape[0],
-                                            cbf.shape[1], gs, buf_ptr, lay[0], lay[1], 1)
+                                            cbf.shape[1], gs, buf_ptr, lay[0], lay[1], threads)
     assert rc == 0
 
 
@@ -46,6 +46,18 @@ def test_packed_dequant_equals_onednns_own_packing_bit_for_bit(level, n_out, n_i
     with cpu.force_isa(level):
         _dequant_packed(idx, cb, n_out, n_in, gs, ib, lay, int(torch.ops.mkldnn.data_ptr(packed)))
     assert torch.equal(onednn._raw(packed), want)      # every value in place, the padding still zero
+
+
+@pytest.mark.parametrize("n_out,n_in,rows,k,bits,groups", [(2304, 768, 197, 64, 8, 1), (1000, 256, 1, 16, 4, 3)])
+def test_packed_dequant_split_over_threads_is_the_same(n_out, n_in, rows, k, bits, groups):
+    lay = _layout_or_skip(n_out, n_in, rows)
+    idx, cb, gs, ib = make_layer(n_out, n_in, k, bits, groups, seed=5)
+    out = []
+    for threads in (1, 2, 3):
+        packed = torch.ops.mkldnn._reorder_linear_weight(torch.zeros(n_out, n_in, dtype=torch.bfloat16), rows)
+        _dequant_packed(idx, cb, n_out, n_in, gs, ib, lay, int(torch.ops.mkldnn.data_ptr(packed)), threads)
+        out.append(onednn._raw(packed))
+    assert torch.equal(out[0], out[1]) and torch.equal(out[0], out[2])
 
 
 @pytest.mark.parametrize("n_out,n_in,rows,k,bits,groups", SHAPES[:6])
