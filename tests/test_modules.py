@@ -163,3 +163,20 @@ def test_few_rows_fast_path_equals_the_op(k, bits, groups):
         warnings.simplefilter("ignore")  # torch.jit.trace is deprecated
         traced = torch.jit.trace(m, torch.randn(1, 53), check_trace=False)
     assert "wclust::lut_linear" in str(traced.graph)
+
+
+@pytest.mark.parametrize("dtype,rows", [(torch.float32, 1), (torch.float32, 40), (torch.bfloat16, 40)])
+def test_torch_compile_of_a_clustered_model_matches_eager(dtype, rows):
+    import wclust
+
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Linear(64, 96), torch.nn.GELU(), torch.nn.Linear(96, 32)).eval()
+    wclust.compress(m, wclust.ClusterConfig(16), progress=False)
+    m = m.to(dtype)
+    x = torch.randn(rows, 64).to(dtype)
+    torch._dynamo.reset()
+    with torch.inference_mode():
+        want = m(x)
+        got = torch.compile(m)(x)  # the op's fake kernel traces it; its CPU kernel runs it
+    tol = 1e-5 if dtype == torch.float32 else 1e-2   # inductor may round the GELU differently
+    torch.testing.assert_close(got, want, rtol=tol, atol=tol)
