@@ -142,18 +142,23 @@ def test_few_rows_fast_path_equals_the_op(k, bits, groups):
         x = torch.randn(*shape)
         want = lut_linear(x, m.indices, m.codebook, m.bias, 53, m.group_size, m.index_bits)
         assert torch.equal(m(x), want)
-    assert m._gemv_args is not None and m._gemv_args[0] is m.indices
-    # a copy has new tensors: the identity check sends it through the op once, then rebuilds
+    e = cpu._fast[id(m.indices)]
+    assert e[1]() is m.indices and e[4] is not None and e[5] == cpu.gemv_rows(k) * 53
+    # a copy has new tensors: entries and plans of its own
     c = copy.deepcopy(m)
     x = torch.randn(2, 53)
-    assert torch.equal(c(x), m(x)) and c._gemv_args[0] is c.indices
-    # bf16 weights, scales, outliers or autograd never take the fast path
+    assert torch.equal(c(x), m(x)) and cpu._fast[id(c.indices)][1]() is c.indices
+    assert cpu._fast[id(c.indices)][4] is not e[4]
+    # bf16 compute never takes it; too many rows fall through to the op's other paths
     b = copy.deepcopy(m).to(torch.bfloat16)
     b(x.bfloat16())
-    assert b._gemv_args[3] == 0
+    assert id(b.indices) not in cpu._fast
+    assert cpu.fast_gemv(torch.randn(cpu.gemv_rows(k) + 1, 53), m.indices, m.codebook, m.bias, 53,
+                         m.group_size, m.index_bits) is None
+    # with scales and outliers the module's own shortcut is off; the op's kernel still serves
     s = ClusteredLinear(_parts(37, 53, k, bits, groups, scale=True, outliers=5), None)
-    s(x)
-    assert s._gemv_args[3] == 0
+    w = s.dequantize(torch.float64)
+    torch.testing.assert_close(s(x).double(), x.double() @ w.reshape(37, 53).t(), rtol=1e-5, atol=1e-5)
     # the profiler sees the op, not the shortcut
     with torch.profiler.profile() as prof:
         m(torch.randn(1, 53))

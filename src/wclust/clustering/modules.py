@@ -72,14 +72,7 @@ class _Clustered(nn.Module):
         self.register_buffer("outlier_index", None if p.outlier_index is None else p.outlier_index.to(torch.int64))
         self.register_buffer("outlier_value", None if p.outlier_value is None else p.outlier_value.detach().clone())
         self._residual = None
-        self._gemv_args = None  # set by ClusteredLinear.forward: the C GEMV's arguments, checked per call
         self.compute_dtype: torch.dtype | None = None
-
-    def __getstate__(self):
-        # copies and pickles rebuild the GEMV arguments (they hold a C plan of this process)
-        state = self.__dict__.copy()
-        state["_gemv_args"] = None
-        return state
 
     # -- views of the weight ---------------------------------------------------------------
     def unpacked_indices(self) -> torch.Tensor:
@@ -149,58 +142,30 @@ class ClusteredLinear(_Clustered):
         # Buffers are read from the dicts directly: nn.Module.__getattr__ costs ~1 us a name,
         # which at one token per call is a visible share of a small layer's GEMV.
         bufs, bias = self._buffers, self._parameters.get("bias")
-        fast = self.__dict__.get("_gemv_args")
-        cb = bufs["codebook"]
-        if (fast is None or fast[0] is not bufs["indices"] or fast[1] is not cb or fast[2] is not bias
-                or fast[4] is not bufs.get("scale") or fast[5] is not bufs.get("outlier_index")
-                or fast[7] != cb.data_ptr() or fast[8] != cb.shape):
-            fast = self._gemv_args = self._gemv_fast_args()  # first call, or buffers replaced
-        if (fast[3] and type(x) is torch.Tensor and x.dtype is torch.float32 and x.is_cpu and x.numel() <= fast[3]
-                and x.shape[-1] == self.in_features and x.is_contiguous() and self.compute_dtype in (None, torch.float32)
-                and not (x.requires_grad and torch.is_grad_enabled()) and not torch.jit.is_tracing()
-                and not torch.compiler.is_compiling() and not _observed()):
-            # few rows, plain float32 eager inference (no tracer, compiler, profiler or dispatch
-            # mode watching): straight to the C GEMV with this layer's plan (what the op's CPU
-            # kernel would call, so the same bits), without the dispatcher and the op's checks:
-            # ~9 us of the ~15 us a call cost, around a 768x768 4-bit layer's ~30 us of lookups
-            x2 = x if x.dim() == 2 else x.view(-1, self.in_features)
-            y = _cpu.planned_gemv(fast[6], x2, fast[0], cb, bias, self.out_features)
-            if y is None:  # the codebook's values were changed in place: a new plan
-                fast = self._gemv_args = self._gemv_fast_args(fresh=True)
-                y = _cpu.planned_gemv(fast[6], x2, fast[0], cb, bias, self.out_features)
-            return y if x.dim() == 2 else y.view(*x.shape[:-1], self.out_features)
+        scale, oi = bufs.get("scale"), bufs.get("outlier_index")
+        if (type(x) is torch.Tensor and x.is_cpu and scale is None and (oi is None or not oi.numel())
+                and self.compute_dtype in (None, torch.float32) and not (x.requires_grad and torch.is_grad_enabled())
+                and not torch.jit.is_tracing() and not torch.compiler.is_compiling() and not _observed()):
+            # plain eager inference (no tracer, compiler, profiler or dispatch mode watching): few
+            # rows of float32 x go straight to the C GEMV with this layer's plan (what the op's CPU
+            # kernel calls first, so the same bits), without the dispatcher's ~5 us a call
+            y = _cpu.fast_gemv(x, bufs["indices"], bufs["codebook"], bias, self.in_features, self.group_size,
+                               self.index_bits)
+            if y is not None:
+                return y
         dtype = self.compute_dtype or x.dtype
         xin = x if x.dtype == dtype else x.to(dtype)
-        scale = bufs.get("scale")
         y = lut_linear(xin, bufs["indices"], bufs["codebook"], bias if scale is None else None,
                        self.in_features, self.group_size, self.index_bits)
         if scale is not None:
             y = y * scale.to(dtype)
             if bias is not None:
                 y = y + bias.to(dtype)
-        oi = bufs.get("outlier_index")
         if oi is not None and oi.numel():
             r = self.residual(dtype)
             x2 = xin.reshape(-1, self.in_features)
             y = y + torch.sparse.mm(r, x2.t()).t().reshape(y.shape)
         return y if y.dtype == x.dtype else y.to(x.dtype)
-
-    def _gemv_fast_args(self, fresh: bool = False):
-        """(indices, codebook, bias, max x elements or 0, scale, outlier_index, plan, codebook
-        data pointer, codebook shape): the C GEMV's arguments when it takes this layer as stored
-        (0: it does not), keyed by the buffers. A new plan with ``fresh``."""
-        bufs = self._buffers
-        idx, cb, bias = bufs["indices"], bufs["codebook"], self._parameters.get("bias")
-        scale, oi = bufs.get("scale"), bufs.get("outlier_index")
-        ok = (scale is None and (oi is None or not oi.numel()) and cb.dtype == torch.float32
-              and cb.is_contiguous() and idx.is_contiguous()
-              and (bias is None or (bias.dtype == torch.float32 and bias.is_contiguous()))
-              and _cpu.native() is not None
-              and _cpu.layout_supported(idx, cb, bias, self.in_features, self.group_size, self.index_bits)
-              and cb.shape[0] <= _cpu.PLAN_MAX_GROUPS)
-        plan = _cpu.plan(cb, self.in_features, self.out_features, self.index_bits, self.group_size, fresh) if ok else None
-        return (idx, cb, bias, _cpu.gemv_rows(cb.shape[1]) * self.in_features if ok else 0, scale, oi, plan,
-                cb.data_ptr(), cb.shape)
 
 
 class ClusteredEmbedding(_Clustered):

@@ -288,6 +288,57 @@ def planned_gemv(plan_: _Plan, x2, indices, codebook, bias, n_out: int) -> torch
     return y
 
 
+# The few-rows fast path of the op's CPU kernel and of ClusteredLinear: per weight (by id of its
+# indices) the planned GEMV's arguments, the layout checked in full once. A call then checks only
+# that the same tensors come, not changed in place in a way that matters (data pointers, shapes,
+# contiguity; new codebook values are caught by the plan, STALE). Weak references: an entry goes
+# with its indices, and a copy of a model (new tensors) gets entries and plans of its own.
+_fast: dict[int, tuple] = {}
+
+
+def _drop_fast(key: int, ref) -> None:
+    e = _fast.get(key)
+    if e is not None and e[1] is ref:
+        del _fast[key]
+
+
+def _fast_entry(indices, codebook, bias, in_features, group_size, index_bits) -> tuple:
+    """(signature, ref(indices), ref(codebook), ref(bias) or None, plan or None, most x elements)."""
+    sig = (indices.data_ptr(), codebook.data_ptr(), None if bias is None else bias.data_ptr(), indices.shape,
+           codebook.shape, indices.is_contiguous(), codebook.is_contiguous(), in_features, group_size, index_bits)
+    e = _fast.get(id(indices))
+    if (e is not None and e[0] == sig and e[1]() is indices and e[2]() is codebook
+            and (bias is None if e[3] is None else e[3]() is bias)):
+        return e
+    ok = (native() is not None and codebook.dtype is torch.float32 and sig[5] and sig[6]
+          and (bias is None or (bias.dtype is torch.float32 and bias.is_contiguous()))
+          and layout_supported(indices, codebook, bias, in_features, group_size, index_bits)
+          and codebook.shape[0] <= PLAN_MAX_GROUPS)
+    p = plan(codebook, in_features, indices.shape[0], index_bits, group_size) if ok else None
+    e = (sig, weakref.ref(indices, lambda r, k=id(indices): _drop_fast(k, r)), weakref.ref(codebook),
+         None if bias is None else weakref.ref(bias), p, gemv_rows(codebook.shape[1]) * in_features if ok else 0)
+    _fast[id(indices)] = e
+    return e
+
+
+def fast_gemv(x, indices, codebook, bias, in_features, group_size, index_bits) -> torch.Tensor | None:
+    """x @ W^T + bias for a few rows of float32 contiguous x (at most ``gemv_rows``) through the
+    weight's cached plan; None where this path does not take the call (the caller goes on)."""
+    if x.dtype is not torch.float32 or not x.is_contiguous() or x.shape[-1] != in_features:
+        return None
+    e = _fast_entry(indices, codebook, bias, in_features, group_size, index_bits)
+    if not 0 < x.numel() <= e[5]:
+        return None
+    x2 = x if x.dim() == 2 else x.view(-1, in_features)
+    y = planned_gemv(e[4], x2, indices, codebook, bias, indices.shape[0])
+    if y is None:  # the codebook's values were changed in place: a new plan
+        plan(codebook, in_features, indices.shape[0], index_bits, group_size, fresh=True)
+        del _fast[id(indices)]
+        e = _fast_entry(indices, codebook, bias, in_features, group_size, index_bits)
+        y = planned_gemv(e[4], x2, indices, codebook, bias, indices.shape[0])
+    return y if x.dim() == 2 else y.view(*x.shape[:-1], y.shape[-1])
+
+
 def gemv(x2, indices, codebook, bias, in_features, group_size, index_bits):
     """(M, out) float32 = x2 (M, in) @ W^T + bias, computed on indices + codebook by the C GEMV.
 
@@ -326,6 +377,9 @@ def lut_gemm(x2, indices, codebook, bias, in_features, group_size, index_bits) -
 
 @register_kernel("cpu")
 def lut_linear_cpu(x, indices, codebook, bias, in_features, group_size, index_bits):
+    y = fast_gemv(x, indices, codebook, bias, in_features, group_size, index_bits)
+    if y is not None:
+        return y
     if native() is None or not _supported(x, indices, codebook, bias, in_features, group_size, index_bits):
         return reference.lut_linear(x, indices, codebook, bias, in_features, group_size, index_bits)
     dt = x.dtype
