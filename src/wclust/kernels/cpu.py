@@ -333,7 +333,7 @@ def fast_gemv(x, indices, codebook, bias, in_features, group_size, index_bits) -
     y = planned_gemv(e[4], x2, indices, codebook, bias, indices.shape[0])
     if y is None:  # the codebook's values were changed in place: a new plan
         plan(codebook, in_features, indices.shape[0], index_bits, group_size, fresh=True)
-        del _fast[id(indices)]
+        _fast.pop(id(indices), None)
         e = _fast_entry(indices, codebook, bias, in_features, group_size, index_bits)
         y = planned_gemv(e[4], x2, indices, codebook, bias, indices.shape[0])
     return y if x.dim() == 2 else y.view(*x.shape[:-1], y.shape[-1])
