@@ -52,9 +52,9 @@ def _probe(n_out: int, n_in: int, rows: int) -> tuple | None:
     if ops is None:
         return None
     reorder = ops[0]
-    r = torch.arange(n_out, dtype=torch.int64)[:, None]
-    c = torch.arange(n_in, dtype=torch.int64)[None, :]
-    known = ((r * 131 + c * 17) % 251 + 1).to(torch.bfloat16)  # small integers: exact in bf16, never 0
+    r = (torch.arange(n_out, dtype=torch.int64) * 131 % 251).to(torch.int16)[:, None]
+    c = (torch.arange(n_in, dtype=torch.int64) * 17 % 251).to(torch.int16)[None, :]
+    known = ((r + c) % 251 + 1).to(torch.bfloat16)  # small integers: exact in bf16, never 0; int16 keeps it light
     try:
         raw = _raw(reorder(known, rows))
     except RuntimeError:
