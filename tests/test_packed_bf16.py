@@ -101,7 +101,7 @@ def test_switched_off_by_flag(monkeypatch):
 
 def test_scratch_is_per_thread_and_bounded(monkeypatch):
     onednn.release_scratch()
-    monkeypatch.setattr(onednn, "SCRATCH_ENTRIES", 2)
+    monkeypatch.setattr(onednn, "SCRATCH_BYTES", 30 << 10)  # the two last shapes: 12 + 16 KiB
     shapes = [(32 * (i + 1), 64) for i in range(4)]
     for n_out, n_in in shapes:
         if onednn.layout(n_out, n_in, 40) is None:
@@ -110,7 +110,13 @@ def test_scratch_is_per_thread_and_bounded(monkeypatch):
         x = torch.randn(40, n_in).to(torch.bfloat16)
         y = onednn.linear(cpu.native(), x, idx, cb.to(torch.bfloat16), None, n_in, gs, ib)
         check(y, ref64(x, idx, cb, None, n_in, gs, ib, torch.bfloat16), n_in, torch.bfloat16)
-    assert len(onednn._local.packed) == 2
+    assert len(onednn._local.packed) == 2 and sum(v[2] for v in onednn._local.packed.values()) <= 30 << 10
+    # a weight bigger than the budget alone takes the plain path
+    idx, cb, gs, ib = make_layer(512, 64, 16, 8, seed=9)
+    x = torch.randn(40, 64).to(torch.bfloat16)
+    assert onednn.linear(cpu.native(), x, idx, cb.to(torch.bfloat16), None, 64, gs, ib) is None
+    check(cpu.lut_linear_cpu(x, idx, cb.to(torch.bfloat16), None, 64, gs, ib),
+          ref64(x, idx, cb, None, 64, gs, ib, torch.bfloat16), 64, torch.bfloat16)
     errors, results = [], {}
 
     def work(seed):

@@ -23,7 +23,9 @@ from collections import OrderedDict
 import torch
 
 ENABLED = not os.environ.get("WCLUST_NO_PACKED_BF16")
-SCRATCH_ENTRIES = 8  # packed scratch tensors kept per thread (one per weight shape in use)
+# Packed scratch per thread: one tensor per weight shape in use, least recently used dropped first;
+# a weight bigger than this alone takes the plain path (whose one scratch fits the largest layer).
+SCRATCH_BYTES = 64 << 20
 _layouts: dict[tuple, tuple | None] = {}  # (out, in, rows) -> (rows per block, padded in) or None
 _local = threading.local()
 _lock = threading.Lock()
@@ -84,24 +86,28 @@ def layout(n_out: int, n_in: int, rows: int) -> tuple | None:
     return _layouts[key]
 
 
-def _scratch(n_out: int, n_in: int, rows: int, lay: tuple) -> tuple:
-    """(packed tensor, its data pointer): this thread's zero-padded packed scratch for a shape."""
+def _scratch(n_out: int, n_in: int, rows: int, lay: tuple) -> tuple | None:
+    """(packed tensor, its data pointer, bytes): this thread's zero-padded packed scratch for a
+    shape; None when it alone would pass SCRATCH_BYTES."""
     cache = getattr(_local, "packed", None)
     if cache is None:
         cache = _local.packed = OrderedDict()
     key = (n_out, n_in) + lay
     e = cache.get(key)
-    if e is None:
-        ops = _ops()
-        packed = ops[0](torch.zeros(n_out, n_in, dtype=torch.bfloat16), rows)
-        nb, k_pad = lay
-        if int(ops[3](packed)) != -(-n_out // nb) * nb * k_pad * 2:
-            raise RuntimeError("oneDNN packed a weight to another size than probed")
-        e = cache[key] = (packed, int(ops[2](packed)))
-        while len(cache) > SCRATCH_ENTRIES:
-            cache.popitem(last=False)
-    else:
+    if e is not None:
         cache.move_to_end(key)
+        return e
+    nb, k_pad = lay
+    need = -(-n_out // nb) * nb * k_pad * 2
+    if need > SCRATCH_BYTES:
+        return None
+    while cache and sum(v[2] for v in cache.values()) + need > SCRATCH_BYTES:
+        cache.popitem(last=False)
+    ops = _ops()
+    packed = ops[0](torch.zeros(n_out, n_in, dtype=torch.bfloat16), rows)
+    if int(ops[3](packed)) != need:
+        raise RuntimeError("oneDNN packed a weight to another size than probed")
+    e = cache[key] = (packed, int(ops[2](packed)), need)
     return e
 
 
@@ -119,7 +125,10 @@ def linear(lib, x2, indices, codebook, bias, in_features, group_size, index_bits
     lay = layout(n_out, in_features, m)
     if lay is None:
         return None
-    packed, ptr = _scratch(n_out, in_features, m, lay)
+    scratch = _scratch(n_out, in_features, m, lay)
+    if scratch is None:
+        return None
+    packed, ptr, _ = scratch
     cb = codebook.float().contiguous()
     idx = indices.contiguous()
     rc = lib.wc_lut_dequant_packed(idx.data_ptr(), n_out, in_features, index_bits, cb.data_ptr(), cb.shape[0],
