@@ -18,14 +18,16 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
-from collections import OrderedDict
 
 import torch
 
 ENABLED = not os.environ.get("WCLUST_NO_PACKED_BF16")
-# Packed scratch per thread: one tensor per weight shape in use, least recently used dropped first;
-# a weight bigger than this alone takes the plain path (whose one scratch fits the largest layer).
+# Packed scratch per thread: one tensor per weight shape in use, within SCRATCH_BYTES. A shape that
+# does not fit takes the plain path (whose one scratch fits the largest layer); to make room, only
+# tensors idle for IDLE_CALLS packed calls are dropped (a model that left), never ones the running
+# model keeps using: those would be re-made on every call.
 SCRATCH_BYTES = 64 << 20
+IDLE_CALLS = 1000
 _layouts: dict[tuple, tuple | None] = {}  # (out, in, rows) -> (rows per block, padded in) or None
 _local = threading.local()
 _lock = threading.Lock()
@@ -86,34 +88,41 @@ def layout(n_out: int, n_in: int, rows: int) -> tuple | None:
     return _layouts[key]
 
 
-def _scratch(n_out: int, n_in: int, rows: int, lay: tuple) -> tuple | None:
-    """(packed tensor, its data pointer, bytes): this thread's zero-padded packed scratch for a
-    shape; None when it alone would pass SCRATCH_BYTES."""
+def _scratch(n_out: int, n_in: int, rows: int, lay: tuple) -> list | None:
+    """[packed tensor, its data pointer, bytes, last use]: this thread's zero-padded packed scratch
+    for a shape; None when it does not fit (see SCRATCH_BYTES)."""
     cache = getattr(_local, "packed", None)
     if cache is None:
-        cache = _local.packed = OrderedDict()
+        cache = _local.packed = {}
+    tick = _local.tick = getattr(_local, "tick", 0) + 1
     key = (n_out, n_in) + lay
     e = cache.get(key)
     if e is not None:
-        cache.move_to_end(key)
+        e[3] = tick
         return e
     nb, k_pad = lay
     need = -(-n_out // nb) * nb * k_pad * 2
     if need > SCRATCH_BYTES:
         return None
-    while cache and sum(v[2] for v in cache.values()) + need > SCRATCH_BYTES:
-        cache.popitem(last=False)
+    used = sum(v[2] for v in cache.values())
+    for k, v in sorted(cache.items(), key=lambda kv: kv[1][3]):  # idle ones, oldest first
+        if used + need <= SCRATCH_BYTES or tick - v[3] < IDLE_CALLS:
+            break
+        del cache[k]
+        used -= v[2]
+    if used + need > SCRATCH_BYTES:
+        return None
     ops = _ops()
     packed = ops[0](torch.zeros(n_out, n_in, dtype=torch.bfloat16), rows)
     if int(ops[3](packed)) != need:
         raise RuntimeError("oneDNN packed a weight to another size than probed")
-    e = cache[key] = (packed, int(ops[2](packed)), need)
+    e = cache[key] = [packed, int(ops[2](packed)), need, tick]
     return e
 
 
 def release_scratch() -> None:
     """Free this thread's packed scratch tensors."""
-    _local.packed = OrderedDict()
+    _local.packed = {}
 
 
 def linear(lib, x2, indices, codebook, bias, in_features, group_size, index_bits):
@@ -128,7 +137,7 @@ def linear(lib, x2, indices, codebook, bias, in_features, group_size, index_bits
     scratch = _scratch(n_out, in_features, m, lay)
     if scratch is None:
         return None
-    packed, ptr, _ = scratch
+    packed, ptr = scratch[0], scratch[1]
     cb = codebook.float().contiguous()
     idx = indices.contiguous()
     rc = lib.wc_lut_dequant_packed(idx.data_ptr(), n_out, in_features, index_bits, cb.data_ptr(), cb.shape[0],
