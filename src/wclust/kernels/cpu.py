@@ -2,12 +2,15 @@
 
 - few rows of x (``M <= gemv_rows(...)``: 8, or 12 without the fused GEMM): the C GEMV computes
   on indices + codebook directly (in-register lookups), float32 accumulation; bfloat16 inputs are
-  widened exactly and the result rounded once.
+  widened exactly and the result rounded once. Float32 calls go first through ``fast_gemv``, the
+  per-weight cache ClusteredLinear also uses (layout checked once, not per call).
 - many rows, float32: the fused LUT-GEMM (``lut_gemm``, csrc/lut_gemm.c) looks indices up
   into L1-resident weight panels inside a register-blocked GEMM: W is never materialized.
-- many rows otherwise (bf16 compute, or a CPU without AVX-512 VBMI): the C code dequantizes the
-  whole layer into one reused per-thread scratch buffer (float32 or bfloat16), then torch's
-  matmul (MKL sgemm / oneDNN bf16, AMX).
+- many rows, bf16: dequantized straight into oneDNN's packed weight layout, then its bf16 matmul
+  (AMX) without repacking (``onednn.linear``).
+- many rows otherwise (no packed layout here, or a CPU without AVX-512 VBMI): the C code
+  dequantizes the whole layer into one reused per-thread scratch buffer (float32 or bfloat16),
+  then torch's matmul (MKL sgemm / oneDNN bf16).
 Float32 codebooks of a few groups (a model's buffers) get a *plan*: their lookup tables built once
 in C and kept, so a call passes 8 arguments and builds nothing (``plan``); the C side compares the
 codebook with the plan's copy on every call, so values changed in place are never computed stale.
