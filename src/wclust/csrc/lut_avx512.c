@@ -153,6 +153,16 @@ T512 void wc_lut_gemv_avx512(const job_t *j, int64_t r0, int64_t r1) {
     }
 }
 
+/* The bf16 values of 64 index bytes v (byte planes 2 and 3 of the codebook floats, P0 and P1):
+ * the unpacks within 128-bit lanes give bytes 0-7 of each lane at d, bytes 8-15 at d + piece
+ * (uint16 elements); callers order v to match. */
+T512 static WC_INLINE void bf16_pieces(const __m512i *P0, const __m512i *P1, __m512i v, const int nt,
+                                       uint16_t *d, int64_t piece) {
+    __m512i p0 = wc_bp_lookup(P0, v, nt), p1 = wc_bp_lookup(P1, v, nt);
+    _mm512_storeu_si512(d, _mm512_unpacklo_epi8(p0, p1));
+    _mm512_storeu_si512(d + piece, _mm512_unpackhi_epi8(p0, p1));
+}
+
 T512 void wc_lut_deq_avx512(const job_t *j, int64_t r0, int64_t r1) {
     const int K = j->K, nt = K <= 64 ? 1 : K <= 128 ? 2 : 4;
     const int four = j->index_bits == 4, bf = j->out_bf16, np = bf ? 2 : 4;
@@ -188,10 +198,7 @@ T512 void wc_lut_deq_avx512(const job_t *j, int64_t r0, int64_t r1) {
             }
             v = _mm512_permutexvar_epi8(Q, v);
             if (bf) {
-                __m512i p0 = wc_bp_lookup(P[0], v, nt), p1 = wc_bp_lookup(P[1], v, nt);
-                uint16_t *w = (uint16_t *)j->w + r * j->in + c0;
-                _mm512_storeu_si512(w, _mm512_unpacklo_epi8(p0, p1));
-                _mm512_storeu_si512(w + 32, _mm512_unpackhi_epi8(p0, p1));
+                bf16_pieces(P[0], P[1], v, nt, (uint16_t *)j->w + r * j->in + c0, 32);
             } else {
                 __m512 f[4];
                 wc_bp_floats(P, v, nt, f);
@@ -208,18 +215,10 @@ T512 void wc_lut_deq_avx512(const job_t *j, int64_t r0, int64_t r1) {
     }
 }
 /* Packed bf16 dequantize (layout: packed_at in lut_kernels.h), units of 16 rows of one block.
- * The byte-plane lookup and byte unpacks of one vector v of 64 index bytes give two finished
- * 64-byte pieces of the packed weight (16 rows x the 2 features of one pair) when lane L of v holds
- * rows 4 L .. 4 L + 3 as [row 4 L: feature 0, 1; row 4 L + 1: 0, 1; ...] of the first pair, then
- * the same for the second pair. */
-
-/* The two pieces of such a v: first pair at d, second at d + piece (uint16 elements). */
-T512 static WC_INLINE void packed_pieces(const __m512i *P0, const __m512i *P1, __m512i v, const int nt,
-                                         uint16_t *d, int64_t piece) {
-    __m512i p0 = wc_bp_lookup(P0, v, nt), p1 = wc_bp_lookup(P1, v, nt);
-    _mm512_storeu_si512(d, _mm512_unpacklo_epi8(p0, p1));
-    _mm512_storeu_si512(d + piece, _mm512_unpackhi_epi8(p0, p1));
-}
+ * bf16_pieces of one vector v of 64 index bytes gives two finished 64-byte pieces of the packed
+ * weight (16 rows x the 2 features of one pair) when lane L of v holds rows 4 L .. 4 L + 3 as
+ * [row 4 L: feature 0, 1; row 4 L + 1: 0, 1; ...] of the first pair, then the same for the second
+ * pair: first pair at d, second at d + piece. */
 
 /* 16 rows (stride ld) x 64 index bytes -> Y[4 L + j] = bytes 16 L + 4 j .. + 3 of every row, lane q
  * for rows 4 q .. 4 q + 3. Within a lane, 8-bit indices come out as v above wants them (the rows'
@@ -267,11 +266,11 @@ T512 static WC_INLINE void packed_bulk(const uint8_t *base, int64_t ld, int64_t 
                 __m512i hi[2];
                 for (int h = 0; h < H; h++) hi[h] = _mm512_srli_epi16(Y[h][i], 4);
                 for (int h = 0; h < H; h++)
-                    packed_pieces(P0, P1, _mm512_unpacklo_epi8(Y[h][i], hi[h]), nt, dst + 32 * h + (p + 4 * i) * piece, piece);
+                    bf16_pieces(P0, P1, _mm512_unpacklo_epi8(Y[h][i], hi[h]), nt, dst + 32 * h + (p + 4 * i) * piece, piece);
                 for (int h = 0; h < H; h++)
-                    packed_pieces(P0, P1, _mm512_unpackhi_epi8(Y[h][i], hi[h]), nt, dst + 32 * h + (p + 4 * i + 2) * piece, piece);
+                    bf16_pieces(P0, P1, _mm512_unpackhi_epi8(Y[h][i], hi[h]), nt, dst + 32 * h + (p + 4 * i + 2) * piece, piece);
             } else {     /* Y[h][i]: pairs p + 2 i, p + 2 i + 1 */
-                for (int h = 0; h < H; h++) packed_pieces(P0, P1, Y[h][i], nt, dst + 32 * h + (p + 2 * i) * piece, piece);
+                for (int h = 0; h < H; h++) bf16_pieces(P0, P1, Y[h][i], nt, dst + 32 * h + (p + 2 * i) * piece, piece);
             }
         }
     }
@@ -342,13 +341,13 @@ T512 void wc_lut_deq_packed_avx512(const job_t *j, int64_t u0, int64_t u1) {
                     __m512i G = _mm512_i32gather_epi32(OFF, (const void *)(b + c0 / 2), 1);
                     __m512i hi = _mm512_srli_epi16(G, 4);
                     for (int s = 0; s < 2; s++)
-                        packed_pieces(P0, P1, _mm512_permutex2var_epi8(G, s ? S41 : S40, hi), 1,
+                        bf16_pieces(P0, P1, _mm512_permutex2var_epi8(G, s ? S41 : S40, hi), 1,
                                       d + (c0 / 2 + 2 * s) * piece, piece);
                 }
             } else {
                 for (int64_t c0 = 2 * bulk; c0 < full; c0 += 4) {
                     __m512i G = _mm512_i32gather_epi32(OFF, (const void *)(b + c0), 1);
-                    packed_pieces(P0, P1, _mm512_permutexvar_epi8(S8, G), nt, d + (c0 / 2) * piece, piece);
+                    bf16_pieces(P0, P1, _mm512_permutexvar_epi8(S8, G), nt, d + (c0 / 2) * piece, piece);
                 }
             }
         }

@@ -422,24 +422,32 @@ int wc_lut_gemm_f32(const float *x, int64_t M, int64_t in, const uint8_t *idx, i
                        nthreads);
 }
 
-/* w (out, in) = codebook[indices], float32 (out_bf16 == 0) or bfloat16 bits (out_bf16 == 1; the
- * codebook values must then be bf16-representable: the upper 16 bits of each float are kept). */
-int wc_lut_dequant(const uint8_t *idx, int64_t out, int64_t in, int index_bits, const float *cb, int64_t n_groups,
-                   int64_t K, int64_t group_size, void *w, int out_bf16, int nthreads) {
+/* Both dequantizes: a plan for the lookup tables, then rows (plain) or 16-row units of the packed
+ * layout (pnb > 0) split over the threads. 0, or -1 when the plan cannot be made. */
+static int dequant_job(const uint8_t *idx, int64_t out, int64_t in, int index_bits, const float *cb, int64_t n_groups,
+                       int64_t K, int64_t group_size, void *w, int out_bf16, int64_t pnb, int64_t pkp2,
+                       int nthreads) {
     wc_plan_t *p = wc_lut_plan_new(cb, n_groups, K, in, out, index_bits, group_size);
     if (!p) return -1;
     job_t j;
     init_linear_job(&j, p, 0, idx, NULL, NULL);
-    j.w = w; j.out_bf16 = out_bf16 != 0;
-    range_fn fn = deq_c;
+    j.w = w; j.out_bf16 = out_bf16 != 0; j.pnb = pnb; j.pkp2 = pkp2;
+    range_fn fn = pnb ? deq_packed_c : deq_c;
 #ifdef WC_X86
     int level = isa();
-    if (level == ISA_AVX512) fn = wc_lut_deq_avx512;
-    else if (level == ISA_AVX2) fn = deq_avx2;
+    if (level == ISA_AVX512) fn = pnb ? wc_lut_deq_packed_avx512 : wc_lut_deq_avx512;
+    else if (level == ISA_AVX2 && !pnb) fn = deq_avx2;
 #endif
-    parallel_rows(&j, fn, out, nthreads);
+    parallel_rows(&j, fn, pnb ? (out + 15) / 16 : out, nthreads);
     wc_lut_plan_free(p);
     return 0;
+}
+
+/* w (out, in) = codebook[indices], float32 (out_bf16 == 0) or bfloat16 bits (out_bf16 == 1; the
+ * codebook values must then be bf16-representable: the upper 16 bits of each float are kept). */
+int wc_lut_dequant(const uint8_t *idx, int64_t out, int64_t in, int index_bits, const float *cb, int64_t n_groups,
+                   int64_t K, int64_t group_size, void *w, int out_bf16, int nthreads) {
+    return dequant_job(idx, out, in, index_bits, cb, n_groups, K, group_size, w, out_bf16, 0, 0, nthreads);
 }
 
 /* w = codebook[indices] as bfloat16 bits in oneDNN's packed matmul layout (packed_at in
@@ -450,16 +458,5 @@ int wc_lut_dequant_packed(const uint8_t *idx, int64_t out, int64_t in, int index
                           int64_t n_groups, int64_t K, int64_t group_size, uint16_t *w, int64_t nb, int64_t kpad,
                           int nthreads) {
     if (nb < 16 || nb % 16 || kpad < in || kpad % 2) return -1;
-    wc_plan_t *p = wc_lut_plan_new(cb, n_groups, K, in, out, index_bits, group_size);
-    if (!p) return -1;
-    job_t j;
-    init_linear_job(&j, p, 0, idx, NULL, NULL);
-    j.w = w; j.out_bf16 = 1; j.pnb = nb; j.pkp2 = kpad / 2;
-    range_fn fn = deq_packed_c;
-#ifdef WC_X86
-    if (isa() == ISA_AVX512) fn = wc_lut_deq_packed_avx512;
-#endif
-    parallel_rows(&j, fn, (out + 15) / 16, nthreads);
-    wc_lut_plan_free(p);
-    return 0;
+    return dequant_job(idx, out, in, index_bits, cb, n_groups, K, group_size, w, 1, nb, kpad / 2, nthreads);
 }
