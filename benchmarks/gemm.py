@@ -39,20 +39,31 @@ SHAPES = [(768, 2304), (768, 768), (768, 3072), (3072, 768)]
 CONFIGS = [("k16_4bit", 16, 4), ("k16", 16, 8), ("k64", 64, 8), ("k256", 256, 8)]
 
 
-def candidates(inn, out, m, copies, configs=CONFIGS):
+def _setup(inn, out, m, copies):
+    """(generator, x, dense weight copies, {"dense_fp32": ...}): what both candidate sets share."""
     g = torch.Generator().manual_seed(inn * out + m)
     x = torch.randn(m, inn, generator=g)
     ws = [(torch.randn(out, inn, generator=g) * 0.02, torch.randn(out, generator=g) * 0.02) for _ in range(copies)]
-    c = {"dense_fp32": [lambda w=w, b=b: F.linear(x, w, b) for w, b in ws]}
+    return g, x, ws, {"dense_fp32": [lambda w=w, b=b: F.linear(x, w, b) for w, b in ws]}
+
+
+def _layers(g, inn, out, k, bits, copies, dtype=torch.float32):
+    """``copies`` clustered layers (indices, codebook, bias; codebook and bias in ``dtype``)."""
+    for _ in range(copies):
+        b = torch.randn(out, generator=g) * 0.02
+        idx = torch.randint(0, k, (out, inn), dtype=torch.uint8, generator=g)
+        if bits == 4:
+            idx = torch.from_numpy(pack_rows_4bit(idx.numpy()))
+        cb = torch.sort(torch.randn(1, k, generator=g) * 0.02).values
+        yield idx, cb.to(dtype), b.to(dtype)
+
+
+def candidates(inn, out, m, copies, configs=CONFIGS):
+    g, x, _, c = _setup(inn, out, m, copies)
     buf = torch.empty(out * inn)  # the current path's reused scratch
     for name, k, bits in configs:
         deq, fused = [], []
-        for _ in range(copies):
-            b = torch.randn(out, generator=g) * 0.02
-            idx = torch.randint(0, k, (out, inn), dtype=torch.uint8, generator=g)
-            if bits == 4:
-                idx = torch.from_numpy(pack_rows_4bit(idx.numpy()))
-            cb = torch.sort(torch.randn(1, k, generator=g) * 0.02).values
+        for idx, cb, b in _layers(g, inn, out, k, bits, copies):
             deq.append(lambda idx=idx, cb=cb, b=b, bits=bits:
                        F.linear(x, cpu.dequantize(idx, cb, inn, out, bits, torch.float32, out=buf), b))
             fused.append(lambda idx=idx, cb=cb, b=b, bits=bits: cpu.lut_gemm(x, idx, cb, b, inn, out, bits))
@@ -68,22 +79,14 @@ def candidates(inn, out, m, copies, configs=CONFIGS):
 def candidates_bf16(inn, out, m, copies, configs=CONFIGS):
     from wclust.kernels import onednn
 
-    g = torch.Generator().manual_seed(inn * out + m)
     bf = torch.bfloat16
-    x = torch.randn(m, inn, generator=g)
+    g, x, ws, c = _setup(inn, out, m, copies)
     xb = x.to(bf)
-    ws = [(torch.randn(out, inn, generator=g) * 0.02, torch.randn(out, generator=g) * 0.02) for _ in range(copies)]
-    c = {"dense_fp32": [lambda w=w, b=b: F.linear(x, w, b) for w, b in ws],
-         "dense_bf16": [lambda w=w.to(bf), b=b.to(bf): F.linear(xb, w, b) for w, b in ws]}
+    c["dense_bf16"] = [lambda w=w.to(bf), b=b.to(bf): F.linear(xb, w, b) for w, b in ws]
     buf = torch.empty(out * inn, dtype=bf)
     for name, k, bits in configs:
         plain, packed = [], []
-        for _ in range(copies):
-            b = (torch.randn(out, generator=g) * 0.02).to(bf)
-            idx = torch.randint(0, k, (out, inn), dtype=torch.uint8, generator=g)
-            if bits == 4:
-                idx = torch.from_numpy(pack_rows_4bit(idx.numpy()))
-            cb = torch.sort(torch.randn(1, k, generator=g) * 0.02).values.to(bf)
+        for idx, cb, b in _layers(g, inn, out, k, bits, copies, bf):
             plain.append(lambda idx=idx, cb=cb, b=b, bits=bits:
                          F.linear(xb, cpu.dequantize(idx, cb, inn, out, bits, bf, out=buf), b))
             packed.append(lambda idx=idx, cb=cb, b=b, bits=bits:
