@@ -16,6 +16,7 @@ else keeps the plain path (dequantize + ``F.linear``). ``WCLUST_NO_PACKED_BF16=1
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import threading
 
@@ -33,8 +34,9 @@ _local = threading.local()
 _lock = threading.Lock()
 
 
+@functools.cache
 def _ops():
-    """torch's oneDNN ops used here, or None where this torch build lacks them."""
+    """torch's oneDNN ops used here, or None where this torch build lacks them (looked up once)."""
     mk = getattr(torch.ops, "mkldnn", None)
     try:
         return (mk._reorder_linear_weight, mk._linear_pointwise, mk.data_ptr, mk._nbytes) \
