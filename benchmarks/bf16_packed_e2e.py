@@ -8,20 +8,20 @@ One process, 1 thread, rounds interleaved in a rotating order (clock: this threa
   lin_packed      clustered, bf16 Linear layers, dequantized into oneDNN's packed layout
   model_plain     the clustered model cast to bf16 as a whole, plain path
   model_packed    the same, packed path
+Timed by wclust.performance.bench.time_rounds (the path switched untimed before each run).
 Speed-ups vs fp32: ratio of medians, paired (median of per-round ratios) and ratio of minima.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 
 import torch
 
 from wclust.kernels import onednn
-from wclust.performance.bench import build_variants, set_linear_compute_dtype
+from wclust.performance.bench import build_variants, set_linear_compute_dtype, time_rounds
 from wclust.sources.models import example_inputs, load_source, run
 
 
@@ -39,38 +39,18 @@ def main(argv=None) -> int:
     set_linear_compute_dtype(lin, torch.bfloat16)
     binputs = {n: t.to(torch.bfloat16) if t.is_floating_point() else t for n, t in inputs.items()}
 
-    def case(m, inp, packed):
-        def f():
-            onednn.ENABLED = packed
-            run(m, inp)
-        return f
-
-    cases = {"fp32": case(model, inputs, True), "lin_plain": case(lin, inputs, False),
-             "lin_packed": case(lin, inputs, True), "model_plain": case(whole, binputs, False),
-             "model_packed": case(whole, binputs, True)}
-    names, times = list(cases), {n: [] for n in cases}
+    fns = {"fp32": lambda: run(model, inputs), "lin_plain": lambda: run(lin, inputs),
+           "lin_packed": lambda: run(lin, inputs), "model_plain": lambda: run(whole, binputs),
+           "model_packed": lambda: run(whole, binputs)}
+    switch = {n: (lambda on="plain" not in n: setattr(onednn, "ENABLED", on)) for n in fns}
     try:
-        with torch.inference_mode():
-            for n in names:
-                cases[n]()
-                cases[n]()
-            for r in range(args.repeats):
-                for i in range(len(names)):
-                    n = names[(i + r) % len(names)]
-                    t = time.thread_time()
-                    cases[n]()
-                    times[n].append((time.thread_time() - t) * 1e3)
+        res = time_rounds(fns, args.repeats, warmup=2, clock=time.thread_time, before=switch)
     finally:
         onednn.ENABLED = True
-    base = times["fp32"]
     out = {"source": args.source, "k": args.k, "repeats": args.repeats, "threads": 1, "torch": torch.__version__,
-           "clock": "thread", "variants": {}}
-    for n in names:
-        ts = times[n]
-        out["variants"][n] = {"median_ms": round(statistics.median(ts), 2), "min_ms": round(min(ts), 2),
-                              "speedup_vs_fp32": round(statistics.median(base) / statistics.median(ts), 3),
-                              "speedup_paired": round(statistics.median(b / t for b, t in zip(base, ts)), 3),
-                              "speedup_min": round(min(base) / min(ts), 3)}
+           "clock": "thread", "variants": res}
+    for v in res.values():
+        v["speedup_min"] = res["fp32"]["min_ms"] / v["min_ms"]
     json.dump(out, sys.stdout, indent=1)
     print()
     return 0

@@ -123,23 +123,22 @@ def _call(model, inputs):
     return run(model, inputs)
 
 
-def time_variants(variants: dict, inputs: dict, repeats: int = 20, warmup: int = 2, clock=time.perf_counter) -> dict:
-    """Median/min latency (ms) of each variant, runs interleaved in a rotating order.
+def time_rounds(fns: dict, repeats: int = 20, warmup: int = 2, clock=time.perf_counter, before: dict | None = None) -> dict:
+    """Median/min latency (ms) of each callable in ``fns`` (name -> f), runs interleaved in a
+    rotating order; ``before[name]``, if given, runs untimed before each of its runs. With an
+    ``fp32`` entry, speed-ups against it: the ratio of medians and the paired one.
 
     ``clock``: ``time.perf_counter`` (wall) or ``time.thread_time`` (CPU time of this thread: at
     one torch thread all the work runs here, and time other jobs take from the core is not counted)."""
-    names = list(variants)
+    names = list(fns)
     times = {n: [] for n in names}
-    cast_inputs = {idt: {key: v.to(idt) if idt is not None and torch.is_floating_point(v) else v
-                         for key, v in inputs.items()} for _, _, idt in variants.values()}
+    before = before or {}
 
     def once(name):
-        model, cdt, idt = variants[name]
-        if cdt is not None:
-            set_linear_compute_dtype(model, None if cdt == torch.float32 else cdt)
-        args = cast_inputs[idt]
+        if name in before:
+            before[name]()
         t = clock()
-        _call(model, args)
+        fns[name]()
         return (clock() - t) * 1e3
 
     with torch.inference_mode():
@@ -159,6 +158,17 @@ def time_variants(variants: dict, inputs: dict, repeats: int = 20, warmup: int =
         # cancels load that drifts slowly between rounds (another tenant starting or stopping)
         out[n]["speedup_paired"] = statistics.median(b / t for b, t in zip(base, times[n])) if base else None
     return out
+
+
+def time_variants(variants: dict, inputs: dict, repeats: int = 20, warmup: int = 2, clock=time.perf_counter) -> dict:
+    """``time_rounds`` of ``build_variants``' models on ``inputs`` (cast to each variant's input
+    dtype; the clustered Linear layers' compute dtype set, untimed, before each run)."""
+    cast_inputs = {idt: {key: v.to(idt) if idt is not None and torch.is_floating_point(v) else v
+                         for key, v in inputs.items()} for _, _, idt in variants.values()}
+    fns = {n: (lambda m=model, a=cast_inputs[idt]: _call(m, a)) for n, (model, _, idt) in variants.items()}
+    before = {n: (lambda m=model, d=None if cdt == torch.float32 else cdt: set_linear_compute_dtype(m, d))
+              for n, (model, cdt, _) in variants.items() if cdt is not None}
+    return time_rounds(fns, repeats, warmup, clock, before)
 
 
 _MEM_SCRIPT = r"""
