@@ -33,7 +33,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kernels as _kb  # noqa: E402  (benchmarks/kernels.py: time_interleaved)
 
 from wclust.kernels import cpu  # noqa: E402
-from wclust.clustering.packing import pack_rows_4bit  # noqa: E402
 
 SHAPES = [(768, 2304), (768, 768), (768, 3072), (3072, 768)]
 CONFIGS = [("k16_4bit", 16, 4), ("k16", 16, 8), ("k64", 64, 8), ("k256", 256, 8)]
@@ -48,14 +47,8 @@ def _setup(inn, out, m, copies):
 
 
 def _layers(g, inn, out, k, bits, copies, dtype=torch.float32):
-    """``copies`` clustered layers (indices, codebook, bias; codebook and bias in ``dtype``)."""
-    for _ in range(copies):
-        b = torch.randn(out, generator=g) * 0.02
-        idx = torch.randint(0, k, (out, inn), dtype=torch.uint8, generator=g)
-        if bits == 4:
-            idx = torch.from_numpy(pack_rows_4bit(idx.numpy()))
-        cb = torch.sort(torch.randn(1, k, generator=g) * 0.02).values
-        yield idx, cb.to(dtype), b.to(dtype)
+    """``copies`` clustered layers (benchmarks/kernels.py's ``clustered_layer``)."""
+    return [_kb.clustered_layer(g, inn, out, k, bits, dtype) for _ in range(copies)]
 
 
 def candidates(inn, out, m, copies, configs=CONFIGS):

@@ -59,6 +59,16 @@ def _module(fn, xs):
     return lambda: mod(x)
 
 
+def clustered_layer(g, inn, out, k, bits, dtype=torch.float32):
+    """A random clustered layer (indices, sorted codebook, bias; codebook and bias in ``dtype``)."""
+    b = torch.randn(out, generator=g) * 0.02
+    idx = torch.randint(0, k, (out, inn), dtype=torch.uint8, generator=g)
+    if bits == 4:
+        idx = torch.from_numpy(pack_rows_4bit(idx.numpy()))
+    cb = torch.sort(torch.randn(1, k, generator=g) * 0.02).values
+    return idx, cb.to(dtype), b.to(dtype)
+
+
 def candidates(inn, out, m, copies, bf16, shapes=None, modules=False):
     """name -> list of callables, one per weight copy (``shapes``: a list of (in, out), one each).
     ``modules``: also each float32 configuration through ClusteredLinear modules (what a model
@@ -79,11 +89,7 @@ def candidates(inn, out, m, copies, bf16, shapes=None, modules=False):
         fns, fnb = [], []
         for inn, out in shapes:
             x, xb = xs[inn], xbs[inn]
-            b = torch.randn(out, generator=g) * 0.02
-            idx = torch.randint(0, k, (out, inn), dtype=torch.uint8, generator=g)
-            if bits == 4:
-                idx = torch.from_numpy(pack_rows_4bit(idx.numpy()))
-            cb = torch.sort(torch.randn(1, k, generator=g) * 0.02).values
+            idx, cb, b = clustered_layer(g, inn, out, k, bits)
             fns.append(lambda idx=idx, cb=cb, bits=bits, x=x, b=b, inn=inn, out=out:
                        lut_linear(x, idx, cb, b, inn, out, bits))
             fnb.append(lambda idx=idx, cb=cb, bits=bits, xb=xb, b=b, inn=inn, out=out:
