@@ -9,13 +9,17 @@ the weights are not all cache-hot:
   dense_fp32        F.linear(x, W, b)
   <cfg>_dequant     the current many-rows path: cpu.dequantize into one reused buffer + F.linear
   <cfg>_fused       kernels/cpu.lut_gemm (csrc/lut_gemm.c)
+  fma_peak          cpu.fma_peak: the same number of float32 operations as independent FMA chains
+                    with no memory traffic (csrc/fma_peak.c), the core's FMA ceiling at that moment
 for cfg in k16_4bit (4-bit indices), k16, k64, k256 (8-bit indices). With ``--bf16``, bf16 compute
 instead (x, codebook and bias in bf16, oneDNN's bf16 matmul):
   dense_bf16        F.linear on a bf16 weight (oneDNN repacks it on every call)
   <cfg>_bf16_plain  cpu.dequantize to bf16 into one reused buffer + F.linear
   <cfg>_bf16_packed kernels/onednn.linear: dequantized into oneDNN's packed layout, no repacking
 Ratios are dense_ms / ms
-(> 1 = faster than dense fp32), from medians (``vs_dense``) and minima (``vs_dense_min``).
+(> 1 = faster than dense fp32), from medians (``vs_dense``) and minima (``vs_dense_min``);
+``of_fma_peak`` = fma_peak_ms / ms from medians, the fraction of the FMA ceiling each fp32
+candidate reaches (both dense fp32 and the fused kernel are bound by it at 197 rows).
 At 1 thread the clock is the calling thread's CPU time (``--clock wall`` for wall time).
 """
 from __future__ import annotations
@@ -53,6 +57,7 @@ def _layers(g, inn, out, k, bits, copies, dtype=torch.float32):
 
 def candidates(inn, out, m, copies, configs=CONFIGS):
     g, x, _, c = _setup(inn, out, m, copies)
+    c["fma_peak"] = [lambda f=2 * m * inn * out: cpu.fma_peak(f)]
     buf = torch.empty(out * inn)  # the current path's reused scratch
     for name, k, bits in configs:
         deq, fused = [], []
@@ -93,12 +98,15 @@ def candidates_bf16(inn, out, m, copies, configs=CONFIGS):
 
 
 def _row(threads, m, shape, ms, mn):
-    def ratios(t):
-        return {n: round(t["dense_fp32"] / v, 3) for n, v in t.items() if n != "dense_fp32"}
+    def ratios(t, ref="dense_fp32"):
+        return {n: round(t[ref] / v, 3) for n, v in t.items() if n not in (ref, "fma_peak")}
 
-    return {"threads": threads, "M": m, "shape": shape,
-            "ms_median": {n: round(v, 4) for n, v in ms.items()}, "ms_min": {n: round(v, 4) for n, v in mn.items()},
-            "vs_dense": ratios(ms), "vs_dense_min": ratios(mn)}
+    row = {"threads": threads, "M": m, "shape": shape,
+           "ms_median": {n: round(v, 4) for n, v in ms.items()}, "ms_min": {n: round(v, 4) for n, v in mn.items()},
+           "vs_dense": ratios(ms), "vs_dense_min": ratios(mn)}
+    if "fma_peak" in ms:
+        row["of_fma_peak"] = ratios(ms, "fma_peak")
+    return row
 
 
 def main(argv=None) -> int:

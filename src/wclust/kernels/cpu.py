@@ -65,6 +65,7 @@ _SIGNATURES = {
     "wc_lut_plan_free": (None, [_vp]),
     "wc_lut_plan_gemv": (_int, [_vp, _vp, _vp, _i64, _vp, _vp, _vp, _int]),
     "wc_lut_plan_gemm": (_int, [_vp, _vp, _vp, _i64, _vp, _vp, _vp, _int]),
+    "wc_fma_peak": (_i64, [_i64]),
 }
 _declared = False
 _GEMV = _GEMM = _PLAN_GEMV = _PLAN_GEMM = _PLAN_NEW = _PLAN_FREE = None
@@ -129,6 +130,16 @@ def _set_fused(lib) -> None:
 def isa() -> str:
     lib = native()
     return "reference" if lib is None else ISA_NAMES[lib.wc_lut_isa()]
+
+
+def fma_peak(flops: int) -> int | None:
+    """Run at least ``flops`` float32 operations as independent FMA chains at the kernels' vector
+    width (csrc/fma_peak.c: no memory traffic) and return how many ran, for benchmarks that time
+    it beside a GEMM of the same work: the core's FMA ceiling now. None without the C library."""
+    lib = native()
+    if lib is None or getattr(lib, "wc_fma_peak", None) is None:
+        return None
+    return int(lib.wc_fma_peak(int(flops)))
 
 
 @contextlib.contextmanager
