@@ -75,3 +75,29 @@ def test_cli_bench_args(capsys):
 
     assert main(["bench", "zoo:nope", "--threads", "0"]) == 2
     assert "threads" in capsys.readouterr().err
+
+
+def test_wclust_file_runs_as_stored_against_its_dense_twin(tmp_path, capsys):
+    import warnings
+
+    import wclust
+    from wclust.cli import main
+
+    model = wclust.compress(tiny(), wclust.ClusterConfig(n_clusters=16, scope="layer"), progress=False)
+    path = str(tmp_path / "t.wclust")
+    wclust.save(model, path)
+    loaded = wclust.load(path, model=tiny())  # a plain Sequential: the header cannot rebuild it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no second clustering ("no layer matched")
+        variants = bench.build_variants(loaded, k=64, bf16_models=False)
+    assert variants["clustered_fp32"][0] is loaded
+    dense = variants["fp32"][0]
+    assert not bench.is_clustered(dense) and all(p.dtype == torch.float32 for p in dense.parameters())
+    x = torch.randn(5, 64)
+    with torch.inference_mode():
+        torch.testing.assert_close(dense(x), loaded(x), rtol=1e-4, atol=1e-5)  # the same weights
+    res = bench.run_bench(loaded, k=64, repeats=1, quick=True, memory=False, bf16_models=False,
+                          inputs={"input": torch.randn(3, 64)})
+    assert res["stored"] and (res["n_clusters"], res["scope"]) == (16, "layer")
+    assert main(["bench", path, "-k", "32"]) == 2
+    assert "as stored" in capsys.readouterr().err

@@ -23,7 +23,7 @@ from torch import nn
 
 from ..errors import WclustError
 from .features import Encoder, fit_probe
-from ..clustering.modules import ClusteredEmbedding, ClusteredLinear, ClusteredModule, _Clustered
+from ..clustering.modules import _Clustered, dense_view  # noqa: F401  (dense_view: part of this module's API)
 from .tasks import Task, get_task, interval95, paired_interval95
 
 QUICK = {"n_train": 1000, "n_test": 500}
@@ -78,30 +78,6 @@ def _broadcast(obj):
 
 
 # -- weights -------------------------------------------------------------------------------------------
-def dense_view(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` whose clustered modules are plain float modules holding the dequantized weights."""
-    out = copy.deepcopy(model)
-    for fqn, m in list(out.named_modules()):
-        if not isinstance(m, _Clustered):
-            continue
-        w = m.dequantize(torch.float32 if m.codebook.dtype == torch.float32 else m.codebook.dtype)
-        if isinstance(m, ClusteredLinear):
-            new = nn.Linear(m.in_features, m.out_features, bias=m.bias is not None, device="meta")
-            new.weight = nn.Parameter(w.reshape(m.out_features, m.in_features), requires_grad=False)
-            if m.bias is not None:
-                new.bias = nn.Parameter(m.bias.detach().clone(), requires_grad=False)
-        elif isinstance(m, ClusteredEmbedding):
-            new = nn.Embedding.from_pretrained(w, freeze=True, padding_idx=m.padding_idx)
-        elif isinstance(m, ClusteredModule):
-            new = m.inner
-            new.weight = nn.Parameter(w, requires_grad=False)
-        else:
-            continue
-        parent, _, child = fqn.rpartition(".")
-        setattr(out.get_submodule(parent) if parent else out, child, new)
-    return out
-
-
 def weight_bytes(model: nn.Module) -> int:
     """Bytes of the weights as stored: packed indices, codebooks, scales, outliers, other tensors as they are."""
     total, seen = 0, set()

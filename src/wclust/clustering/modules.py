@@ -13,6 +13,7 @@ outliers (``outlier_index`` flat positions, ``outlier_value`` their exact values
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -308,3 +309,26 @@ def set_compute_dtype(model: nn.Module, dtype: torch.dtype | None) -> nn.Module:
         if isinstance(m, _Clustered):
             m.compute_dtype = dtype
     return model
+
+
+def dense_view(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose clustered modules are plain float modules holding the dequantized weights."""
+    out = copy.deepcopy(model)
+    for fqn, m in list(out.named_modules()):
+        if not isinstance(m, _Clustered):
+            continue
+        w = m.dequantize(torch.float32 if m.codebook.dtype == torch.float32 else m.codebook.dtype)
+        if isinstance(m, ClusteredLinear):
+            new = nn.Linear(m.in_features, m.out_features, bias=m.bias is not None, device="meta")
+            new.weight = nn.Parameter(w.reshape(m.out_features, m.in_features), requires_grad=False)
+            if m.bias is not None:
+                new.bias = nn.Parameter(m.bias.detach().clone(), requires_grad=False)
+        elif isinstance(m, ClusteredEmbedding):
+            new = nn.Embedding.from_pretrained(w, freeze=True, padding_idx=m.padding_idx)
+        elif isinstance(m, ClusteredModule):
+            new = m.inner
+            new.weight = nn.Parameter(w, requires_grad=False)
+        else:
+            continue
+        replace_module(out, fqn, new)
+    return out

@@ -1,14 +1,16 @@
 """wclust bench SOURCE [-k K] [--threads N] [--pressure P] [--json]"""
 from __future__ import annotations
 
+from ..errors import WclustError
 from .common import print_json
 
 
 def register(sub) -> None:
     p = sub.add_parser("bench", help="end-to-end latency and memory: fp32 vs int8 dynamic vs clustered (fp32/bf16)")
     p.add_argument("source", help="zoo:NAME, hf:DIR, timm:NAME, arch:NAME or a .wclust file")
-    p.add_argument("-k", "--n-clusters", type=int, default=64, help="codebook length (default 64)")
-    p.add_argument("--scope", choices=["model", "layer", "group"], default="layer")
+    p.add_argument("-k", "--n-clusters", type=int, default=None,
+                   help="codebook length (default 64); a .wclust file runs as stored")
+    p.add_argument("--scope", choices=["model", "layer", "group"], default=None, help="(default layer)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--pressure", type=int, default=0, help="background memory-streaming processes")
     p.add_argument("--repeats", type=int, default=None, help="timed runs per variant (default 20, 5 with --quick)")
@@ -28,13 +30,17 @@ def run(args) -> int:
 
     if args.threads < 1 or args.pressure < 0:
         raise ValueError("--threads must be >= 1 and --pressure >= 0")
-    res = run_bench(args.source, k=args.n_clusters, threads=args.threads, pressure=args.pressure,
-                    repeats=args.repeats, quick=args.quick, scope=args.scope, memory=not args.no_memory,
+    if str(args.source).endswith(".wclust") and (args.n_clusters is not None or args.scope is not None):
+        raise WclustError("-k and --scope cluster a float model; a .wclust file is benchmarked as stored, "
+                          "against its dense twin (drop them, or bench its fp32 source)")
+    res = run_bench(args.source, k=args.n_clusters or 64, threads=args.threads, pressure=args.pressure,
+                    repeats=args.repeats, quick=args.quick, scope=args.scope or "layer", memory=not args.no_memory,
                     batch=args.batch, bf16_models=not args.no_bf16_models, clock=args.clock)
     if args.json:
         print_json(res)
         return 0
-    print(f"{res['source']}  k={res['n_clusters']} scope={res['scope']} threads={res['threads']} "
+    stored = " (as stored; fp32 = its dense twin)" if res.get("stored") else ""
+    print(f"{res['source']}  k={res['n_clusters']} scope={res['scope']}{stored} threads={res['threads']} "
           f"repeats={res['repeats']} kernel={res['kernel_isa']} clock={res['clock']}")
     cols = ["latency"] + (["pressure"] if "pressure" in res else [])
     head = f"{'variant':<22}{'median ms':>11}{'speedup':>9}{'paired':>8}"

@@ -1,11 +1,13 @@
 """Measured speed: end-to-end latency and memory of a model, fp32 vs its cheaper versions.
 
 ``run_bench`` times, side by side in one run (interleaved, rotating order, medians):
-- ``fp32``: the model as loaded;
+- ``fp32``: the model as loaded (for a model loaded from a .wclust file: its dense twin, the
+  dequantized weights in float32 modules, as fast as the fp32 model it came from);
 - ``int8_dynamic``: ``torch.ao.quantization.quantize_dynamic`` on its Linear layers (the peer a
   CPU user would pick);
-- ``clustered_fp32`` / ``clustered_bf16``: the model clustered with ``n_clusters`` (one object,
-  the clustered Linear layers' compute_dtype switched between runs);
+- ``clustered_fp32`` / ``clustered_bf16``: the model clustered with ``n_clusters``, or a .wclust
+  file's model as stored (one object, the clustered Linear layers' compute_dtype switched between
+  runs);
 - with ``bf16_models`` (default): ``dense_bf16_model`` and ``clustered_bf16_model``, the dense
   and the clustered model cast to bf16 as a whole (activations, attention, norms in bf16 too).
 Peak resident memory of each loaded model is measured in a fresh subprocess per variant (the
@@ -88,6 +90,10 @@ def int8_dynamic(model: nn.Module) -> nn.Module:
 def build_variants(model: nn.Module, k: int = 64, scope: str = "layer", bf16_models: bool = False) -> dict:
     """name -> (module, compute_dtype or None, input dtype or None).
 
+    A ``model`` that is already clustered (a loaded .wclust file) is the clustered variant as it
+    is (``k`` and ``scope`` unused); ``fp32`` is then its dense twin: the same architecture holding
+    the dequantized weights in float32, which runs as fast as the fp32 model it came from.
+
     ``clustered_fp32`` and ``clustered_bf16`` share one module (compute_dtype of its clustered
     Linear layers switched; activations, attention and norms stay float32). With
     ``bf16_models``: ``dense_bf16_model`` (the fp32 model cast to bf16) and
@@ -96,8 +102,12 @@ def build_variants(model: nn.Module, k: int = 64, scope: str = "layer", bf16_mod
     """
     from ..clustering.compress import compress
     from ..clustering.config import ClusterConfig
+    from ..clustering.modules import dense_view
 
-    clustered = compress(copy.deepcopy(model), ClusterConfig(n_clusters=k, scope=scope), progress=False)
+    if is_clustered(model):  # a loaded .wclust model runs as stored, against its dense twin
+        clustered, model = model, dense_view(model).float()
+    else:
+        clustered = compress(copy.deepcopy(model), ClusterConfig(n_clusters=k, scope=scope), progress=False)
     out = {"fp32": (model, None, None), "int8_dynamic": (int8_dynamic(model), None, None),
            "clustered_fp32": (clustered, torch.float32, None), "clustered_bf16": (clustered, torch.bfloat16, None)}
     if bf16_models:
@@ -105,6 +115,18 @@ def build_variants(model: nn.Module, k: int = 64, scope: str = "layer", bf16_mod
         out["dense_bf16_model"] = (copy.deepcopy(model).to(bf), None, bf)
         out["clustered_bf16_model"] = (copy.deepcopy(clustered).to(bf), None, bf)
     return out
+
+
+def is_clustered(model: nn.Module) -> bool:
+    from ..clustering.modules import _Clustered
+
+    return any(isinstance(m, _Clustered) for m in model.modules())
+
+
+def stored_config(model: nn.Module) -> tuple:
+    """(n_clusters, scope) a clustered model was made with, from its header (None where unknown)."""
+    cfg = (getattr(model, "wclust_info", None) or {}).get("config") or {}
+    return cfg.get("n_clusters"), cfg.get("scope")
 
 
 def set_linear_compute_dtype(model: nn.Module, dtype) -> None:
@@ -238,11 +260,14 @@ def run_bench(source, k: int = 64, threads: int = 1, pressure: int = 0, repeats:
     clk = time.thread_time if clock == "thread" else time.perf_counter
     old_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
+    stored = is_clustered(model)
+    if stored:
+        k, scope = stored_config(model)
     try:
         variants = build_variants(model, k, scope, bf16_models)
         result = {
             "source": source if isinstance(source, str) else type(source).__name__,
-            "n_clusters": k, "scope": scope, "threads": threads, "repeats": repeats, "batch": batch,
+            "n_clusters": k, "scope": scope, "stored": stored, "threads": threads, "repeats": repeats, "batch": batch,
             "kernel_isa": cpu.isa(), "torch": torch.__version__, "clock": clock,
             "latency": time_variants(variants, inputs, repeats, warmup=1 if quick else 2, clock=clk),
         }
