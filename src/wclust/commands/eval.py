@@ -1,6 +1,7 @@
 """wclust eval SOURCE --task TASK [-k K --scope S ...] [--json]: top-1/top-5 (or fidelity) of a model."""
 from __future__ import annotations
 
+from ..accuracy.evaluate import COMPUTE
 from .common import add_cluster_options, check_task, config_from_args, needs_calibration, print_json, print_table
 
 
@@ -24,7 +25,7 @@ def register(sub) -> None:
     add_task_options(p)
     p.add_argument("--reference", default=None, help="fp32 source of a .wclust file (default: from its header)")
     p.add_argument("--kernel", action="store_true", help="run the clustered modules themselves (slower on CPU)")
-    p.add_argument("--compute", choices=["fp32", "bf16", "bf16-model"], default="fp32",
+    p.add_argument("--compute", choices=COMPUTE, default="fp32",
                    help="bf16: clustered layers compute in bf16 (activations float32); bf16-model: the whole "
                         "model cast to bf16 (also a float model). Both run the kernels (default fp32)")
     p.set_defaults(func=run)
