@@ -101,3 +101,15 @@ def test_wclust_file_runs_as_stored_against_its_dense_twin(tmp_path, capsys):
     assert res["stored"] and (res["n_clusters"], res["scope"]) == (16, "layer")
     assert main(["bench", path, "-k", "32"]) == 2
     assert "as stored" in capsys.readouterr().err
+
+
+def test_time_rounds_advances_the_progress_bar_once_per_run():
+    class Bar:
+        n = 0
+
+        def update(self, k):
+            self.n += k
+
+    bar = Bar()
+    out = bench.time_rounds({"fp32": lambda: None, "other": lambda: None}, repeats=3, warmup=2, bar=bar)
+    assert bar.n == 2 * (3 + 2) and out["other"]["runs"] == 3

@@ -35,7 +35,8 @@ def run(args) -> int:
                           "against its dense twin (drop them, or bench its fp32 source)")
     res = run_bench(args.source, k=args.n_clusters or 64, threads=args.threads, pressure=args.pressure,
                     repeats=args.repeats, quick=args.quick, scope=args.scope or "layer", memory=not args.no_memory,
-                    batch=args.batch, bf16_models=not args.no_bf16_models, clock=args.clock)
+                    batch=args.batch, bf16_models=not args.no_bf16_models, clock=args.clock,
+                    progress=not args.json)
     if args.json:
         print_json(res)
         return 0

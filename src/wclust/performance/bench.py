@@ -87,7 +87,8 @@ def int8_dynamic(model: nn.Module) -> nn.Module:
         return quantize_dynamic(copy.deepcopy(model), {nn.Linear}, dtype=torch.qint8)
 
 
-def build_variants(model: nn.Module, k: int = 64, scope: str = "layer", bf16_models: bool = False) -> dict:
+def build_variants(model: nn.Module, k: int = 64, scope: str = "layer", bf16_models: bool = False,
+                   progress: bool = False) -> dict:
     """name -> (module, compute_dtype or None, input dtype or None).
 
     A ``model`` that is already clustered (a loaded .wclust file) is the clustered variant as it
@@ -107,7 +108,7 @@ def build_variants(model: nn.Module, k: int = 64, scope: str = "layer", bf16_mod
     if is_clustered(model):  # a loaded .wclust model runs as stored, against its dense twin
         clustered, model = model, dense_view(model).float()
     else:
-        clustered = compress(copy.deepcopy(model), ClusterConfig(n_clusters=k, scope=scope), progress=False)
+        clustered = compress(copy.deepcopy(model), ClusterConfig(n_clusters=k, scope=scope), progress=progress)
     out = {"fp32": (model, None, None), "int8_dynamic": (int8_dynamic(model), None, None),
            "clustered_fp32": (clustered, torch.float32, None), "clustered_bf16": (clustered, torch.bfloat16, None)}
     if bf16_models:
@@ -145,13 +146,15 @@ def _call(model, inputs):
     return run(model, inputs)
 
 
-def time_rounds(fns: dict, repeats: int = 20, warmup: int = 2, clock=time.perf_counter, before: dict | None = None) -> dict:
+def time_rounds(fns: dict, repeats: int = 20, warmup: int = 2, clock=time.perf_counter, before: dict | None = None,
+                bar=None) -> dict:
     """Median/min latency (ms) of each callable in ``fns`` (name -> f), runs interleaved in a
     rotating order; ``before[name]``, if given, runs untimed before each of its runs. With an
     ``fp32`` entry, speed-ups against it: the ratio of medians and the paired one.
 
     ``clock``: ``time.perf_counter`` (wall) or ``time.thread_time`` (CPU time of this thread: at
-    one torch thread all the work runs here, and time other jobs take from the core is not counted)."""
+    one torch thread all the work runs here, and time other jobs take from the core is not counted).
+    ``bar``: a progress bar (tqdm) advanced by one per run, warm-up runs included."""
     names = list(fns)
     times = {n: [] for n in names}
     before = before or {}
@@ -161,7 +164,10 @@ def time_rounds(fns: dict, repeats: int = 20, warmup: int = 2, clock=time.perf_c
             before[name]()
         t = clock()
         fns[name]()
-        return (clock() - t) * 1e3
+        t = (clock() - t) * 1e3
+        if bar is not None:
+            bar.update(1)
+        return t
 
     with torch.inference_mode():
         for name in names:
@@ -183,7 +189,8 @@ def time_rounds(fns: dict, repeats: int = 20, warmup: int = 2, clock=time.perf_c
     return out
 
 
-def time_variants(variants: dict, inputs: dict, repeats: int = 20, warmup: int = 2, clock=time.perf_counter) -> dict:
+def time_variants(variants: dict, inputs: dict, repeats: int = 20, warmup: int = 2, clock=time.perf_counter,
+                  bar=None) -> dict:
     """``time_rounds`` of ``build_variants``' models on ``inputs`` (cast to each variant's input
     dtype; the clustered Linear layers' compute dtype set, untimed, before each run)."""
     cast_inputs = {idt: {key: v.to(idt) if idt is not None and torch.is_floating_point(v) else v
@@ -191,7 +198,7 @@ def time_variants(variants: dict, inputs: dict, repeats: int = 20, warmup: int =
     fns = {n: (lambda m=model, a=cast_inputs[idt]: _call(m, a)) for n, (model, _, idt) in variants.items()}
     before = {n: (lambda m=model, d=None if cdt == torch.float32 else cdt: set_linear_compute_dtype(m, d))
               for n, (model, cdt, _) in variants.items() if cdt is not None}
-    return time_rounds(fns, repeats, warmup, clock, before)
+    return time_rounds(fns, repeats, warmup, clock, before, bar)
 
 
 _MEM_SCRIPT = r"""
@@ -241,8 +248,9 @@ def param_bytes(model: nn.Module) -> int:
 
 def run_bench(source, k: int = 64, threads: int = 1, pressure: int = 0, repeats: int | None = None,
               quick: bool = False, scope: str = "layer", memory: bool = True, inputs: dict | None = None,
-              batch: int = 1, bf16_models: bool = True, clock: str = "auto") -> dict:
-    """Benchmark ``source`` (a source string or an nn.Module); a JSON-ready dict.
+              batch: int = 1, bf16_models: bool = True, clock: str = "auto", progress: bool = False) -> dict:
+    """Benchmark ``source`` (a source string or an nn.Module); a JSON-ready dict. ``progress``:
+    bars on stderr for the clustering, the timed runs and the memory subprocesses.
 
     ``clock``: "wall", "thread" (CPU time of the calling thread; only meaningful at threads=1)
     or "auto" (thread at one thread, wall otherwise)."""
@@ -264,26 +272,38 @@ def run_bench(source, k: int = 64, threads: int = 1, pressure: int = 0, repeats:
     if stored:
         k, scope = stored_config(model)
     try:
-        variants = build_variants(model, k, scope, bf16_models)
+        from tqdm.auto import tqdm
+
+        variants = build_variants(model, k, scope, bf16_models, progress)
+        warmup = 1 if quick else 2
+        runs = len(variants) * (repeats + warmup) + (len(variants) * (repeats + 1) if pressure > 0 else 0)
+        bar = tqdm(total=runs, desc="timing", unit="run", disable=not progress, leave=False)
         result = {
             "source": source if isinstance(source, str) else type(source).__name__,
             "n_clusters": k, "scope": scope, "stored": stored, "threads": threads, "repeats": repeats, "batch": batch,
             "kernel_isa": cpu.isa(), "torch": torch.__version__, "clock": clock,
-            "latency": time_variants(variants, inputs, repeats, warmup=1 if quick else 2, clock=clk),
+            "latency": time_variants(variants, inputs, repeats, warmup=warmup, clock=clk, bar=bar),
         }
         if pressure > 0:
+            bar.set_description(f"timing, {pressure} pressure workers")
             with Pressure(pressure):
                 result["pressure"] = {"workers": pressure, "stream_mb": STREAM_MB,
-                                      "latency": time_variants(variants, inputs, repeats, warmup=1, clock=clk)}
+                                      "latency": time_variants(variants, inputs, repeats, warmup=1, clock=clk, bar=bar)}
+        bar.close()
         seen = {}
         result["memory"] = {}
+        models = {id(m): m for m, _, _ in variants.values()}
+        mbar = tqdm(total=len(models), desc="memory (a subprocess per model)", unit="model",
+                    disable=not (progress and memory), leave=False)
         for name, (m, _, _) in variants.items():
             if id(m) not in seen:
                 mem = {"param_mb": param_bytes(m) / 2**20}
                 if memory:
                     mem.update(measure_memory(m))
+                    mbar.update(1)
                 seen[id(m)] = mem
             result["memory"][name] = seen[id(m)]
+        mbar.close()
         base = result["memory"]["fp32"]
         for name, mem in result["memory"].items():
             for key in ("rss_mb", "param_mb"):
