@@ -144,7 +144,9 @@ def test_calibration_options_need_a_task_and_k(capsys, files, tmp_path):
     _one_line_error(*_cli(capsys, "compress", src, "--weighting", "activation", "-o", out), "need --task")
     _one_line_error(*_cli(capsys, "compress", src, "--weighting", "fisher", "--task", "digits", "-o", out),
                     "--weighting activation")
-    _one_line_error(*_cli(capsys, "eval", files / "tiny.wclust", "--task", "digits", "--error-feedback"), "need -k")
+    _one_line_error(*_cli(capsys, "eval", files / "tiny.wclust", "--task", "digits", "--error-feedback"),
+                    "already clustered")
+    _one_line_error(*_cli(capsys, "eval", src, "--task", "digits", "--error-feedback"), "need -k")
     _one_line_error(*_cli(capsys, "eval", src, "--task", "digits", "--weighting", "hessian"), "invalid choice")
     assert not out.exists()
 
@@ -160,3 +162,43 @@ def test_compress_with_error_feedback_and_activation_weighting(capsys, tmp_path)
     cfg = wclust.read_header(out)["config"]
     assert cfg["error_feedback"] is True and cfg["weighting"] == "activation"
     wclust.load(out)
+
+
+def test_clustering_options_are_never_silently_dropped(capsys, files, tmp_path):
+    src = f"hf:{files / 'hf'}"
+    for opt in (["--scope", "model"], ["--outliers", "0.01"], ["--bits", "8"], ["--exclude", "pooler*"]):
+        _one_line_error(*_cli(capsys, "eval", src, "--task", "digits", *opt), "need -k", opt[0])
+        _one_line_error(*_cli(capsys, "eval", files / "tiny.wclust", "--task", "digits", *opt), "already clustered")
+    _one_line_error(*_cli(capsys, "compress", src, "-k", "8", "--group-size", "8", "-o", tmp_path / "x.wclust"),
+                    "--scope group")
+    _one_line_error(*_cli(capsys, "bench", files / "tiny.wclust", "--scope", "model"), "as stored")
+
+
+@pytest.mark.parametrize("cmd", [["bench", "arch:vit-s16", "--batch", "0"], ["bench", "arch:vit-s16", "--repeats", "0"],
+                                 ["bench", "arch:vit-s16", "--threads", "0"], ["profile", "arch:vit-s16", "--threads", "-3"],
+                                 ["profile", "arch:vit-s16", "--batch", "0"], ["estimate", "arch:vit-s16", "--threads", "0"],
+                                 ["eval", "zoo:minilm", "--task", "digits", "--batch-size", "0"]])
+def test_counts_below_one_are_refused_before_loading(capsys, cmd):
+    _one_line_error(*_cli(capsys, *cmd), "must be >= 1")
+
+
+def test_estimate_bits_must_hold_every_k(capsys):
+    _one_line_error(*_cli(capsys, "estimate", "arch:vit-s16", "-k", "16", "--bits", "2"), "4..8")
+    _one_line_error(*_cli(capsys, "estimate", "arch:vit-s16", "-k", "16", "256", "--bits", "4"), "8..8")
+
+
+def test_exclude_adds_to_the_defaults(capsys, files):
+    import argparse
+
+    from wclust.clustering.config import DEFAULT_EXCLUDE
+    from wclust.commands.common import add_cluster_options, config_from_args, warn_unmatched_excludes
+
+    p = argparse.ArgumentParser()
+    add_cluster_options(p)
+    assert config_from_args(p.parse_args([])).exclude == list(DEFAULT_EXCLUDE)
+    assert config_from_args(p.parse_args(["--exclude", "pooler*"])).exclude == [*DEFAULT_EXCLUDE, "pooler*"]
+    assert config_from_args(p.parse_args(["--no-default-exclude"])).exclude == []
+    assert config_from_args(p.parse_args(["--no-default-exclude", "--exclude", "a*"])).exclude == ["a*"]
+    warn_unmatched_excludes(torch.nn.Sequential(torch.nn.Linear(2, 2)), ["0", "nothing*"])
+    err = capsys.readouterr().err
+    assert "'nothing*' matches no module" in err and "'0'" not in err

@@ -63,7 +63,8 @@ class Encoder:
         self.kind = model_kind(model)
         self.modality = modality
         if (self.kind == "text") != (modality == "text"):
-            raise WclustError(f"a {self.kind} model cannot run on a {modality} task")
+            raise WclustError(f"a {self.kind} model cannot run on {'an' if modality[0] in 'aeiou' else 'a'} "
+                              f"{modality} task")
         self.max_length = max_length
         self.tokenizer = None
         if self.kind == "text":

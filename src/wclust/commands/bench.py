@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..errors import WclustError
-from .common import print_json
+from .common import check_at_least_one, print_json
 
 
 def register(sub) -> None:
@@ -28,8 +28,9 @@ def register(sub) -> None:
 def run(args) -> int:
     from ..performance.bench import run_bench
 
-    if args.threads < 1 or args.pressure < 0:
-        raise ValueError("--threads must be >= 1 and --pressure >= 0")
+    check_at_least_one(args, "threads", "batch", "repeats")
+    if args.pressure < 0:
+        raise WclustError(f"--pressure must be >= 0, got {args.pressure}")
     if str(args.source).endswith(".wclust") and (args.n_clusters is not None or args.scope is not None):
         raise WclustError("-k and --scope cluster a float model; a .wclust file is benchmarked as stored, "
                           "against its dense twin (drop them, or bench its fp32 source)")
@@ -47,7 +48,7 @@ def run(args) -> int:
     head = f"{'variant':<22}{'median ms':>11}{'speedup':>9}{'paired':>8}"
     if "pressure" in res:
         head += f"{'ms (P=' + str(res['pressure']['workers']) + ')':>12}{'speedup':>9}"
-    print(head + f"{'weights MB':>12}{'RSS MB':>9}{'RSS/fp32':>9}")
+    print(head + f"{'weights MiB':>12}{'RSS MiB':>9}{'RSS/fp32':>9}")
     for name, lat in res["latency"].items():
         line = f"{name:<22}{lat['median_ms']:>11.2f}{lat['speedup_vs_fp32']:>8.2f}x{lat['speedup_paired']:>7.2f}x"
         if "pressure" in cols:

@@ -10,19 +10,31 @@ from ..errors import WclustError
 from ..clustering.io import jsonable
 
 
-def add_cluster_options(p, k_many: bool = False) -> None:
+# the single-k clustering options and their defaults (cluster_options_given)
+CLUSTER_DEFAULTS = {"scope": "layer", "bits": None, "group_size": 64, "outliers": 0.0, "channel_scale": False,
+                    "exclude": None, "no_default_exclude": False, "weighting": "uniform", "error_feedback": False}
+
+
+def add_cluster_options(p, k_many: bool = False, k_default: int | None = 64) -> None:
+    """The clustering options; ``k_default=None``: without -k nothing is clustered (eval)."""
     if k_many:
         p.add_argument("-k", "--n-clusters", type=int, nargs="+", default=[16, 32, 64, 128, 256],
                        help="codebook lengths to try")
         p.add_argument("--scope", nargs="+", choices=["model", "layer", "group"], default=["layer", "model"])
     else:
-        p.add_argument("-k", "--n-clusters", type=int, default=64, help="codebook length, 2..256 (default 64)")
-        p.add_argument("--scope", choices=["model", "layer", "group"], default="layer")
+        p.add_argument("-k", "--n-clusters", type=int, default=k_default,
+                       help="codebook length, 2..256 " + ("(default 64)" if k_default == 64 else
+                                                          "(default: none, the model is scored as it is)"))
+        p.add_argument("--scope", choices=["model", "layer", "group"], default="layer", help="(default layer)")
     p.add_argument("--bits", type=int, default=None, help="stored index width (default ceil(log2 k))")
     p.add_argument("--group-size", type=int, default=64, help="output channels per codebook with --scope group")
     p.add_argument("--outliers", type=float, default=0.0, help="fraction of largest weights kept in float")
     p.add_argument("--channel-scale", action="store_true", help="per-output-channel scales + shared codebook")
-    p.add_argument("--exclude", nargs="*", default=None, help="fnmatch patterns of module names to keep float")
+    p.add_argument("--exclude", nargs="+", default=None, metavar="PATTERN",
+                   help="fnmatch patterns of module names to keep float, in addition to the default ones "
+                        "(position and patch embeddings)")
+    p.add_argument("--no-default-exclude", action="store_true",
+                   help="cluster position and patch embeddings too (float by default)")
     p.add_argument("--weighting", choices=["uniform", "fisher", "activation"], default="uniform",
                    help="k-means weights: uniform, diagonal Fisher (eval/sweep), or activation energy E[x^2] "
                         "of each input feature; from <= 64 train examples of the task")
@@ -36,12 +48,50 @@ def needs_calibration(args) -> bool:
     return getattr(args, "weighting", "uniform") != "uniform" or bool(getattr(args, "error_feedback", False))
 
 
+def cluster_options_given(args) -> list[str]:
+    """The single-k clustering options (besides -k) set on the command line, as flags."""
+    return ["--" + n.replace("_", "-") for n, d in CLUSTER_DEFAULTS.items() if getattr(args, n, d) != d]
+
+
+def check_at_least_one(args, *names) -> None:
+    """Refuse a numeric option below 1 (None: not given, the command's default applies)."""
+    for n in names:
+        v = getattr(args, n, None)
+        if v is not None and v < 1:
+            raise WclustError(f"--{n.replace('_', '-')} must be >= 1, got {v}")
+
+
+def exclude_from_args(args) -> list[str] | None:
+    """--exclude patterns added to the default ones (None: just the defaults), or without them
+    with --no-default-exclude."""
+    from ..clustering.config import DEFAULT_EXCLUDE
+
+    no_default = getattr(args, "no_default_exclude", False)
+    if not (args.exclude or no_default):
+        return None
+    return ([] if no_default else list(DEFAULT_EXCLUDE)) + list(args.exclude or [])
+
+
+def warn_unmatched_excludes(model, patterns) -> None:
+    """A warning on stderr for each --exclude pattern that names no module of ``model`` (a typo)."""
+    import fnmatch
+
+    names = [n for n, _ in model.named_modules()]
+    for pat in patterns or []:
+        if not any(fnmatch.fnmatchcase(n, pat) for n in names):
+            print(f"wclust: warning: --exclude {pat!r} matches no module of this model", file=sys.stderr)
+
+
 def config_from_args(args, k=None, scope=None):
     from ..clustering.config import ClusterConfig
 
+    exclude = exclude_from_args(args)
+    if args.group_size != CLUSTER_DEFAULTS["group_size"] and (scope or args.scope) != "group":
+        raise WclustError("--group-size applies to --scope group")
+
     return ClusterConfig(n_clusters=k if k is not None else args.n_clusters, scope=scope or args.scope,
                          bits=args.bits, group_size=args.group_size, outliers=args.outliers,
-                         channel_scale=args.channel_scale, exclude=args.exclude,
+                         channel_scale=args.channel_scale, exclude=exclude,
                          weighting=getattr(args, "weighting", "uniform") or "uniform",
                          error_feedback=bool(getattr(args, "error_feedback", False)))
 

@@ -5,12 +5,12 @@ import os
 import warnings
 
 from .common import (add_cluster_options, check_output_path, check_task, config_from_args, needs_calibration,
-                     print_json, print_table, require_float_source)
+                     print_json, print_table, require_float_source, warn_unmatched_excludes)
 
 
 def register(sub) -> None:
     p = sub.add_parser("compress", help="cluster a model's weights and save a .wclust file")
-    p.add_argument("source", help="zoo:NAME, hf:DIR, timm:NAME[:WEIGHTS]")
+    p.add_argument("source", help="a float model: zoo:NAME, hf:DIR, timm:NAME[:WEIGHTS], arch:NAME")
     add_cluster_options(p)
     p.add_argument("--task", default=None,
                    help="calibration data for --weighting activation / --error-feedback: the first <= 64 evenly "
@@ -39,6 +39,7 @@ def run(args) -> int:
     if args.task:
         check_task(args.task)
     model = load_source(args.source)
+    warn_unmatched_excludes(model, args.exclude)
     sw = hs = None
     if needs_calibration(args):
         from ..accuracy.evaluate import Calibration, _hf_dir, _is_text, calibrate

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from .common import check_output_dir, print_json
+from .common import check_at_least_one, check_output_dir, print_json
 
 
 def register(sub) -> None:
@@ -27,6 +27,15 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _check_bits(bits, ks) -> None:
+    """--bits, where given, wide enough for every k and at most 8."""
+    from ..clustering.packing import bits_for
+    from ..errors import WclustError
+
+    if bits is not None and not bits_for(max(ks)) <= bits <= 8:
+        raise WclustError(f"--bits must be in {bits_for(max(ks))}..8 for k up to {max(ks)}, got {bits}")
+
+
 def run(args) -> int:
     import json
 
@@ -39,13 +48,12 @@ def run(args) -> int:
         raise WclustError(f"--contention must be in [0, 1), got {args.contention}")
     if not 0.0 <= args.activation_dram <= 1.0:
         raise WclustError(f"--activation-dram must be in [0, 1], got {args.activation_dram}")
-    if args.batch < 1:
-        raise WclustError("--batch must be >= 1")
+    check_at_least_one(args, "batch", "threads")
     for k in args.n_clusters or []:
         if not 2 <= k <= 256:
             raise WclustError(f"-k must be in 2..256, got {k}")
-    if args.bits is not None and not 1 <= args.bits <= 32:
-        raise WclustError(f"--bits must be in 1..32, got {args.bits}")
+    if args.n_clusters:
+        _check_bits(args.bits, args.n_clusters)
     if args.threads:
         import torch
 
@@ -64,6 +72,7 @@ def run(args) -> int:
             ks, bits = [int(m.codebook.shape[1])], bits or m.bits
         else:
             ks = list(platforms.DEFAULT_KS)
+        _check_bits(args.bits, ks)
     result = platforms.estimate(model, platforms=plats, ks=ks, contention=args.contention, bits=bits,
                                 activation_dram=args.activation_dram, batch=args.batch)
     result["source"] = args.source

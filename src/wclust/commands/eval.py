@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from ..accuracy.evaluate import COMPUTE
-from .common import add_cluster_options, check_task, config_from_args, needs_calibration, print_json, print_table
+from .common import (add_cluster_options, check_at_least_one, check_task, cluster_options_given, config_from_args,
+                     print_json, print_table)
 
 
 def add_task_options(p) -> None:
@@ -20,8 +21,7 @@ def add_task_options(p) -> None:
 def register(sub) -> None:
     p = sub.add_parser("eval", help="accuracy of a model (optionally clustered first) on a task")
     p.add_argument("source", help="a .wclust file, or zoo:NAME / hf:DIR / timm:NAME[:WEIGHTS]")
-    add_cluster_options(p)
-    p.set_defaults(n_clusters=None)
+    add_cluster_options(p, k_default=None)
     add_task_options(p)
     p.add_argument("--reference", default=None, help="fp32 source of a .wclust file (default: from its header)")
     p.add_argument("--kernel", action="store_true", help="run the clustered modules themselves (slower on CPU)")
@@ -36,13 +36,16 @@ def run(args) -> int:
     from ..accuracy.evaluate import dist_context, evaluate
 
     check_task(args.task)
-    config = None
+    check_at_least_one(args, "batch_size", "n_train", "n_test", "image_size")
+    config, given = None, cluster_options_given(args)
+    if args.source.endswith(".wclust") and (args.n_clusters is not None or given):
+        raise WclustError(f"{' '.join((['-k'] if args.n_clusters is not None else []) + given)}: clustering options "
+                          f"apply to a float model; {args.source} is already clustered")
     if args.n_clusters is not None:
-        if args.source.endswith(".wclust"):
-            raise WclustError("-k clusters a float model; a .wclust file is already clustered")
         config = config_from_args(args)
-    elif needs_calibration(args):
-        raise WclustError("--weighting / --error-feedback need -k (they are clustering options)")
+    elif given:
+        raise WclustError(f"{' '.join(given)} need -k: they are clustering options (without -k the model is "
+                          "scored as it is)")
     row = evaluate(args.source, args.task, config=config, reference=args.reference, quick=args.quick,
                    n_train=args.n_train, n_test=args.n_test, image_size=args.image_size, tokenizer=args.tokenizer,
                    batch_size=args.batch_size, kernel=args.kernel, progress=not args.json, compute=args.compute)

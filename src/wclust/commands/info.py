@@ -19,7 +19,7 @@ def run(args) -> int:
     from ..errors import WclustError
     from ..clustering.validate import read_file
 
-    if not args.file.endswith(".wclust") and os.path.isdir(args.file):
+    if os.path.isdir(args.file):
         raise WclustError(f"{args.file} is a directory, not a .wclust file")
     if not os.path.exists(args.file):
         kind, sep, _ = args.file.partition(":")

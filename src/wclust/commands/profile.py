@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from .common import check_output_dir, print_json
+from .common import check_at_least_one, check_output_dir, print_json
 
 
 def register(sub) -> None:
@@ -25,11 +25,9 @@ def run(args) -> int:
     import torch
 
     from ..performance import profile
-    from ..errors import WclustError
     from ..sources.models import load_source
 
-    if args.batch < 1 or args.runs < 1:
-        raise WclustError("--batch and --runs must be >= 1")
+    check_at_least_one(args, "batch", "runs", "threads")
     if args.threads:
         torch.set_num_threads(args.threads)
     out_dir = check_output_dir(args.output_dir) if args.output_dir else None

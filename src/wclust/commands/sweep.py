@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import os
 
-from .common import add_cluster_options, check_output_dir, check_task, print_json, require_float_source
+from .common import (add_cluster_options, check_output_dir, check_task, exclude_from_args, print_json,
+                     require_float_source)
 from .eval import add_task_options
 
 
 def register(sub) -> None:
     p = sub.add_parser("sweep", help="accuracy over numbers of clusters x scopes; writes DIR/sweep.json + sweep.png")
-    p.add_argument("source", help="a float model: zoo:NAME, hf:DIR, timm:NAME[:WEIGHTS]")
+    p.add_argument("source", help="a float model: zoo:NAME, hf:DIR, timm:NAME[:WEIGHTS], arch:NAME")
     add_cluster_options(p, k_many=True)
     add_task_options(p)
     p.add_argument("-o", "--output", required=True, help="output directory")
@@ -26,8 +27,8 @@ def run(args) -> int:
     out = check_output_dir(args.output)
     options = {"bits": args.bits, "group_size": args.group_size, "outliers": args.outliers,
                "channel_scale": args.channel_scale, "weighting": args.weighting}
-    if args.exclude is not None:
-        options["exclude"] = args.exclude
+    if exclude_from_args(args) is not None:
+        options["exclude"] = exclude_from_args(args)
     if args.error_feedback:   # only when asked, so sweeps without it keep resuming from older sweep.json files
         options["error_feedback"] = True
     if args.bits is not None and any(args.bits < (k - 1).bit_length() for k in args.n_clusters):

@@ -104,15 +104,15 @@ def load_source(source: str) -> nn.Module:
         raise WclustError("empty model source")
     if source.endswith(".wclust"):
         if not os.path.isfile(source):
-            raise WclustError(f"{source}: no such file")
+            raise WclustError(f"{source}: " + ("a directory, not a file" if os.path.isdir(source) else "no such file"))
         from ..clustering.io import load
         return load(source)
     kind, sep, rest = source.partition(":")
     if not sep or not rest:
         if os.path.isdir(source):
             return load_hf(source)
-        raise WclustError(f"cannot read model source {source!r}: use zoo:NAME, hf:DIR, timm:NAME[:WEIGHTS] "
-                          "or a .wclust file")
+        raise WclustError(f"cannot read model source {source!r}: use zoo:NAME, hf:DIR, timm:NAME[:WEIGHTS], "
+                          "arch:NAME or a .wclust file")
     if kind == "zoo":
         return load_zoo(rest)
     if kind == "hf":
