@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 import statistics
 
+from . import figures
+
 
 def _mb(b) -> str:
     return "-" if b is None else f"{b / 2**20:,.2f}"
@@ -88,9 +90,7 @@ def plot_tradeoff(rows: list[dict], fp32: dict, path: str, title: str = "") -> s
     ax.grid(alpha=0.3)
     ax.legend(title="scope")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return figures.save(fig, path)
 
 
 def _table(header: list[str], rows: list[list]) -> str:

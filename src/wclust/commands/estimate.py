@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+from ..clustering.io import atomic_write_json
 from .common import check_at_least_one, check_output_dir, print_json
 
 
@@ -37,8 +38,6 @@ def _check_bits(bits, ks) -> None:
 
 
 def run(args) -> int:
-    import json
-
     from ..performance import platforms
     from ..errors import WclustError
     from ..clustering.io import clustered_modules
@@ -78,8 +77,7 @@ def run(args) -> int:
     result["source"] = args.source
     if out_dir:
         result["files"] = [platforms.plot_estimate(result, os.path.join(out_dir, "estimate.png"))]
-        with open(os.path.join(out_dir, "estimate.json"), "w") as f:
-            json.dump(result, f, indent=1)
+        atomic_write_json(os.path.join(out_dir, "estimate.json"), result)
     if args.json:
         print_json(result)
         return 0
@@ -94,6 +92,11 @@ def run(args) -> int:
                   f"{p['speedup_ideal']:>6.2f}x {p['energy_change_pct']:>+7.1f}% "
                   f"{100 * d['fp32']['memory_bound_share']:>8.1f}%")
     print("energy: change vs fp32 (negative = less energy); mem-bound: share of fp32 time in memory-bound ops")
+    if "host" in result["platforms"]:
+        from ..performance.platforms import get
+
+        host = get("host")
+        print(f"host: {host.description}; calibration: {host.sources['calibration']}")
     for f in result.get("files", []):
         print(f"wrote {f}")
     return 0

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+from ..clustering.io import atomic_write_json
 from .common import check_at_least_one, check_output_dir, print_json
 
 
@@ -20,8 +21,6 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    import json
-
     import torch
 
     from ..performance import profile
@@ -37,8 +36,7 @@ def run(args) -> int:
     if out_dir:
         result["files"] = [profile.plot_time(result, os.path.join(out_dir, "profile_time.png")),
                            profile.plot_memory(result, os.path.join(out_dir, "profile_memory.png"))]
-        with open(os.path.join(out_dir, "profile.json"), "w") as f:
-            json.dump(result, f, indent=1)
+        atomic_write_json(os.path.join(out_dir, "profile.json"), result)
     if args.json:
         print_json(result)
         return 0

@@ -23,6 +23,8 @@ from torch import nn
 from torch.utils import _pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from .. import figures
+
 GROUPS = ["matmul", "softmax/attention", "layer norm", "activation", "elementwise", "copy/reshape",
           "convolution", "other"]
 PARAM_KINDS = ["matmul weights", "embeddings", "norms", "biases", "other"]
@@ -402,9 +404,7 @@ def plot_time(result: dict, path: str) -> str:
           f"batch {result['batch']}, {result['threads']} thread(s), {result['runs']} profiled runs, "
           f"{t['total_ms']:.0f} ms/run profiled", "share of forward time (%)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return figures.save(fig, path, dpi=110)
 
 
 def plot_memory(result: dict, path: str) -> str:
@@ -422,6 +422,4 @@ def plot_memory(result: dict, path: str) -> str:
     tag = " (clustered)" if result.get("clustered") else ""
     fig.suptitle(f"{result['model']}{tag}: memory by kind", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return figures.save(fig, path, dpi=110)
