@@ -129,10 +129,15 @@ def test_host_calibration_cached(tmp_path, monkeypatch):
     fake = {"bandwidth": 1e10, "flops_rate": 1e11, "op_overhead_s": 1e-6, "lookup_rate": 1e8, "threads": 1}
     monkeypatch.setattr(platforms, "measure_host", lambda t=None: calls.append(t) or dict(fake))
     a = platforms.get("host")
-    monkeypatch.setattr(platforms, "_HOST", {})
-    b = platforms.calibrate_host()
-    assert len(calls) == 1 and a.bandwidth == b.bandwidth == 1e10 and (tmp_path / "host_calibration.json").is_file()
+    assert len(calls) == 1 and (tmp_path / "host_calibration.json").is_file()
     assert a.sources["bandwidth"].startswith("measured")
+    # each new process measures again, keeping the best numbers, until HOST_MEASUREMENTS are cached
+    for i in range(2, platforms.HOST_MEASUREMENTS + 3):
+        monkeypatch.setattr(platforms, "_HOST", {})
+        fake["bandwidth"] = 1e10 * (2 if i == 2 else 0.5)   # one better measurement, then worse ones
+        b = platforms.calibrate_host()
+        assert len(calls) == min(i, platforms.HOST_MEASUREMENTS) and b.bandwidth == 2e10
+    assert f"best of {platforms.HOST_MEASUREMENTS}" in b.sources["calibration"]
 
 
 def test_cli_estimate(monkeypatch, tmp_path, capsys, tiny, tiny_inputs):
