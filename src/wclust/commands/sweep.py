@@ -49,13 +49,23 @@ def run(args) -> int:
     if args.json:
         print_json(result)
         return 0
-    metric = "fidelity" if "fidelity" in result["rows"][0] else "top1"
-    print(f"{'row':<18}{metric:>9}{'top5':>8}{'+-':>6}{'drop':>7}{'MB':>8}{'sqnr dB':>9}")
-    for r in result["rows"]:
-        print(f"{r['label']:<18}{r[metric]:>9.2f}{r.get('top5', float('nan')):>8.2f}{r.get(f'{metric}_ci95', 0):>6.2f}"
-              f"{r.get('drop_top1', 0):>7.2f}{r['bytes'] / 1e6:>8.2f}{r.get('sqnr_db') or float('nan'):>9.2f}")
+    for line in table(result):
+        print(line)
     print(f"wrote {os.path.join(out, 'sweep.json')} and sweep.png ({result['seconds']:.0f} s)")
     return 0
+
+
+def table(result: dict) -> list[str]:
+    """The rows of a sweep result as text lines; "-" where a row has no value (fp32's SQNR, top-5 of < 5 classes)."""
+    def num(v, width):
+        return f"{'-':>{width}}" if v is None or v != v else f"{v:>{width}.2f}"
+
+    metric = "fidelity" if "fidelity" in result["rows"][0] else "top1"
+    lines = [f"{'row':<18}{metric:>9}{'top5':>8}{'+-':>6}{'drop':>7}{'MiB':>8}{'sqnr dB':>9}"]
+    for r in result["rows"]:
+        lines.append(f"{r['label']:<18}{num(r[metric], 9)}{num(r.get('top5'), 8)}{num(r.get(f'{metric}_ci95', 0), 6)}"
+                     f"{num(r.get('drop_top1', 0), 7)}{num(r['bytes'] / 2**20, 8)}{num(r.get('sqnr_db'), 9)}")
+    return lines
 
 
 def _missing_dirs(path: str) -> list[str]:
