@@ -87,7 +87,14 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         except OSError:
             pass
     mode = os.stat(path).st_mode & 0o777 if os.path.isfile(path) else 0o644
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=f".{os.path.basename(path)}.{os.getpid()}.", suffix=".tmp")
+    try:   # name the directory, not our temp file in it
+        fd, tmp = tempfile.mkstemp(dir=d, prefix=f".{os.path.basename(path)}.{os.getpid()}.", suffix=".tmp")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"cannot write {path}: directory {d} does not exist") from None
+    except NotADirectoryError:
+        raise NotADirectoryError(f"cannot write {path}: {d} is not a directory") from None
+    except PermissionError:
+        raise PermissionError(f"cannot write {path}: directory {d} is not writable") from None
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
