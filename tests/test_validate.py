@@ -128,6 +128,28 @@ def test_index_beyond_codebook_refused_not_clamped(tmp_path):
         _load(tmp_path, bad)
 
 
+@pytest.mark.parametrize("name,value", [("norm.weight", float("inf")), ("fc2.bias", float("nan")),
+                                        ("norm.bias", float("-inf"))])
+def test_non_finite_plain_tensor_refused(base, tmp_path, name, value):
+    off = _offset_of(base, name) + 4
+    bad = edit(base, data=lambda d: d.__setitem__(slice(off, off + 4), struct.pack("<f", value)) or d)
+    with pytest.raises(FormatError, match=f"tensors.{name}: holds NaN or Inf"):
+        _load(tmp_path, bad)
+    with pytest.raises(FormatError, match=f"tensors.{name}"):   # what info reports as verified
+        validate.read_file(tmp_path / "x.wclust")
+
+
+def test_non_finite_bf16_tensor_refused(tmp_path):
+    m = torch.nn.Sequential(torch.nn.Linear(64, 32)).to(torch.bfloat16)
+    wclust.compress(m, wclust.ClusterConfig(16), progress=False)
+    wclust.save(m, tmp_path / "b.wclust")
+    blob = (tmp_path / "b.wclust").read_bytes()
+    off = _offset_of(blob, "0.bias")
+    bad = edit(blob, data=lambda d: d.__setitem__(slice(off, off + 2), b"\x80\x7f") or d)   # bf16 +inf
+    with pytest.raises(FormatError, match="tensors.0.bias: holds NaN or Inf"):
+        _load(tmp_path, bad, model=torch.nn.Sequential(torch.nn.Linear(64, 32)).to(torch.bfloat16))
+
+
 def test_corruption_caught_by_digest(base, tmp_path):
     off = _offset_of(base, "norm.weight")
     bad = edit(base, data=lambda d: d.__setitem__(off, d[off] ^ 1) or d, resign=False)

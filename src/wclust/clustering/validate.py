@@ -331,6 +331,9 @@ def _check_values(header: dict, entries: dict, tensors: dict) -> None:
             oi = tensors[e["outlier_index"]]
             if oi.numel() and (int(oi.min()) < 0 or int(oi.max()) >= e["count"] or bool((oi[1:] <= oi[:-1]).any())):
                 raise FormatError(f"{f}.outlier_index: positions must be sorted, unique and < {e['count']}")
+    for name, e in entries.items():   # every other float tensor too (norms, biases): the digest proves no author
+        if e["dtype"] in FLOAT_DTYPES and not bool(torch.isfinite(tensors[name]).all()):
+            raise FormatError(f"tensors.{name}: holds NaN or Inf")
 
 
 def read_file(path, header_only: bool = False) -> tuple[dict, dict, dict]:
