@@ -81,6 +81,7 @@ CASES = [  # (id, edit kwargs, field named in the message)
     ("alias-shadow", dict(header=_set(["aliases"], {"fc1.bias": "fc2.bias"})), "aliases.fc1.bias"),
     ("config", dict(header=_set(["config", "n_clusters"], 1000)), "config"),
     ("config-type", dict(header=_set(["config", "types"], 5)), "config"),
+    ("config-k", dict(header=_set(["config", "n_clusters"], 2)), "codebook: length 16 > config.n_clusters 2"),
     ("stats", dict(header=_set(["stats", "params_total"], 10**400 // 10**397)), None),
     ("stats-type", dict(header=_set(["stats", "bits"], "four")), "stats.bits"),
     ("source-type", dict(header=_set(["source"], "hf:/tmp")), "source"),
