@@ -76,6 +76,15 @@ def test_save_into_a_missing_directory_names_it(tiny, tmp_path):
             wclust.save(tiny, ro / "x.wclust")
 
 
+def test_save_refuses_non_finite_tensors(tiny, tmp_path):
+    wclust.compress(tiny, wclust.ClusterConfig(16), progress=False)
+    with torch.no_grad():
+        tiny.norm.weight[3] = float("inf")
+    with pytest.raises(ValueError, match="tensor norm.weight holds NaN or Inf"):
+        wclust.save(tiny, tmp_path / "x.wclust")
+    assert os.listdir(tmp_path) == []
+
+
 def test_load_into_wrong_skeleton_is_refused(tiny, tmp_path):
     wclust.compress(tiny, wclust.ClusterConfig(16), progress=False)
     wclust.save(tiny, tmp_path / "x.wclust")

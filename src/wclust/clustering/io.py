@@ -192,6 +192,8 @@ def save(model: nn.Module, path: str | os.PathLike, *, source: dict | None = Non
     for name, t in tensors.items():
         if t.dtype not in validate.DTYPE_NAMES:
             raise ValueError(f"save: tensor {name} has dtype {t.dtype}, which .wclust does not store")
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):   # load would refuse the file
+            raise ValueError(f"save: tensor {name} holds NaN or Inf, which .wclust does not store")
     info = getattr(model, "wclust_info", {}) or {}
     stats = model_stats(model)
     if "sqnr_db" in info.get("stats", {}):
