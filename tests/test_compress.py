@@ -42,6 +42,25 @@ def test_tied_weights_clustered_once_and_stay_tied(tiny, tiny_inputs):
     assert tiny(ids, img).shape == (2, 5, 97)
 
 
+def test_already_clustered_model_is_refused(tiny, tmp_path):
+    wclust.compress(tiny, wclust.ClusterConfig(16, min_size=64), progress=False)
+    before = {k: v.clone() for k, v in tiny.state_dict().items()}
+    with pytest.raises(ValueError, match="already clustered.*float source"):
+        wclust.compress(tiny, wclust.ClusterConfig(n_clusters=4, min_size=1), progress=False)
+    wclust.save(tiny, tmp_path / "x.wclust")
+    from tests.conftest import TinyTransformer
+
+    loaded = wclust.load(tmp_path / "x.wclust", model=TinyTransformer())
+    with pytest.raises(ValueError, match="already clustered"):
+        wclust.compress(loaded, wclust.ClusterConfig(n_clusters=4, min_size=1), progress=False)
+    partly = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.Linear(64, 64))
+    wclust.compress(partly, wclust.ClusterConfig(16, include=["0"]), progress=False)
+    with pytest.raises(ValueError, match="already clustered"):   # would mix two configs under one header
+        wclust.compress(partly, wclust.ClusterConfig(4, include=["1"]), progress=False)
+    after = tiny.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
 def test_output_close_to_float_at_256(tiny, tiny_inputs):
     ids, img = tiny_inputs
     with torch.no_grad():

@@ -59,6 +59,32 @@ def test_no_temp_files_left_and_plain_safetensors_refused(tiny, tmp_path):
         wclust.load(tmp_path / "plain.wclust", model=tiny)
 
 
+def test_save_into_a_missing_directory_names_it(tiny, tmp_path):
+    wclust.compress(tiny, wclust.ClusterConfig(16), progress=False)
+    missing = tmp_path / "nope"
+    with pytest.raises(FileNotFoundError) as e:
+        wclust.save(tiny, missing / "x.wclust")
+    assert f"directory {missing} does not exist" in str(e.value) and ".tmp" not in str(e.value)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(NotADirectoryError, match="is not a directory") as e:
+        wclust.save(tiny, tmp_path / "file" / "x.wclust")
+    assert ".tmp" not in str(e.value)
+    if os.geteuid() != 0:  # root may write anywhere
+        ro = tmp_path / "ro"
+        ro.mkdir(mode=0o500)
+        with pytest.raises(PermissionError, match="not writable"):
+            wclust.save(tiny, ro / "x.wclust")
+
+
+def test_save_refuses_non_finite_tensors(tiny, tmp_path):
+    wclust.compress(tiny, wclust.ClusterConfig(16), progress=False)
+    with torch.no_grad():
+        tiny.norm.weight[3] = float("inf")
+    with pytest.raises(ValueError, match="tensor norm.weight holds NaN or Inf"):
+        wclust.save(tiny, tmp_path / "x.wclust")
+    assert os.listdir(tmp_path) == []
+
+
 def test_load_into_wrong_skeleton_is_refused(tiny, tmp_path):
     wclust.compress(tiny, wclust.ClusterConfig(16), progress=False)
     wclust.save(tiny, tmp_path / "x.wclust")

@@ -81,6 +81,7 @@ CASES = [  # (id, edit kwargs, field named in the message)
     ("alias-shadow", dict(header=_set(["aliases"], {"fc1.bias": "fc2.bias"})), "aliases.fc1.bias"),
     ("config", dict(header=_set(["config", "n_clusters"], 1000)), "config"),
     ("config-type", dict(header=_set(["config", "types"], 5)), "config"),
+    ("config-k", dict(header=_set(["config", "n_clusters"], 2)), "codebook: length 16 > config.n_clusters 2"),
     ("stats", dict(header=_set(["stats", "params_total"], 10**400 // 10**397)), None),
     ("stats-type", dict(header=_set(["stats", "bits"], "four")), "stats.bits"),
     ("source-type", dict(header=_set(["source"], "hf:/tmp")), "source"),
@@ -126,6 +127,28 @@ def test_index_beyond_codebook_refused_not_clamped(tmp_path):
     bad = edit(blob, data=lambda d: d.__setitem__(off, 0xFF) or d)   # index 7 >= codebook length 5
     with pytest.raises(FormatError, match=r"modules.fc1.indices: index 7 >= codebook length 5"):
         _load(tmp_path, bad)
+
+
+@pytest.mark.parametrize("name,value", [("norm.weight", float("inf")), ("fc2.bias", float("nan")),
+                                        ("norm.bias", float("-inf"))])
+def test_non_finite_plain_tensor_refused(base, tmp_path, name, value):
+    off = _offset_of(base, name) + 4
+    bad = edit(base, data=lambda d: d.__setitem__(slice(off, off + 4), struct.pack("<f", value)) or d)
+    with pytest.raises(FormatError, match=f"tensors.{name}: holds NaN or Inf"):
+        _load(tmp_path, bad)
+    with pytest.raises(FormatError, match=f"tensors.{name}"):   # what info reports as verified
+        validate.read_file(tmp_path / "x.wclust")
+
+
+def test_non_finite_bf16_tensor_refused(tmp_path):
+    m = torch.nn.Sequential(torch.nn.Linear(64, 32)).to(torch.bfloat16)
+    wclust.compress(m, wclust.ClusterConfig(16), progress=False)
+    wclust.save(m, tmp_path / "b.wclust")
+    blob = (tmp_path / "b.wclust").read_bytes()
+    off = _offset_of(blob, "0.bias")
+    bad = edit(blob, data=lambda d: d.__setitem__(slice(off, off + 2), b"\x80\x7f") or d)   # bf16 +inf
+    with pytest.raises(FormatError, match="tensors.0.bias: holds NaN or Inf"):
+        _load(tmp_path, bad, model=torch.nn.Sequential(torch.nn.Linear(64, 32)).to(torch.bfloat16))
 
 
 def test_corruption_caught_by_digest(base, tmp_path):

@@ -160,7 +160,8 @@ def _build_parts(t: Target, prep: _Prepared, codebooks: list[np.ndarray], config
 
 def compress(model: nn.Module, config: ClusterConfig | None = None, *, sample_weights: dict | None = None,
              hessians: dict | None = None, filter_fn=None, progress: bool = True) -> nn.Module:
-    """Cluster the weights ``config`` selects, in place; returns the model.
+    """Cluster the weights ``config`` selects, in place; returns the model (a float one: an already
+    clustered model, even partly, is refused).
 
     ``sample_weights`` maps module names to per-weight importances (the shape of the weight) for
     ``weighting="fisher"`` (e.g. ``wclust.accuracy.fisher.fisher_weights``) or ``"activation"``
@@ -175,6 +176,10 @@ def compress(model: nn.Module, config: ClusterConfig | None = None, *, sample_we
         raise ValueError(f'weighting="{config.weighting}" needs sample_weights (see wclust.accuracy.fisher.{fn})')
     if config.error_feedback and not hessians:
         raise ValueError("error_feedback=True needs hessians (see wclust.accuracy.fisher.input_hessians)")
+    done = [n or type(m).__name__ for n, m in model.named_modules() if isinstance(m, _Clustered)]
+    if done:   # clustering again would mix two configs in one model (and one file header)
+        raise ValueError(f"the model is already clustered ({len(done)} clustered layer(s), e.g. {done[0]}); "
+                         "cluster its float source instead")
     start = time.perf_counter()
     targets = find_targets(model, config, filter_fn)
     if not targets:

@@ -87,7 +87,14 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         except OSError:
             pass
     mode = os.stat(path).st_mode & 0o777 if os.path.isfile(path) else 0o644
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=f".{os.path.basename(path)}.{os.getpid()}.", suffix=".tmp")
+    try:   # name the directory, not our temp file in it
+        fd, tmp = tempfile.mkstemp(dir=d, prefix=f".{os.path.basename(path)}.{os.getpid()}.", suffix=".tmp")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"cannot write {path}: directory {d} does not exist") from None
+    except NotADirectoryError:
+        raise NotADirectoryError(f"cannot write {path}: {d} is not a directory") from None
+    except PermissionError:
+        raise PermissionError(f"cannot write {path}: directory {d} is not writable") from None
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
@@ -185,6 +192,8 @@ def save(model: nn.Module, path: str | os.PathLike, *, source: dict | None = Non
     for name, t in tensors.items():
         if t.dtype not in validate.DTYPE_NAMES:
             raise ValueError(f"save: tensor {name} has dtype {t.dtype}, which .wclust does not store")
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):   # load would refuse the file
+            raise ValueError(f"save: tensor {name} holds NaN or Inf, which .wclust does not store")
     info = getattr(model, "wclust_info", {}) or {}
     stats = model_stats(model)
     if "sqnr_db" in info.get("stats", {}):

@@ -170,13 +170,14 @@ def _check_source(src, n_names: int) -> None:
         need(isinstance(src.get("name"), str), "source.name", "a timm source needs a model name")
 
 
-def _check_config(cfg) -> None:
+def _check_config(cfg):
+    """The header's config as a ClusterConfig (None when absent)."""
     if cfg is None:
-        return
+        return None
     from .config import ClusterConfig
 
     try:
-        ClusterConfig.from_dict(cfg)
+        return ClusterConfig.from_dict(cfg)
     except (ValueError, TypeError) as e:
         raise FormatError(f"config: {e}") from None
 
@@ -206,7 +207,8 @@ def _check_header(h, entries: dict) -> dict:
     mods = h.get("modules")
     need(isinstance(mods, dict) and mods, "modules", "must be a non-empty object")
     _check_source(h.get("source"), len(entries) + len(mods))
-    _check_config(h.get("config"))
+    config = _check_config(h.get("config"))
+    config_k = config.n_clusters if config is not None else None   # every codebook holds at most k entries
     _check_stats(h.get("stats"))
 
     def tensor(field, name, dtypes, ndim):
@@ -240,6 +242,7 @@ def _check_header(h, entries: dict) -> dict:
         ce = tensor(f + ".codebook", e.get("codebook"), FLOAT_DTYPES, 2)
         n_groups, k = ce["shape"]
         need(1 <= k <= 256 and k <= 2 ** bits, f + ".codebook", f"length {k} invalid for {bits}-bit indices")
+        need(config_k is None or k <= config_k, f + ".codebook", f"length {k} > config.n_clusters {config_k}")
         need(n_groups == -(-shape[0] // gs), f + ".codebook",
               f"{n_groups} groups stored, {-(-shape[0] // gs)} needed for {shape[0]} rows / group_size {gs}")
         if e.get("scale") is not None:
@@ -331,6 +334,9 @@ def _check_values(header: dict, entries: dict, tensors: dict) -> None:
             oi = tensors[e["outlier_index"]]
             if oi.numel() and (int(oi.min()) < 0 or int(oi.max()) >= e["count"] or bool((oi[1:] <= oi[:-1]).any())):
                 raise FormatError(f"{f}.outlier_index: positions must be sorted, unique and < {e['count']}")
+    for name, e in entries.items():   # every other float tensor too (norms, biases): the digest proves no author
+        if e["dtype"] in FLOAT_DTYPES and not bool(torch.isfinite(tensors[name]).all()):
+            raise FormatError(f"tensors.{name}: holds NaN or Inf")
 
 
 def read_file(path, header_only: bool = False) -> tuple[dict, dict, dict]:

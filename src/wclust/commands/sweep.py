@@ -19,12 +19,12 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from ..clustering.config import ClusterConfig
     from ..errors import WclustError
     from ..accuracy.evaluate import dist_context, sweep
 
     require_float_source(args.source, "sweep")
     check_task(args.task)
-    out = check_output_dir(args.output)
     options = {"bits": args.bits, "group_size": args.group_size, "outliers": args.outliers,
                "channel_scale": args.channel_scale, "weighting": args.weighting}
     if exclude_from_args(args) is not None:
@@ -33,18 +33,59 @@ def run(args) -> int:
         options["error_feedback"] = True
     if args.bits is not None and any(args.bits < (k - 1).bit_length() for k in args.n_clusters):
         raise WclustError(f"--bits {args.bits} is too narrow for k={max(args.n_clusters)}")
-    result = sweep(args.source, args.task, args.n_clusters, args.scope, out, quick=args.quick, fresh=args.fresh,
-                   options=options, n_train=args.n_train, n_test=args.n_test, image_size=args.image_size,
-                   tokenizer=args.tokenizer, batch_size=args.batch_size, progress=True)
+    for k in args.n_clusters:   # bad k or options: refused before the output directory is made
+        for scope in args.scope:
+            ClusterConfig(n_clusters=k, scope=scope, **options)
+    created = _missing_dirs(args.output)
+    out = check_output_dir(args.output)
+    try:
+        result = sweep(args.source, args.task, args.n_clusters, args.scope, out, quick=args.quick, fresh=args.fresh,
+                       options=options, n_train=args.n_train, n_test=args.n_test, image_size=args.image_size,
+                       tokenizer=args.tokenizer, batch_size=args.batch_size, progress=True)
+    except BaseException:   # e.g. a text model on an image task: leave no empty directory behind
+        _remove_if_empty(created)
+        raise
     if dist_context()[0] != 0:
         return 0
     if args.json:
         print_json(result)
         return 0
-    metric = "fidelity" if "fidelity" in result["rows"][0] else "top1"
-    print(f"{'row':<18}{metric:>9}{'top5':>8}{'+-':>6}{'drop':>7}{'MB':>8}{'sqnr dB':>9}")
-    for r in result["rows"]:
-        print(f"{r['label']:<18}{r[metric]:>9.2f}{r.get('top5', float('nan')):>8.2f}{r.get(f'{metric}_ci95', 0):>6.2f}"
-              f"{r.get('drop_top1', 0):>7.2f}{r['bytes'] / 1e6:>8.2f}{r.get('sqnr_db') or float('nan'):>9.2f}")
+    for line in table(result):
+        print(line)
     print(f"wrote {os.path.join(out, 'sweep.json')} and sweep.png ({result['seconds']:.0f} s)")
     return 0
+
+
+def table(result: dict) -> list[str]:
+    """The rows of a sweep result as text lines; "-" where a row has no value (fp32's SQNR, top-5 of < 5 classes)."""
+    def num(v, width):
+        return f"{'-':>{width}}" if v is None or v != v else f"{v:>{width}.2f}"
+
+    metric = "fidelity" if "fidelity" in result["rows"][0] else "top1"
+    lines = [f"{'row':<18}{metric:>9}{'top5':>8}{'+-':>6}{'drop':>7}{'MiB':>8}{'sqnr dB':>9}"]
+    for r in result["rows"]:
+        lines.append(f"{r['label']:<18}{num(r[metric], 9)}{num(r.get('top5'), 8)}{num(r.get(f'{metric}_ci95', 0), 6)}"
+                     f"{num(r.get('drop_top1', 0), 7)}{num(r['bytes'] / 2**20, 8)}{num(r.get('sqnr_db'), 9)}")
+    return lines
+
+
+def _missing_dirs(path: str) -> list[str]:
+    """The directories that creating ``path`` would make, deepest first."""
+    missing = []
+    d = os.path.abspath(path)
+    while not os.path.exists(d):
+        missing.append(d)
+        parent = os.path.dirname(d)
+        if parent == d:
+            break
+        d = parent
+    return missing
+
+
+def _remove_if_empty(dirs: list[str]) -> None:
+    """Remove the directories this run made (deepest first) while they are still empty."""
+    for d in dirs:
+        try:
+            os.rmdir(d)
+        except OSError:   # not empty (or gone): keep it and everything above it
+            return
