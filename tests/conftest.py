@@ -47,3 +47,14 @@ def tiny():
 def tiny_inputs():
     g = torch.Generator().manual_seed(1)
     return torch.randint(0, 97, (2, 5), generator=g), torch.randn(2, 3, 8, 8, generator=g)
+
+
+def save_tiny_bert(path):
+    """A tiny random transformers BertModel saved as an hf:DIR source (skips without transformers)."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    bert = transformers.BertModel(transformers.BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=1,
+                                                          num_attention_heads=2, intermediate_size=48,
+                                                          max_position_embeddings=32))
+    bert.save_pretrained(path)
+    return path

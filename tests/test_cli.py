@@ -8,7 +8,7 @@ import torch
 
 import wclust
 from wclust.cli import main
-from tests.conftest import TinyTransformer
+from tests.conftest import TinyTransformer, save_tiny_bert
 
 
 def _cli(capsys, *args):
@@ -30,13 +30,8 @@ def _one_line_error(rc, err, *expect):
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    transformers = pytest.importorskip("transformers")
     d = tmp_path_factory.mktemp("cli")
-    torch.manual_seed(0)
-    bert = transformers.BertModel(transformers.BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=1,
-                                                          num_attention_heads=2, intermediate_size=48,
-                                                          max_position_embeddings=32))
-    bert.save_pretrained(d / "hf")
+    save_tiny_bert(d / "hf")
     m = wclust.compress(TinyTransformer(), wclust.ClusterConfig(16, min_size=64), progress=False)
     wclust.save(m, d / "tiny.wclust")
     blob = bytearray((d / "tiny.wclust").read_bytes())

@@ -1,9 +1,7 @@
 """wclust sweep: refused runs leave no output directory; the table prints "-" for missing values, sizes in MiB."""
-import pytest
-import torch
-
 import wclust.accuracy.evaluate as evaluate
 from wclust.cli import main
+from tests.conftest import save_tiny_bert
 
 
 def _cli(capsys, *args):
@@ -18,13 +16,7 @@ def test_bad_k_leaves_no_output_directory(capsys, tmp_path):
 
 
 def test_refused_source_removes_only_the_empty_directories_it_made(capsys, tmp_path):
-    transformers = pytest.importorskip("transformers")
-    torch.manual_seed(0)
-    bert = transformers.BertModel(transformers.BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=1,
-                                                          num_attention_heads=2, intermediate_size=48,
-                                                          max_position_embeddings=32))
-    bert.save_pretrained(tmp_path / "hf")
-    src = f"hf:{tmp_path / 'hf'}"
+    src = f"hf:{save_tiny_bert(tmp_path / 'hf')}"
     rc, out = _cli(capsys, "sweep", src, "--task", "digits", "-o", tmp_path / "sw" / "a" / "b")   # text model
     assert rc == 2 and "text model" in out.err
     assert not (tmp_path / "sw").exists()
