@@ -49,12 +49,16 @@ def tiny_inputs():
     return torch.randint(0, 97, (2, 5), generator=g), torch.randn(2, 3, 8, 8, generator=g)
 
 
-def save_tiny_bert(path):
-    """A tiny random transformers BertModel saved as an hf:DIR source (skips without transformers)."""
+def tiny_bert():
+    """A tiny random transformers BertModel, seeded (skips the test without transformers)."""
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
-    bert = transformers.BertModel(transformers.BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=1,
+    return transformers.BertModel(transformers.BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=1,
                                                           num_attention_heads=2, intermediate_size=48,
                                                           max_position_embeddings=32))
-    bert.save_pretrained(path)
+
+
+def save_tiny_bert(path):
+    """``tiny_bert`` saved as an hf:DIR source."""
+    tiny_bert().save_pretrained(path)
     return path

@@ -261,13 +261,10 @@ def _tiny_file(path, variant: int):
 
 
 def _bert_file(path):
-    transformers = pytest.importorskip("transformers")
     from wclust.sources.models import hf_source_dict
+    from tests.conftest import tiny_bert
 
-    torch.manual_seed(0)
-    m = transformers.BertModel(transformers.BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=1,
-                                                       num_attention_heads=2, intermediate_size=48,
-                                                       max_position_embeddings=32))
+    m = tiny_bert()
     m.wclust_source = hf_source_dict(m)
     wclust.compress(m, wclust.ClusterConfig(8, min_size=256), progress=False)
     wclust.save(m, path)
