@@ -197,3 +197,14 @@ def test_exclude_adds_to_the_defaults(capsys, files):
     warn_unmatched_excludes(torch.nn.Sequential(torch.nn.Linear(2, 2)), ["0", "nothing*"])
     err = capsys.readouterr().err
     assert "'nothing*' matches no module" in err and "'0'" not in err
+
+
+@pytest.mark.parametrize("cmd", [["estimate", "zoo:nope", "-o"], ["profile", "zoo:nope", "-o"],
+                                 ["study", "zoo:nope", "--quick", "-o"]])
+def test_a_failed_command_leaves_no_empty_output_directory(capsys, tmp_path, cmd):
+    for out in (tmp_path / "new" / "deeper", tmp_path / "mine"):
+        if out.name == "mine":
+            out.mkdir()                    # there before the run: kept
+        rc, err = _cli(capsys, *cmd, out)  # (study logs its steps on stderr before the error)
+        assert rc == 2 and "wclust: error: unknown zoo model" in err, err
+    assert not (tmp_path / "new").exists() and (tmp_path / "mine").is_dir()

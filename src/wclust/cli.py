@@ -38,6 +38,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _run(args) -> int:
+    """The command; if it fails (or is interrupted), the output directories it made and left empty go."""
+    from .commands.common import created_dirs, remove_created_dirs
+
+    created_dirs.clear()
+    try:
+        return int(args.func(args) or 0)
+    except BaseException:
+        remove_created_dirs()
+        raise
+    finally:
+        created_dirs.clear()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        return int(_run(args) or 0)
     except KeyboardInterrupt:
         print("wclust: interrupted", file=sys.stderr)
         return 130

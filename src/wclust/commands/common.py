@@ -128,11 +128,39 @@ def check_output_path(path: str, suffix: str | None = None) -> str:
     return path
 
 
+# directories check_output_dir made in this process, deepest first: the CLI removes them when the
+# command fails while they are still empty (remove_created_dirs), so a refused run leaves nothing
+created_dirs: list[str] = []
+
+
+def _missing_dirs(path: str) -> list[str]:
+    """The directories that creating ``path`` would make, deepest first."""
+    missing, d = [], os.path.abspath(path)
+    while not os.path.exists(d):
+        missing.append(d)
+        parent = os.path.dirname(d)
+        if parent == d:
+            break
+        d = parent
+    return missing
+
+
+def remove_created_dirs() -> None:
+    """Remove the directories this process made (deepest first) while they are still empty."""
+    while created_dirs:
+        try:
+            os.rmdir(created_dirs.pop(0))
+        except OSError:   # not empty (or gone): keep it and everything above it
+            created_dirs.clear()
+
+
 def check_output_dir(path: str) -> str:
+    missing = _missing_dirs(path)
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as e:
         raise WclustError(f"cannot create output directory {path!r}: {e.strerror}") from None
+    created_dirs[:0] = missing
     if not os.access(path, os.W_OK):
         raise WclustError(f"output directory {path!r} is not writable")
     return path

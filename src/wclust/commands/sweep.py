@@ -36,15 +36,10 @@ def run(args) -> int:
     for k in args.n_clusters:   # bad k or options: refused before the output directory is made
         for scope in args.scope:
             ClusterConfig(n_clusters=k, scope=scope, **options)
-    created = _missing_dirs(args.output)
-    out = check_output_dir(args.output)
-    try:
-        result = sweep(args.source, args.task, args.n_clusters, args.scope, out, quick=args.quick, fresh=args.fresh,
-                       options=options, n_train=args.n_train, n_test=args.n_test, image_size=args.image_size,
-                       tokenizer=args.tokenizer, batch_size=args.batch_size, progress=True)
-    except BaseException:   # e.g. a text model on an image task: leave no empty directory behind
-        _remove_if_empty(created)
-        raise
+    out = check_output_dir(args.output)  # removed again if the run fails while it is empty (cli._run)
+    result = sweep(args.source, args.task, args.n_clusters, args.scope, out, quick=args.quick, fresh=args.fresh,
+                   options=options, n_train=args.n_train, n_test=args.n_test, image_size=args.image_size,
+                   tokenizer=args.tokenizer, batch_size=args.batch_size, progress=True)
     if dist_context()[0] != 0:
         return 0
     if args.json:
@@ -67,25 +62,3 @@ def table(result: dict) -> list[str]:
         lines.append(f"{r['label']:<18}{num(r[metric], 9)}{num(r.get('top5'), 8)}{num(r.get(f'{metric}_ci95', 0), 6)}"
                      f"{num(r.get('drop_top1', 0), 7)}{num(r['bytes'] / 2**20, 8)}{num(r.get('sqnr_db'), 9)}")
     return lines
-
-
-def _missing_dirs(path: str) -> list[str]:
-    """The directories that creating ``path`` would make, deepest first."""
-    missing = []
-    d = os.path.abspath(path)
-    while not os.path.exists(d):
-        missing.append(d)
-        parent = os.path.dirname(d)
-        if parent == d:
-            break
-        d = parent
-    return missing
-
-
-def _remove_if_empty(dirs: list[str]) -> None:
-    """Remove the directories this run made (deepest first) while they are still empty."""
-    for d in dirs:
-        try:
-            os.rmdir(d)
-        except OSError:   # not empty (or gone): keep it and everything above it
-            return
