@@ -146,11 +146,18 @@ def _missing_dirs(path: str) -> list[str]:
 
 
 def remove_created_dirs() -> None:
-    """Remove the directories this process made (deepest first) while they are still empty."""
+    """Remove the directories this process made (deepest first) while they hold no file (empty
+    folders the command made inside them, such as the study's parts/, go with them)."""
     while created_dirs:
+        d = created_dirs.pop(0)
         try:
-            os.rmdir(created_dirs.pop(0))
-        except OSError:   # not empty (or gone): keep it and everything above it
+            for root, dirs, files in os.walk(d, topdown=False):
+                if files:
+                    raise OSError(f"{root} holds files")
+                for sub in dirs:
+                    os.rmdir(os.path.join(root, sub))
+            os.rmdir(d)
+        except OSError:   # a file written (or gone): keep it and everything above it
             created_dirs.clear()
 
 
