@@ -190,3 +190,23 @@ def test_fisher_weighting_protects_important_weights():
 def _copy_linear(lin):
     import copy
     return copy.deepcopy(lin)
+
+
+def test_interrupt_stops_the_workers_and_leaves_the_model_float(monkeypatch):
+    import wclust.clustering.compress as cm
+
+    model = torch.nn.Sequential(*[torch.nn.Linear(64, 256) for _ in range(4)])
+    calls = []
+    real = cm._fit_codebook
+
+    def fit(h, k):
+        calls.append(k)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(h, k)
+
+    monkeypatch.setattr(cm, "_fit_codebook", fit)
+    with pytest.raises(KeyboardInterrupt):
+        wclust.compress(model, wclust.ClusterConfig(8, scope="group", group_size=8, threads=2), progress=False)
+    assert len(calls) < 16       # 128 codebooks in all: both workers stopped at their next one
+    assert not any(isinstance(m, ClusteredLinear) for m in model.modules())

@@ -1,6 +1,7 @@
 """Walk a model, fit codebooks per scope, swap in clustered modules (in place)."""
 from __future__ import annotations
 
+import threading
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -108,6 +109,10 @@ class _Prepared:
         hist.add(v, sw)
 
 
+class _Stopped(Exception):
+    """Raised in a worker once compress is being interrupted."""
+
+
 def _groups(rows: int, config: ClusterConfig) -> list[slice]:
     if config.scope != "group":
         return [slice(0, rows)]
@@ -196,8 +201,10 @@ def compress(model: nn.Module, config: ClusterConfig | None = None, *, sample_we
 
     k = config.n_clusters
     threads = config.threads or max(1, torch.get_num_threads())
-    bar = tqdm(total=len(targets), desc=f"clustering k={k} {config.scope}", unit="tensor",
-               disable=not progress, leave=False)
+    # progress in weights (a big embedding is most of a text model's), advanced per codebook fitted
+    bar = tqdm(total=sum(t.weight.numel() for t in targets), desc=f"clustering k={k} {config.scope}",
+               unit="weight", unit_scale=True, disable=not progress, leave=False)
+    stop = threading.Event()  # set on Ctrl-C / an error: running tensors stop at their next group
     preps = [None] * len(targets)
     parts: list[ClusteredParts | None] = [None] * len(targets)
     if config.scope == "model":
@@ -208,8 +215,11 @@ def compress(model: nn.Module, config: ClusterConfig | None = None, *, sample_we
         shared = _fit_codebook(hist, k)
 
         def work(i):
-            return _build_parts(targets[i], preps[i], [shared], config, [slice(0, preps[i].rows)],
-                                hessian(targets[i]))
+            if stop.is_set():
+                raise _Stopped
+            p = _build_parts(targets[i], preps[i], [shared], config, [slice(0, preps[i].rows)], hessian(targets[i]))
+            bar.update(targets[i].weight.numel())
+            return p
     else:
         def work(i):
             t = targets[i]
@@ -217,16 +227,38 @@ def compress(model: nn.Module, config: ClusterConfig | None = None, *, sample_we
             groups = _groups(prep.rows, config)
             cbs = []
             for rows in groups:
+                if stop.is_set():
+                    raise _Stopped
                 h = Histogram()
                 prep.add_to(h, rows)
                 cbs.append(_fit_codebook(h, k))
+                bar.update((rows.stop - rows.start) * prep.cols)
             return _build_parts(t, prep, cbs, config, groups, hessian(t))
 
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        for i, p in enumerate(pool.map(work, range(len(targets)))):
+    failed: list[BaseException] = []
+
+    def guarded(i):
+        try:
+            return work(i)
+        except BaseException as e:  # the first failure stops the other workers too
+            if not isinstance(e, _Stopped):
+                failed.append(e)
+            stop.set()
+            raise
+
+    pool = ThreadPoolExecutor(max_workers=threads)
+    try:
+        for i, p in enumerate(pool.map(guarded, range(len(targets)))):
             parts[i] = p
-            bar.update(1)
-    bar.close()
+    except BaseException as e:  # Ctrl-C here or a worker's error: running tensors stop at their next codebook
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        if isinstance(e, _Stopped) and failed:
+            raise failed[0] from None
+        raise
+    finally:
+        pool.shutdown(wait=True)
+        bar.close()
     fit_seconds = time.perf_counter() - start
 
     sq = err = 0.0
