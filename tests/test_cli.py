@@ -186,7 +186,7 @@ def test_exclude_adds_to_the_defaults(capsys, files):
     import argparse
 
     from wclust.clustering.config import DEFAULT_EXCLUDE
-    from wclust.commands.common import add_cluster_options, config_from_args, warn_unmatched_excludes
+    from wclust.commands.common import add_cluster_options, config_from_args, warn_unmatched_patterns
 
     p = argparse.ArgumentParser()
     add_cluster_options(p)
@@ -194,9 +194,12 @@ def test_exclude_adds_to_the_defaults(capsys, files):
     assert config_from_args(p.parse_args(["--exclude", "pooler*"])).exclude == [*DEFAULT_EXCLUDE, "pooler*"]
     assert config_from_args(p.parse_args(["--no-default-exclude"])).exclude == []
     assert config_from_args(p.parse_args(["--no-default-exclude", "--exclude", "a*"])).exclude == ["a*"]
-    warn_unmatched_excludes(torch.nn.Sequential(torch.nn.Linear(2, 2)), ["0", "nothing*"])
+    assert config_from_args(p.parse_args(["--include", "*.fc*"])).include == ["*.fc*"]
+    warn_unmatched_patterns(torch.nn.Sequential(torch.nn.Linear(2, 2)),
+                            p.parse_args(["--exclude", "0", "nothing*", "--include", "nope"]))
     err = capsys.readouterr().err
-    assert "'nothing*' matches no module" in err and "'0'" not in err
+    assert "--exclude 'nothing*' matches no module" in err and "'0'" not in err
+    assert "--include 'nope' matches no module" in err
 
 
 @pytest.mark.parametrize("cmd", [["estimate", "zoo:nope", "-o"], ["profile", "zoo:nope", "-o"],

@@ -12,7 +12,8 @@ from ..clustering.io import jsonable
 
 # the single-k clustering options and their defaults (cluster_options_given)
 CLUSTER_DEFAULTS = {"scope": "layer", "bits": None, "group_size": 64, "outliers": 0.0, "channel_scale": False,
-                    "exclude": None, "no_default_exclude": False, "weighting": "uniform", "error_feedback": False}
+                    "include": None, "exclude": None, "no_default_exclude": False, "weighting": "uniform",
+                    "error_feedback": False}
 
 
 def add_cluster_options(p, k_many: bool = False, k_default: int | None = 64) -> None:
@@ -30,6 +31,8 @@ def add_cluster_options(p, k_many: bool = False, k_default: int | None = 64) -> 
     p.add_argument("--group-size", type=int, default=64, help="output channels per codebook with --scope group")
     p.add_argument("--outliers", type=float, default=0.0, help="fraction of largest weights kept in float")
     p.add_argument("--channel-scale", action="store_true", help="per-output-channel scales + shared codebook")
+    p.add_argument("--include", nargs="+", default=None, metavar="PATTERN",
+                   help="fnmatch patterns of module names: cluster only these (the excludes still win)")
     p.add_argument("--exclude", nargs="+", default=None, metavar="PATTERN",
                    help="fnmatch patterns of module names to keep float, in addition to the default ones "
                         "(position and patch embeddings)")
@@ -72,14 +75,15 @@ def exclude_from_args(args) -> list[str] | None:
     return ([] if no_default else list(DEFAULT_EXCLUDE)) + list(args.exclude or [])
 
 
-def warn_unmatched_excludes(model, patterns) -> None:
-    """A warning on stderr for each --exclude pattern that names no module of ``model`` (a typo)."""
+def warn_unmatched_patterns(model, args) -> None:
+    """A warning on stderr for each --include / --exclude pattern that names no module of ``model``."""
     import fnmatch
 
     names = [n for n, _ in model.named_modules()]
-    for pat in patterns or []:
-        if not any(fnmatch.fnmatchcase(n, pat) for n in names):
-            print(f"wclust: warning: --exclude {pat!r} matches no module of this model", file=sys.stderr)
+    for flag in ("include", "exclude"):
+        for pat in getattr(args, flag, None) or []:
+            if not any(fnmatch.fnmatchcase(n, pat) for n in names):
+                print(f"wclust: warning: --{flag} {pat!r} matches no module of this model", file=sys.stderr)
 
 
 def config_from_args(args, k=None, scope=None):
@@ -91,7 +95,7 @@ def config_from_args(args, k=None, scope=None):
 
     return ClusterConfig(n_clusters=k if k is not None else args.n_clusters, scope=scope or args.scope,
                          bits=args.bits, group_size=args.group_size, outliers=args.outliers,
-                         channel_scale=args.channel_scale, exclude=exclude,
+                         channel_scale=args.channel_scale, include=args.include, exclude=exclude,
                          weighting=getattr(args, "weighting", "uniform") or "uniform",
                          error_feedback=bool(getattr(args, "error_feedback", False)))
 

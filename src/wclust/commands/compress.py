@@ -5,7 +5,7 @@ import os
 import warnings
 
 from .common import (add_cluster_options, check_output_path, check_task, config_from_args, needs_calibration,
-                     print_json, print_table, require_float_source, warn_unmatched_excludes)
+                     print_json, print_table, require_float_source, warn_unmatched_patterns)
 
 
 def register(sub) -> None:
@@ -39,7 +39,7 @@ def run(args) -> int:
     if args.task:
         check_task(args.task)
     model = load_source(args.source)
-    warn_unmatched_excludes(model, args.exclude)
+    warn_unmatched_patterns(model, args)
     sw = hs = None
     if needs_calibration(args):
         from ..accuracy.evaluate import Calibration, _hf_dir, _is_text, calibrate

@@ -29,6 +29,8 @@ def run(args) -> int:
                "channel_scale": args.channel_scale, "weighting": args.weighting}
     if exclude_from_args(args) is not None:
         options["exclude"] = exclude_from_args(args)
+    if args.include:
+        options["include"] = args.include
     if args.error_feedback:   # only when asked, so sweeps without it keep resuming from older sweep.json files
         options["error_feedback"] = True
     if args.bits is not None and any(args.bits < (k - 1).bit_length() for k in args.n_clusters):
