@@ -92,7 +92,9 @@ def test_wclust_file_runs_as_stored_against_its_dense_twin(tmp_path, capsys):
         variants = bench.build_variants(loaded, k=64, bf16_models=False)
     assert variants["clustered_fp32"][0] is loaded
     dense = variants["fp32"][0]
-    assert not bench.is_clustered(dense) and all(p.dtype == torch.float32 for p in dense.parameters())
+    from wclust.clustering.modules import clustered_modules
+
+    assert not clustered_modules(dense) and all(p.dtype == torch.float32 for p in dense.parameters())
     x = torch.randn(5, 64)
     with torch.inference_mode():
         torch.testing.assert_close(dense(x), loaded(x), rtol=1e-4, atol=1e-5)  # the same weights

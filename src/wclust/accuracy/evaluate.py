@@ -23,7 +23,8 @@ from torch import nn
 
 from ..errors import WclustError
 from .features import Encoder, fit_probe
-from ..clustering.modules import _Clustered, dense_view  # noqa: F401  (dense_view: part of this module's API)
+from ..clustering.modules import _Clustered, clustered_modules
+from ..clustering.modules import dense_view  # noqa: F401  (part of this module's API)
 from .tasks import Task, get_task, interval95, paired_interval95
 
 QUICK = {"n_train": 1000, "n_test": 500}
@@ -223,7 +224,7 @@ class Evaluator:
 
     def score(self, model: nn.Module, kernel: bool = False) -> dict:
         start = time.perf_counter()
-        run_model = model if kernel or not any(isinstance(m, _Clustered) for m in model.modules()) \
+        run_model = model if kernel or not clustered_modules(model) \
             else dense_view(model)
         feats = self.features(run_model, "test")
         out = self._score_features(feats, getattr(self, "_ref_correct", None))
@@ -266,7 +267,7 @@ def evaluate(source, task: str | Task, *, config=None, reference=None, quick: bo
         raise WclustError(f"compute must be one of {', '.join(COMPUTE)}, got {compute!r}")
     start = time.perf_counter()
     model = load_source(source) if isinstance(source, str) else source
-    clustered = any(isinstance(m, _Clustered) for m in model.modules())
+    clustered = bool(clustered_modules(model))
     if compute == "bf16" and not clustered and config is None:
         raise WclustError("compute bf16 sets the clustered layers' compute dtype; this model has none "
                           "(cluster it with -k, or use bf16-model for the whole float model in bf16)")

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from .config import ClusterConfig
 from .error_feedback import assign
 from .kmeans import Assigner, Histogram, KMeans1D
-from .modules import ClusteredParts, _Clustered, swap_in
+from .modules import ClusteredParts, _Clustered, clustered_modules, swap_in
 
 _KINDS = {"linear": (nn.Linear,), "conv": (nn.Conv1d, nn.Conv2d, nn.Conv3d), "embedding": (nn.Embedding,)}
 
@@ -181,7 +181,7 @@ def compress(model: nn.Module, config: ClusterConfig | None = None, *, sample_we
         raise ValueError(f'weighting="{config.weighting}" needs sample_weights (see wclust.accuracy.fisher.{fn})')
     if config.error_feedback and not hessians:
         raise ValueError("error_feedback=True needs hessians (see wclust.accuracy.fisher.input_hessians)")
-    done = [n or type(m).__name__ for n, m in model.named_modules() if isinstance(m, _Clustered)]
+    done = [n or type(m).__name__ for n, m in clustered_modules(model).items()]
     if done:   # clustering again would mix two configs in one model (and one file header)
         raise ValueError(f"the model is already clustered ({len(done)} clustered layer(s), e.g. {done[0]}); "
                          "cluster its float source instead")

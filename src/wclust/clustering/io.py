@@ -23,7 +23,7 @@ from . import validate
 from .validate import is_int, is_num, need
 from ..errors import FormatError, WclustError
 from .modules import CLUSTERED_BUFFERS as _CLUSTERED_BUFFERS
-from .modules import KIND_TO_CLASS, ClusteredParts, _Clustered, clustered_class_for, swap_in
+from .modules import KIND_TO_CLASS, ClusteredParts, clustered_class_for, clustered_modules, swap_in
 from .packing import pack, unpack
 
 FORMAT = "wclust"
@@ -114,10 +114,6 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             os.close(dfd)
     except OSError:
         pass
-
-
-def clustered_modules(model: nn.Module) -> dict[str, _Clustered]:
-    return {n: m for n, m in model.named_modules() if isinstance(m, _Clustered)}
 
 
 def model_stats(model: nn.Module) -> dict:

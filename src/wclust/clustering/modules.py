@@ -303,6 +303,11 @@ def swap_in(model: nn.Module, fqn: str, parts: ClusteredParts, tied=(), cls: typ
     return new
 
 
+def clustered_modules(model: nn.Module) -> dict[str, _Clustered]:
+    """The clustered modules of ``model`` by name (empty for a float model)."""
+    return {n: m for n, m in model.named_modules() if isinstance(m, _Clustered)}
+
+
 def set_compute_dtype(model: nn.Module, dtype: torch.dtype | None) -> nn.Module:
     """Compute every clustered module in ``dtype`` (e.g. torch.bfloat16), None = the input's dtype."""
     for m in model.modules():

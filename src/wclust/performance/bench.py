@@ -103,9 +103,9 @@ def build_variants(model: nn.Module, k: int = 64, scope: str = "layer", bf16_mod
     """
     from ..clustering.compress import compress
     from ..clustering.config import ClusterConfig
-    from ..clustering.modules import dense_view
+    from ..clustering.modules import clustered_modules, dense_view
 
-    if is_clustered(model):  # a loaded .wclust model runs as stored, against its dense twin
+    if clustered_modules(model):  # a loaded .wclust model runs as stored, against its dense twin
         clustered, model = model, dense_view(model).float()
     else:
         clustered = compress(copy.deepcopy(model), ClusterConfig(n_clusters=k, scope=scope), progress=progress)
@@ -116,12 +116,6 @@ def build_variants(model: nn.Module, k: int = 64, scope: str = "layer", bf16_mod
         out["dense_bf16_model"] = (copy.deepcopy(model).to(bf), None, bf)
         out["clustered_bf16_model"] = (copy.deepcopy(clustered).to(bf), None, bf)
     return out
-
-
-def is_clustered(model: nn.Module) -> bool:
-    from ..clustering.modules import _Clustered
-
-    return any(isinstance(m, _Clustered) for m in model.modules())
 
 
 def stored_config(model: nn.Module) -> tuple:
@@ -268,7 +262,9 @@ def run_bench(source, k: int = 64, threads: int = 1, pressure: int = 0, repeats:
     clk = time.thread_time if clock == "thread" else time.perf_counter
     old_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
-    stored = is_clustered(model)
+    from ..clustering.modules import clustered_modules
+
+    stored = bool(clustered_modules(model))
     if stored:
         k, scope = stored_config(model)
     try:
