@@ -28,13 +28,12 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _check_bits(bits, ks) -> None:
-    """--bits, where given, wide enough for every k and at most 8."""
-    from ..clustering.packing import bits_for
-    from ..errors import WclustError
+def _check_codebooks(ks, bits) -> None:
+    """Every k, and --bits where given, as a clustering would take them (ClusterConfig's rules)."""
+    from ..clustering.config import ClusterConfig
 
-    if bits is not None and not bits_for(max(ks)) <= bits <= 8:
-        raise WclustError(f"--bits must be in {bits_for(max(ks))}..8 for k up to {max(ks)}, got {bits}")
+    for k in ks:
+        ClusterConfig(n_clusters=k, bits=bits)
 
 
 def run(args) -> int:
@@ -48,11 +47,8 @@ def run(args) -> int:
     if not 0.0 <= args.activation_dram <= 1.0:
         raise WclustError(f"--activation-dram must be in [0, 1], got {args.activation_dram}")
     check_at_least_one(args, "batch", "threads")
-    for k in args.n_clusters or []:
-        if not 2 <= k <= 256:
-            raise WclustError(f"-k must be in 2..256, got {k}")
     if args.n_clusters:
-        _check_bits(args.bits, args.n_clusters)
+        _check_codebooks(args.n_clusters, args.bits)
     if args.threads:
         import torch
 
@@ -71,7 +67,7 @@ def run(args) -> int:
             ks, bits = [int(m.codebook.shape[1])], bits or m.bits
         else:
             ks = list(platforms.DEFAULT_KS)
-        _check_bits(args.bits, ks)
+        _check_codebooks(ks, args.bits)
     result = platforms.estimate(model, platforms=plats, ks=ks, contention=args.contention, bits=bits,
                                 activation_dram=args.activation_dram, batch=args.batch)
     result["source"] = args.source

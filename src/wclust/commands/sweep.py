@@ -20,22 +20,20 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from ..clustering.config import ClusterConfig
-    from ..errors import WclustError
     from ..accuracy.evaluate import dist_context, sweep
 
     require_float_source(args.source, "sweep")
     check_task(args.task)
     options = {"bits": args.bits, "group_size": args.group_size, "outliers": args.outliers,
                "channel_scale": args.channel_scale, "weighting": args.weighting}
-    if exclude_from_args(args) is not None:
-        options["exclude"] = exclude_from_args(args)
+    exclude = exclude_from_args(args)
+    if exclude is not None:
+        options["exclude"] = exclude
     if args.include:
         options["include"] = args.include
     if args.error_feedback:   # only when asked, so sweeps without it keep resuming from older sweep.json files
         options["error_feedback"] = True
-    if args.bits is not None and any(args.bits < (k - 1).bit_length() for k in args.n_clusters):
-        raise WclustError(f"--bits {args.bits} is too narrow for k={max(args.n_clusters)}")
-    for k in args.n_clusters:   # bad k or options: refused before the output directory is made
+    for k in args.n_clusters:   # bad k, --bits or options: refused before the output directory is made
         for scope in args.scope:
             ClusterConfig(n_clusters=k, scope=scope, **options)
     out = check_output_dir(args.output)  # removed again if the run fails while it is empty (cli._run)
