@@ -121,7 +121,7 @@ def plot_sweep(result: dict, path: str) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..clustering.io import atomic_write_bytes
+    from .. import figures
 
     rows = result["rows"]
     fp32 = next((r for r in rows if r.get("scope") == "fp32"), None)
@@ -147,11 +147,4 @@ def plot_sweep(result: dict, path: str) -> str:
         ax.legend()
     fig.suptitle(f"{result.get('source')} on {result.get('task')} (n={fp32.get('n') if fp32 else '?'})")
     fig.tight_layout()
-    tmp = f"{path}.{os.getpid()}.tmp.png"
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    with open(tmp, "rb") as f:
-        data = f.read()
-    os.unlink(tmp)
-    atomic_write_bytes(path, data)
-    return path
+    return figures.save(fig, path, dpi=120)
