@@ -144,17 +144,26 @@ class ClusteredLinear(_Clustered):
         # which at one token per call is a visible share of a small layer's GEMV.
         bufs, bias = self._buffers, self._parameters.get("bias")
         scale, oi = bufs.get("scale"), bufs.get("outlier_index")
+        cdt = self.compute_dtype
         if (type(x) is torch.Tensor and x.is_cpu and scale is None and (oi is None or not oi.numel())
-                and self.compute_dtype in (None, torch.float32) and not (x.requires_grad and torch.is_grad_enabled())
+                and not (x.requires_grad and torch.is_grad_enabled())
                 and not torch.jit.is_tracing() and not torch.compiler.is_compiling() and not _observed()):
-            # plain eager inference (no tracer, compiler, profiler or dispatch mode watching): few
-            # rows of float32 x go straight to the C GEMV with this layer's plan (what the op's CPU
-            # kernel calls first, so the same bits), without the dispatcher's ~5 us a call
-            y = _cpu.fast_gemv(x, bufs["indices"], bufs["codebook"], bias, self.in_features, self.group_size,
-                               self.index_bits)
-            if y is not None:
-                return y
-        dtype = self.compute_dtype or x.dtype
+            # plain eager inference (no tracer, compiler, profiler or dispatch mode watching)
+            if cdt in (None, torch.float32):
+                # few rows of float32 x go straight to the C GEMV with this layer's plan (what the
+                # op's CPU kernel calls first, so the same bits), without the dispatcher's ~5 us a call
+                y = _cpu.fast_gemv(x, bufs["indices"], bufs["codebook"], bias, self.in_features,
+                                   self.group_size, self.index_bits)
+                if y is not None:
+                    return y
+            elif cdt is torch.bfloat16 and x.dtype is torch.float32:
+                # bf16 compute on float32 activations: the AMX kernel rounds x to bf16 and returns
+                # the bf16 result as float32 itself (the values of the cast, op, cast path below)
+                y = _cpu.amx_module_linear(x, bufs["indices"], bufs["codebook"], bias, self.in_features,
+                                           self.group_size, self.index_bits)
+                if y is not None:
+                    return y
+        dtype = cdt or x.dtype
         xin = x if x.dtype == dtype else x.to(dtype)
         y = lut_linear(xin, bufs["indices"], bufs["codebook"], bias if scale is None else None,
                        self.in_features, self.group_size, self.index_bits)

@@ -327,7 +327,7 @@ T512 void wc_lut_deq_packed_avx512(const job_t *j, int64_t u0, int64_t u1) {
             P0[0] = _mm512_permutexvar_epi8(rep, P0[0]);
             P1[0] = _mm512_permutexvar_epi8(rep, P1[0]);
         }
-        uint16_t *dst = (uint16_t *)j->w + ((r0 / nb) * j->pkp2 * nb + r0 % nb) * 2;
+        uint16_t *dst = (uint16_t *)j->w + (((r0 - j->prow0) / nb) * j->pkp2 * nb + r0 % nb) * 2;
         const uint8_t *base = j->idx + r0 * ld;
         if (H == 2) packed_bulk_nt(base, ld, bulk, P0, P1, nt, four, 2, dst, piece);
         else packed_bulk_nt(base, ld, bulk, P0, P1, nt, four, 1, dst, piece);

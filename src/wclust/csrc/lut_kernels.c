@@ -460,3 +460,55 @@ int wc_lut_dequant_packed(const uint8_t *idx, int64_t out, int64_t in, int index
     if (nb < 16 || nb % 16 || kpad < in || kpad % 2) return -1;
     return dequant_job(idx, out, in, index_bits, cb, n_groups, K, group_size, w, 1, nb, kpad / 2, nthreads);
 }
+
+/* bf16 compute on AMX (lut_amx.c): y (M, out) = x (M, in) . W^T + bias with the codebook rounded to
+ * bf16, x rounded to bf16 (x_bf16 == 0: float32 x) or given as bf16 bits (x_bf16 == 1), float32
+ * accumulation, bias (float32) added, the result rounded to bf16 and written as bf16 bits
+ * (y_bf16 == 1) or as the float32 of that bf16 (y_bf16 == 0). Returns 0; 1 where this CPU, OS or
+ * forced ISA level has no AMX (the caller falls back); -1 bad arguments or out of memory. */
+int wc_lut_gemm_bf16(const void *x, int x_bf16, int64_t M, int64_t in, const uint8_t *idx, int64_t out,
+                     int index_bits, const float *cb, int64_t n_groups, int64_t K, int64_t group_size,
+                     const float *bias, void *y, int y_bf16, int nthreads) {
+    if (!check(K, index_bits, group_size, n_groups, out) || M < 0 || in < 0 || out < 0) return -1;
+#ifdef WC_AMX
+    if (isa() != ISA_AVX512 || !wc_amx_ready()) return 1;
+    if (M == 0 || out == 0) return 0;
+    /* the codebook rounded to bf16 (round to nearest even, as torch), as floats for the plan */
+    float *cbr = (float *)malloc((size_t)(n_groups * K) * sizeof(float));
+    if (!cbr) return -1;
+    for (int64_t i = 0; i < n_groups * K; i++) {
+        uint32_t u; memcpy(&u, cb + i, 4);
+        if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x7fffffu)) u |= 0x400000u; /* NaN stays NaN */
+        else u += 0x7fffu + ((u >> 16) & 1u);
+        u &= 0xffff0000u;
+        memcpy(cbr + i, &u, 4);
+    }
+    wc_plan_t *p = wc_lut_plan_new(cbr, n_groups, K, in, out, index_bits, group_size);
+    free(cbr);
+    if (!p) return -1;
+    const int64_t ldxb = in ? (in + 31) & ~(int64_t)31 : 32, Mp = (M + 15) & ~(int64_t)15;
+    uint16_t *xb = (uint16_t *)aligned_alloc(64, ((size_t)(Mp * ldxb) * 2 + 63) & ~(size_t)63);
+    if (!xb) { wc_lut_plan_free(p); return -1; }
+    wc_amx_pack_x(x, x_bf16, M, in, xb, ldxb);
+    int fail = 0;
+    job_t j;
+    init_linear_job(&j, p, M, idx, bias, (float *)y);
+    j.out_bf16 = y_bf16 != 0; j.xb = xb; j.ldxb = ldxb; j.fail = &fail;
+    parallel_rows(&j, wc_lut_gemm_amx, 4 * ((out + 31) / 32), nthreads);
+    free(xb);
+    wc_lut_plan_free(p);
+    return fail ? -1 : 0;
+#else
+    (void)x; (void)x_bf16; (void)idx; (void)cb; (void)bias; (void)y; (void)y_bf16; (void)nthreads;
+    return 1;
+#endif
+}
+
+/* 1 where wc_lut_gemm_bf16 runs on AMX here (CPU, OS permission, ISA level not lowered), else 0 */
+int wc_lut_amx(void) {
+#ifdef WC_AMX
+    return isa() == ISA_AVX512 && wc_amx_ready();
+#else
+    return 0;
+#endif
+}

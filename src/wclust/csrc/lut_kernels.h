@@ -24,6 +24,10 @@ typedef struct {
     float *y;               /* (M, out) */
     void *w;                /* dequantize: (out, in), or packed (below) */
     int64_t pnb, pkp2;      /* packed bf16 dequantize: rows per block, feature pairs per block row */
+    int64_t prow0;          /* packed bf16 dequantize: the output row whose block starts at w (a multiple of pnb) */
+    const uint16_t *xb;     /* AMX GEMM: x as bf16 bits, (M rounded up to 16, ldxb), zero padded */
+    int64_t ldxb;           /* AMX GEMM: features per row of xb (in rounded up to 32) */
+    int *fail;              /* AMX GEMM: set to 1 by a thread that could not allocate its buffer */
 } job_t;
 
 typedef void (*range_fn)(const job_t *, int64_t, int64_t);
@@ -43,7 +47,7 @@ static inline uint16_t f32_to_bf16_bits(float f) { /* values are already bf16-re
  * features outermost, then the pnb rows, then the 2 features of the pair. Element (r, c) sits at
  * ((r / pnb) * pkp2 + c / 2) * pnb * 2 + (r % pnb) * 2 + c % 2; padding is never written. */
 static inline int64_t packed_at(const job_t *j, int64_t r, int64_t c) {
-    return ((r / j->pnb) * j->pkp2 + c / 2) * j->pnb * 2 + (r % j->pnb) * 2 + (c & 1);
+    return (((r - j->prow0) / j->pnb) * j->pkp2 + c / 2) * j->pnb * 2 + (r % j->pnb) * 2 + (c & 1);
 }
 
 /* Rows [r0, r1) x features [c0, in) of the packed bf16 weight, one element at a time. */
@@ -111,6 +115,16 @@ WC_HIDDEN int wc_lut_xperm(int mode, int p);
 #endif
 #ifndef GEMM_XBUF /* bytes: x packed for all k-blocks at once only up to this size */
 #define GEMM_XBUF (1024 * 1024)
+#endif
+/* lut_amx.c: fused LUT-GEMM in bf16 on AMX tiles (built where the compiler and OS have them) */
+#if defined(WC_X86) && defined(__linux__) && (__GNUC__ >= 11 || defined(__clang__))
+#define WC_AMX 1
+#endif
+WC_HIDDEN int wc_amx_ready(void);
+#ifdef WC_AMX
+WC_HIDDEN void wc_amx_pack_x(const void *x, int x_bf16, int64_t M, int64_t in, uint16_t *xb, int64_t ldxb);
+/* job: xb, ldxb, y (float32 or bf16: out_bf16), bias float32; [u0, u1): output panels times 4 */
+WC_HIDDEN void wc_lut_gemm_amx(const job_t *j, int64_t u0, int64_t u1);
 #endif
 #ifdef WC_X86
 /* job: x (M, in), mode = GEMV lookup mode, y (M, out); [u0, u1): output panels times 4 */

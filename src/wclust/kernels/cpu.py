@@ -6,8 +6,12 @@
   per-weight cache ClusteredLinear also uses (layout checked once, not per call).
 - many rows, float32: the fused LUT-GEMM (``lut_gemm``, csrc/lut_gemm.c) looks indices up
   into L1-resident weight panels inside a register-blocked GEMM: W is never materialized.
-- many rows, bf16: dequantized straight into oneDNN's packed weight layout, then its bf16 matmul
-  (AMX) without repacking (``onednn.linear``).
+- many rows, bf16, on a CPU with AMX: the fused bf16 LUT-GEMM (``amx_linear``, csrc/lut_amx.c)
+  dequantizes 32 output rows at a time into an L2-resident tile panel and multiplies on the AMX
+  tiles; float32 x and y straight in and out where the caller asks (ClusteredLinear with
+  compute_dtype=bfloat16: no casts around the call, the same values).
+- many rows, bf16, no AMX kernel here: dequantized straight into oneDNN's packed weight layout,
+  then its bf16 matmul without repacking (``onednn.linear``).
 - many rows otherwise (no packed layout here, or a CPU without AVX-512 VBMI): the C code
   dequantizes the whole layer into one reused per-thread scratch buffer (float32 or bfloat16),
   then torch's matmul (MKL sgemm / oneDNN bf16).
@@ -66,6 +70,10 @@ _SIGNATURES = {
     "wc_lut_plan_gemv": (_int, [_vp, _vp, _vp, _i64, _vp, _vp, _vp, _int]),
     "wc_lut_plan_gemm": (_int, [_vp, _vp, _vp, _i64, _vp, _vp, _vp, _int]),
     "wc_fma_peak": (_i64, [_i64]),
+    # bf16 compute on AMX (csrc/lut_amx.c): x, x is bf16, M, in, indices, out, index_bits, codebook,
+    # n_groups, K, group_size, bias (float32), y, y is bf16, threads
+    "wc_lut_gemm_bf16": (_int, [_vp, _int, _i64, _i64, _vp, _i64, _int, _vp, _i64, _i64, _i64, _vp, _vp, _int, _int]),
+    "wc_lut_amx": (_int, []),
 }
 _declared = False
 _GEMV = _GEMM = _PLAN_GEMV = _PLAN_GEMM = _PLAN_NEW = _PLAN_FREE = None
@@ -380,6 +388,53 @@ def _gemm(x2, indices, codebook, bias, in_features, group_size, index_bits) -> t
     return y
 
 
+def amx_available() -> bool:
+    """Whether bf16 compute runs on the fused AMX kernel here (CPU, OS and ``force_isa`` permitting)."""
+    lib = native()
+    return lib is not None and getattr(lib, "wc_lut_amx", None) is not None and bool(lib.wc_lut_amx())
+
+
+def amx_linear(x2, indices, codebook, bias, in_features, group_size, index_bits, out_dtype) -> torch.Tensor | None:
+    """(M, out) = x2 (M, in) @ W^T + bias in bf16 compute on AMX: x2 float32 (rounded to bf16 in
+    the kernel) or bf16; codebook rounded to bf16; float32 accumulation; bias (its bf16 values)
+    added, the result rounded to bf16 and returned as ``out_dtype`` (bfloat16, or float32 holding
+    those bf16 values). The layout must be checked by the caller; None where there is no AMX kernel."""
+    lib = native()
+    if lib is None or getattr(lib, "wc_lut_gemm_bf16", None) is None:
+        return None
+    xc = x2 if x2.is_contiguous() else x2.contiguous()
+    cb = codebook if codebook.dtype is torch.float32 and codebook.is_contiguous() else codebook.float().contiguous()
+    if bias is not None:
+        bias = bias.to(torch.bfloat16).float() if bias.dtype is not torch.bfloat16 else bias.float()
+    idx = indices if indices.is_contiguous() else indices.contiguous()
+    m, n_out = xc.shape[0], idx.shape[0]
+    y = torch.empty(m, n_out, dtype=out_dtype)
+    rc = lib.wc_lut_gemm_bf16(xc.data_ptr(), int(xc.dtype is torch.bfloat16), m, in_features, idx.data_ptr(), n_out,
+                              index_bits, cb.data_ptr(), cb.shape[0], cb.shape[1], group_size,
+                              None if bias is None else bias.data_ptr(), y.data_ptr(),
+                              int(out_dtype is torch.bfloat16), torch.get_num_threads())
+    if rc == 1:
+        return None
+    if rc:
+        raise MemoryError("wc_lut_gemm_bf16 failed")
+    return y
+
+
+def amx_module_linear(x, indices, codebook, bias, in_features, group_size, index_bits) -> torch.Tensor | None:
+    """ClusteredLinear's bf16-compute path for float32 x: float32 y holding the bf16 result that
+    casting x to bf16, the op in bf16 and casting back would give, without the two casts; None
+    where the op should take the call (few rows, no AMX here, a layout the C kernels do not take)."""
+    if x.dtype is not torch.float32 or x.shape[-1] != in_features or x.dim() < 2:
+        return None
+    x2 = x if x.dim() == 2 else x.reshape(-1, in_features)
+    if x2.shape[0] <= gemv_rows(codebook.shape[1], torch.bfloat16) or not amx_available():
+        return None
+    if not _supported(x2, indices, codebook, bias, in_features, group_size, index_bits):
+        return None
+    y = amx_linear(x2, indices, codebook, bias, in_features, group_size, index_bits, torch.float32)
+    return y if y is None or x.dim() == 2 else y.reshape(*x.shape[:-1], y.shape[-1])
+
+
 def lut_gemm(x2, indices, codebook, bias, in_features, group_size, index_bits) -> torch.Tensor | None:
     """(M, out) float32 = x2 (M, in) float32 @ W^T + bias by the fused LUT-GEMM, computed from the
     indices without materializing W; None if the layout, dtype or CPU is not supported here."""
@@ -410,7 +465,9 @@ def lut_linear_cpu(x, indices, codebook, bias, in_features, group_size, index_bi
             y = y.to(dt)
     else:
         y = _gemm(x2, indices, cb, b, in_features, group_size, index_bits) if dt == torch.float32 else None
-        if y is None and dt is torch.bfloat16:  # bf16: dequantized into oneDNN's packed layout
+        if dt is torch.bfloat16:  # bf16: the AMX kernel, else dequantized into oneDNN's packed layout
+            y = amx_linear(x2, indices, cb, b, in_features, group_size, index_bits, dt)
+        if y is None and dt is torch.bfloat16:
             y = onednn.linear(native(), x2, indices, cb, b, in_features, group_size, index_bits)
         if y is None:  # or no AVX-512 VBMI: dequantize the layer, then torch's matmul
             w = dequantize(indices, cb, in_features, group_size, index_bits, dt, out=_scratch(out * in_features, dt))
