@@ -16,10 +16,15 @@ instead (x, codebook and bias in bf16, oneDNN's bf16 matmul):
   dense_bf16        F.linear on a bf16 weight (oneDNN repacks it on every call)
   <cfg>_bf16_plain  cpu.dequantize to bf16 into one reused buffer + F.linear
   <cfg>_bf16_packed kernels/onednn.linear: dequantized into oneDNN's packed layout, no repacking
+  <cfg>_bf16_amx    kernels/cpu.amx_linear: the fused LUT-GEMM on AMX tiles (csrc/lut_amx.c), what
+                    bf16 compute runs where the CPU has AMX
+  amx_peak          cpu.amx_peak: the same number of bf16 operations as four independent AMX tile
+                    accumulations with nothing loaded, the AMX ceiling at that moment
 Ratios are dense_ms / ms
 (> 1 = faster than dense fp32), from medians (``vs_dense``) and minima (``vs_dense_min``);
 ``of_fma_peak`` = fma_peak_ms / ms from medians, the fraction of the FMA ceiling each fp32
-candidate reaches (both dense fp32 and the fused kernel are bound by it at 197 rows).
+candidate reaches (both dense fp32 and the fused kernel are bound by it at 197 rows);
+``of_amx_peak`` the same for the bf16 candidates against ``amx_peak``.
 At 1 thread the clock is the calling thread's CPU time (``--clock wall`` for wall time).
 """
 from __future__ import annotations
@@ -83,8 +88,9 @@ def candidates_bf16(inn, out, m, copies, configs=CONFIGS):
     c["dense_bf16"] = [lambda w=w.to(bf), b=b.to(bf): F.linear(xb, w, b) for w, b in ws]
     buf = torch.empty(out * inn, dtype=bf)
     for name, k, bits in configs:
-        plain, packed = [], []
+        plain, packed, amx = [], [], []
         for idx, cb, b in _layers(g, inn, out, k, bits, copies, bf):
+            amx.append(lambda idx=idx, cb=cb, b=b, bits=bits: cpu.amx_linear(xb, idx, cb, b, inn, out, bits, bf))
             plain.append(lambda idx=idx, cb=cb, b=b, bits=bits:
                          F.linear(xb, cpu.dequantize(idx, cb, inn, out, bits, bf, out=buf), b))
             packed.append(lambda idx=idx, cb=cb, b=b, bits=bits:
@@ -94,18 +100,26 @@ def candidates_bf16(inn, out, m, copies, configs=CONFIGS):
         assert (got.float() - want.float()).abs().max().item() <= 1e-2 * (want.float().abs().max().item() + 1e-3)
         c[f"{name}_bf16_plain"] = plain
         c[f"{name}_bf16_packed"] = packed
+        if cpu.amx_available():
+            got = amx[0]()
+            assert (got.float() - want.float()).abs().max().item() <= 1e-2 * (want.float().abs().max().item() + 1e-3)
+            c[f"{name}_bf16_amx"] = amx
+    if cpu.amx_available():
+        c["amx_peak"] = [lambda f=2 * m * inn * out: cpu.amx_peak(f)]
     return c
 
 
 def _row(threads, m, shape, ms, mn):
     def ratios(t, ref="dense_fp32"):
-        return {n: round(t[ref] / v, 3) for n, v in t.items() if n not in (ref, "fma_peak")}
+        return {n: round(t[ref] / v, 3) for n, v in t.items() if n not in (ref, "fma_peak", "amx_peak")}
 
     row = {"threads": threads, "M": m, "shape": shape,
            "ms_median": {n: round(v, 4) for n, v in ms.items()}, "ms_min": {n: round(v, 4) for n, v in mn.items()},
            "vs_dense": ratios(ms), "vs_dense_min": ratios(mn)}
     if "fma_peak" in ms:
         row["of_fma_peak"] = ratios(ms, "fma_peak")
+    if "amx_peak" in ms:
+        row["of_amx_peak"] = {n: v for n, v in ratios(ms, "amx_peak").items() if "bf16" in n}
     return row
 
 

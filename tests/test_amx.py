@@ -70,7 +70,7 @@ def test_op_takes_amx_for_many_bf16_rows_and_not_when_the_isa_is_lowered():
     torch.testing.assert_close(y.float(), y2.float(), rtol=2e-2, atol=2e-2)
 
 
-@pytest.mark.parametrize("rows", [1, 9, 197])
+@pytest.mark.parametrize("rows", [1, 2, 4, 197])
 def test_module_bf16_compute_on_float32_activations_equals_cast_op_cast(rows):
     """ClusteredLinear(compute_dtype=bf16) on float32 x skips the casts around the op (AMX kernel
     with float32 in and out): the same bits as casting x, the op in bf16, casting back."""
@@ -86,3 +86,8 @@ def test_module_bf16_compute_on_float32_activations_equals_cast_op_cast(rows):
         want = torch.ops.wclust.lut_linear(x.to(torch.bfloat16), layer.indices, layer.codebook, layer.bias,
                                            130, layer.group_size, layer.index_bits).float()
     assert y.dtype == torch.float32 and torch.equal(y, want)
+
+
+def test_amx_peak_runs_what_it_reports():
+    assert cpu.amx_peak(1) == 4 * 16 * 16 * 32 * 2        # one step of four tile multiply-adds
+    assert cpu.amx_peak(10 ** 7) >= 10 ** 7

@@ -39,6 +39,7 @@ from .ops import register_kernel
 
 GEMV_MAX_ROWS = 12  # measured crossover vs dequantize + sgemm: 12..16 rows (ViT-B shapes, 1 thread)
 _fused = False  # the fused LUT-GEMM runs here (AVX-512 VBMI, not lowered by force_isa)
+_amx = False  # the AMX bf16 kernel runs here (AMX tiles allowed by the OS, not lowered by force_isa)
 
 
 def gemv_rows(k: int, dtype: torch.dtype = torch.float32) -> int:
@@ -47,6 +48,11 @@ def gemv_rows(k: int, dtype: torch.dtype = torch.float32) -> int:
     once per 8 rows of x, so against the fused GEMM it pays up to ~8 rows, for every
     k (benchmarks/results/crossover_1thread.json, 1 thread, ViT-B shapes: fused GEMM time / GEMV
     time 0.99-1.23 at 8 rows, 0.74-1.00 at 12); against dequantize + sgemm up to 12..16."""
+    if dtype is torch.bfloat16 and amx_available():
+        # the AMX kernel (bf16 compute) is ahead of the GEMV from 4 rows of x for k <= 64 and from
+        # 2 beyond (time ratio GEMV / AMX at 2, 4, 8 rows: 0.61-1.2, 0.82-1.43, 1.42-2.63; ViT-B
+        # shapes, 1 thread, ad-hoc interleaved run)
+        return 1 if k > 64 else 3
     if not (_fused and dtype is torch.float32):
         return GEMV_MAX_ROWS
     return 8
@@ -74,6 +80,7 @@ _SIGNATURES = {
     # n_groups, K, group_size, bias (float32), y, y is bf16, threads
     "wc_lut_gemm_bf16": (_int, [_vp, _int, _i64, _i64, _vp, _i64, _int, _vp, _i64, _i64, _i64, _vp, _vp, _int, _int]),
     "wc_lut_amx": (_int, []),
+    "wc_amx_peak": (_i64, [_i64]),
 }
 _declared = False
 _GEMV = _GEMM = _PLAN_GEMV = _PLAN_GEMM = _PLAN_NEW = _PLAN_FREE = None
@@ -131,8 +138,9 @@ def use_openmp(lib) -> None:
 
 
 def _set_fused(lib) -> None:
-    global _fused
+    global _fused, _amx
     _fused = lib.wc_lut_isa() >= 2
+    _amx = getattr(lib, "wc_lut_amx", None) is not None and bool(lib.wc_lut_amx())
 
 
 def isa() -> str:
@@ -148,6 +156,15 @@ def fma_peak(flops: int) -> int | None:
     if lib is None or getattr(lib, "wc_fma_peak", None) is None:
         return None
     return int(lib.wc_fma_peak(int(flops)))
+
+
+def amx_peak(flops: int) -> int | None:
+    """``fma_peak`` for the AMX tiles (csrc/lut_amx.c): at least ``flops`` bf16 operations as four
+    independent tile accumulations with nothing loaded in the loop; None where there is no AMX."""
+    lib = native()
+    if lib is None or getattr(lib, "wc_amx_peak", None) is None:
+        return None
+    return int(lib.wc_amx_peak(int(flops))) or None
 
 
 @contextlib.contextmanager
@@ -390,8 +407,7 @@ def _gemm(x2, indices, codebook, bias, in_features, group_size, index_bits) -> t
 
 def amx_available() -> bool:
     """Whether bf16 compute runs on the fused AMX kernel here (CPU, OS and ``force_isa`` permitting)."""
-    lib = native()
-    return lib is not None and getattr(lib, "wc_lut_amx", None) is not None and bool(lib.wc_lut_amx())
+    return native() is not None and _amx
 
 
 def amx_linear(x2, indices, codebook, bias, in_features, group_size, index_bits, out_dtype) -> torch.Tensor | None:
