@@ -90,26 +90,31 @@ T512 void wc_amx_pack_x(const void *x, int x_bf16, int64_t M, int64_t in, uint16
     }
 }
 
-/* Per-thread panel buffer (grown on demand; freed with the thread by the key's destructor). */
-static pthread_key_t pbuf_key;
-static pthread_once_t pbuf_once = PTHREAD_ONCE_INIT;
-static _Thread_local uint16_t *pbuf;
-static _Thread_local size_t pbuf_cap; /* elements */
-static void pbuf_free(void *p) { free(p); }
-static void pbuf_init(void) { pthread_key_create(&pbuf_key, pbuf_free); }
-static uint16_t *pbuf_get(size_t n) {
-    if (n <= pbuf_cap) return pbuf;
-    pthread_once(&pbuf_once, pbuf_init);
-    free(pbuf);
-    pbuf = NULL; pbuf_cap = 0;
-    pthread_setspecific(pbuf_key, NULL);
+/* Per-thread buffers, kept between calls (a fresh allocation of a few MB is mapped anew and
+ * page-faulted on every call): the weight panel of the threads that multiply, and x in bf16 of
+ * the thread that calls. Grown on demand; freed with the thread by the keys' destructors. */
+typedef struct { pthread_key_t key; pthread_once_t once; } tbuf_key_t;
+static tbuf_key_t pbuf_key = {0, PTHREAD_ONCE_INIT}, xbuf_key = {0, PTHREAD_ONCE_INIT};
+static _Thread_local uint16_t *pbuf, *xbuf;
+static _Thread_local size_t pbuf_cap, xbuf_cap; /* elements */
+static void tbuf_free(void *p) { free(p); }
+static void pbuf_init(void) { pthread_key_create(&pbuf_key.key, tbuf_free); }
+static void xbuf_init(void) { pthread_key_create(&xbuf_key.key, tbuf_free); }
+static uint16_t *tbuf_get(tbuf_key_t *k, void (*init)(void), uint16_t **buf, size_t *cap, size_t n) {
+    if (n <= *cap) return *buf;
+    pthread_once(&k->once, init);
+    free(*buf);
+    *buf = NULL; *cap = 0;
+    pthread_setspecific(k->key, NULL);
     const size_t bytes = (n * 2 + 4095) & ~(size_t)4095;
     uint16_t *p = aligned_alloc(4096, bytes);
     if (!p) return NULL;
-    pbuf = p; pbuf_cap = bytes / 2;
-    pthread_setspecific(pbuf_key, p);
+    *buf = p; *cap = bytes / 2;
+    pthread_setspecific(k->key, p);
     return p;
 }
+static uint16_t *pbuf_get(size_t n) { return tbuf_get(&pbuf_key, pbuf_init, &pbuf, &pbuf_cap, n); }
+uint16_t *wc_amx_xbuf(size_t n) { return tbuf_get(&xbuf_key, xbuf_init, &xbuf, &xbuf_cap, n); }
 
 /* C block (rows x 32 floats, from the tiles) + bias -> y rows m0 .., columns n0 .. n0 + nv - 1 */
 T512 static void store_block(const job_t *j, const float *C, int64_t m0, int64_t rows, int64_t n0, int64_t nv) {

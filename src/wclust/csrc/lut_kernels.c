@@ -487,7 +487,7 @@ int wc_lut_gemm_bf16(const void *x, int x_bf16, int64_t M, int64_t in, const uin
     free(cbr);
     if (!p) return -1;
     const int64_t ldxb = in ? (in + 31) & ~(int64_t)31 : 32, Mp = (M + 15) & ~(int64_t)15;
-    uint16_t *xb = (uint16_t *)aligned_alloc(64, ((size_t)(Mp * ldxb) * 2 + 63) & ~(size_t)63);
+    uint16_t *xb = wc_amx_xbuf((size_t)(Mp * ldxb));
     if (!xb) { wc_lut_plan_free(p); return -1; }
     wc_amx_pack_x(x, x_bf16, M, in, xb, ldxb);
     int fail = 0;
@@ -495,7 +495,6 @@ int wc_lut_gemm_bf16(const void *x, int x_bf16, int64_t M, int64_t in, const uin
     init_linear_job(&j, p, M, idx, bias, (float *)y);
     j.out_bf16 = y_bf16 != 0; j.xb = xb; j.ldxb = ldxb; j.fail = &fail;
     parallel_rows(&j, wc_lut_gemm_amx, 4 * ((out + 31) / 32), nthreads);
-    free(xb);
     wc_lut_plan_free(p);
     return fail ? -1 : 0;
 #else
