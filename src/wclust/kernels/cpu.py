@@ -40,6 +40,7 @@ from .ops import register_kernel
 GEMV_MAX_ROWS = 12  # measured crossover vs dequantize + sgemm: 12..16 rows (ViT-B shapes, 1 thread)
 _fused = False  # the fused LUT-GEMM runs here (AVX-512 VBMI, not lowered by force_isa)
 _amx = False  # the AMX bf16 kernel runs here (AMX tiles allowed by the OS, not lowered by force_isa)
+AMX_ENABLED = not os.environ.get("WCLUST_NO_AMX")  # WCLUST_NO_AMX=1: bf16 compute takes oneDNN's path
 
 
 def gemv_rows(k: int, dtype: torch.dtype = torch.float32) -> int:
@@ -407,7 +408,7 @@ def _gemm(x2, indices, codebook, bias, in_features, group_size, index_bits) -> t
 
 def amx_available() -> bool:
     """Whether bf16 compute runs on the fused AMX kernel here (CPU, OS and ``force_isa`` permitting)."""
-    return native() is not None and _amx
+    return native() is not None and _amx and AMX_ENABLED
 
 
 def amx_linear(x2, indices, codebook, bias, in_features, group_size, index_bits, out_dtype) -> torch.Tensor | None:
@@ -415,9 +416,9 @@ def amx_linear(x2, indices, codebook, bias, in_features, group_size, index_bits,
     the kernel) or bf16; codebook rounded to bf16; float32 accumulation; bias (its bf16 values)
     added, the result rounded to bf16 and returned as ``out_dtype`` (bfloat16, or float32 holding
     those bf16 values). The layout must be checked by the caller; None where there is no AMX kernel."""
-    lib = native()
-    if lib is None or getattr(lib, "wc_lut_gemm_bf16", None) is None:
+    if not amx_available():
         return None
+    lib = native()
     xc = x2 if x2.is_contiguous() else x2.contiguous()
     cb = codebook if codebook.dtype is torch.float32 and codebook.is_contiguous() else codebook.float().contiguous()
     if bias is not None:
