@@ -2,7 +2,7 @@
 
     python benchmarks/bf16_e2e.py [--source arch:vit-b16] [-k 64] [--repeats 20]
 
-One process, 1 thread, rounds interleaved in a rotating order (clock: this thread's CPU time):
+One process, 1 thread, rounds interleaved in a shuffled order (clock: this thread's CPU time):
   fp32            the dense model
   lin_plain       clustered, bf16 Linear layers, dequantize + F.linear (oneDNN repacks per call)
   lin_packed      clustered, bf16 Linear layers, dequantized into oneDNN's packed layout (kernels/onednn.py)

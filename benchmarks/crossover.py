@@ -4,7 +4,7 @@ prints JSON. This is what ``wclust.kernels.cpu.gemv_rows`` (the rows the GEMV ta
     python benchmarks/crossover.py [--m 2 4 6 8 12 16] [--repeats 9] [--threads 1]
 
 For ViT-B's 768x768 and 3072x768 (out x in) weights and 4-bit k=16, 8-bit k=64 and k=256, the
-three float32 paths are timed interleaved (benchmarks/kernels.py's timer, rotating order, median
+three float32 paths are timed interleaved (benchmarks/kernels.py's timer, shuffled order per round, median
 of short samples, one weight reused: cache-warm) at each M. ``gemv_vs_gemm`` is gemm_ms /
 gemv_ms (> 1: the GEMV is faster), ``gemv_vs_dequant`` likewise against dequantize + F.linear.
 """

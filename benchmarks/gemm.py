@@ -4,7 +4,7 @@
 
 Shapes are K x N = in x out (768x2304 qkv, 768x768 proj, 768x3072 fc1, 3072x768 fc2). Candidates,
 all float32 compute, timed interleaved in one run (``time_interleaved`` of benchmarks/kernels.py:
-rotating order, median and minimum of short samples), each cycling ``--copies`` weight copies so
+shuffled order per round, median and minimum of short samples), each cycling ``--copies`` weight copies so
 the weights are not all cache-hot:
   dense_fp32        F.linear(x, W, b)
   <cfg>_dequant     the current many-rows path: cpu.dequantize into one reused buffer + F.linear
@@ -18,13 +18,12 @@ instead (x, codebook and bias in bf16, oneDNN's bf16 matmul):
   <cfg>_bf16_packed kernels/onednn.linear: dequantized into oneDNN's packed layout, no repacking
   <cfg>_bf16_amx    kernels/cpu.amx_linear: the fused LUT-GEMM on AMX tiles (csrc/lut_amx.c), what
                     bf16 compute runs where the CPU has AMX
-  amx_peak          cpu.amx_peak: the same number of bf16 operations as four independent AMX tile
-                    accumulations with nothing loaded, the AMX ceiling at that moment
 Ratios are dense_ms / ms
 (> 1 = faster than dense fp32), from medians (``vs_dense``) and minima (``vs_dense_min``);
 ``of_fma_peak`` = fma_peak_ms / ms from medians, the fraction of the FMA ceiling each fp32
-candidate reaches (both dense fp32 and the fused kernel are bound by it at 197 rows);
-``of_amx_peak`` the same for the bf16 candidates against ``amx_peak``.
+candidate reaches (both dense fp32 and the fused kernel are bound by it at 197 rows).
+No AMX ceiling is timed beside the bf16 candidates: a probe running the tiles flat out slowed
+the candidates timed after it by up to 2x (an ad-hoc interleaved run).
 At 1 thread the clock is the calling thread's CPU time (``--clock wall`` for wall time).
 """
 from __future__ import annotations
@@ -104,22 +103,18 @@ def candidates_bf16(inn, out, m, copies, configs=CONFIGS):
             got = amx[0]()
             assert (got.float() - want.float()).abs().max().item() <= 1e-2 * (want.float().abs().max().item() + 1e-3)
             c[f"{name}_bf16_amx"] = amx
-    if cpu.amx_available():
-        c["amx_peak"] = [lambda f=2 * m * inn * out: cpu.amx_peak(f)]
     return c
 
 
 def _row(threads, m, shape, ms, mn):
     def ratios(t, ref="dense_fp32"):
-        return {n: round(t[ref] / v, 3) for n, v in t.items() if n not in (ref, "fma_peak", "amx_peak")}
+        return {n: round(t[ref] / v, 3) for n, v in t.items() if n not in (ref, "fma_peak")}
 
     row = {"threads": threads, "M": m, "shape": shape,
            "ms_median": {n: round(v, 4) for n, v in ms.items()}, "ms_min": {n: round(v, 4) for n, v in mn.items()},
            "vs_dense": ratios(ms), "vs_dense_min": ratios(mn)}
     if "fma_peak" in ms:
         row["of_fma_peak"] = ratios(ms, "fma_peak")
-    if "amx_peak" in ms:
-        row["of_amx_peak"] = {n: v for n, v in ratios(ms, "amx_peak").items() if "bf16" in n}
     return row
 
 

@@ -8,7 +8,7 @@ go through the ``wclust::lut_linear`` op; at M <= 8 also through ClusteredLinear
 (``*_module``, what a model runs), with nn.Linear modules (``dense_fp32_module``) beside them;
 ``modules_vs_dense_module`` gives their ratios against nn.Linear (module against module). Every candidate cycles
 through ``--copies`` different weight copies so that, as in a model, the weights are not all in
-L2 between calls. Candidates are timed interleaved (rotating order) in one run; the median and
+L2 between calls. Candidates are timed interleaved (shuffled order per round) in one run; the median and
 the minimum of short samples are both kept (on a shared machine the minimum is the better
 estimate of the uncontended speed). Ratios are dense_ms / kernel_ms (> 1 = faster than dense
 fp32) and int8_ms / kernel_ms, from medians (``vs_*``) and from minima (``vs_*_min``).
@@ -28,8 +28,9 @@ import torch.nn.functional as F
 
 from wclust.clustering.modules import ClusteredLinear, ClusteredParts
 from wclust.kernels import cpu, reference
-from wclust.kernels.ops import lut_linear
 from wclust.clustering.packing import pack_rows_4bit
+from wclust.kernels.ops import lut_linear
+from wclust.performance.bench import round_order
 
 SHAPES = [(768, 2304), (768, 768), (768, 3072), (3072, 768)]
 CONFIGS = [("k16_4bit", 16, 4), ("k16", 16, 8), ("k64", 64, 8), ("k256", 256, 8)]
@@ -106,7 +107,8 @@ CLOCK = time.perf_counter
 
 
 def time_interleaved(cands: dict, repeats: int, min_sample_s: float = 0.001, warm: bool = False) -> tuple[dict, dict]:
-    """(median, min) ms per call of each candidate; samples interleaved, rotating the order.
+    """(median, min) ms per call of each candidate; samples interleaved, in an order shuffled anew
+    each round (wclust.performance.bench.round_order).
 
     On a shared machine the minimum over many short samples estimates the uncontended speed
     (interference only adds time); the median shows the typical one under the current load.
@@ -123,8 +125,7 @@ def time_interleaved(cands: dict, repeats: int, min_sample_s: float = 0.001, war
         inner[n] = max(1, int(min_sample_s / max(per, 1e-7) / len(fns)))
     samples = {n: [] for n in names}
     for r in range(repeats):
-        for i in range(len(names)):
-            n = names[(i + r) % len(names)]
+        for n in round_order(names, r):
             fns = cands[n]
             if warm:
                 for f in fns:

@@ -10,7 +10,7 @@ a ViT-B single-token pass through the op vs the C GEMV called directly; prints J
   fc2 3072x768) at one token: dense F.linear, 4-bit k=16 and 8-bit k=64 through the op, through
   ClusteredLinear modules (what a model runs) and through the GEMV wrapper directly. Ratios are
   dense_ms / ms.
-Timed with benchmarks/kernels.py's interleaved timer (rotating order, median of ``--repeats``
+Timed with benchmarks/kernels.py's interleaved timer (shuffled order per round, median of ``--repeats``
 samples), calling thread's CPU time.
 """
 from __future__ import annotations

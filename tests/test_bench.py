@@ -116,3 +116,12 @@ def test_time_rounds_advances_the_progress_bar_once_per_run():
     work = lambda: sum(range(1000))  # noqa: E731  (a run that takes measurable time)
     out = bench.time_rounds({"fp32": work, "other": work}, repeats=3, warmup=2, bar=bar)
     assert bar.n == 2 * (3 + 2) and out["other"]["runs"] == 3
+
+
+def test_round_order_is_a_reproducible_shuffle_that_moves_neighbours():
+    names = ["fp32", "int8", "a", "b", "c", "d"]
+    orders = [bench.round_order(names, r) for r in range(30)]
+    assert all(sorted(o) == sorted(names) for o in orders)
+    assert orders == [bench.round_order(names, r) for r in range(30)]      # seeded
+    before_fp32 = {o[o.index("fp32") - 1] for o in orders if o.index("fp32") > 0}
+    assert len(before_fp32) >= 4  # not always behind the same candidate (a rotation would be)

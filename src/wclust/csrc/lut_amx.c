@@ -191,41 +191,6 @@ TAMX void wc_lut_gemm_amx(const job_t *j, int64_t u0, int64_t u1) {
     _tile_release();
 }
 
-/* The AMX ceiling of the calling core, for benchmarks (as wc_fma_peak for float32 FMAs): the 2 x 2
- * block of the kernel above, four tdpbf16ps per step on four independent C tiles, A and B tiles
- * loaded once, nothing loaded or stored in the loop. Runs at least `flops` operations (a bf16
- * multiply-add counts as 2) and returns how many; 0 where there is no AMX. */
-TAMX static int64_t amx_chains(int64_t steps) {
-    static uint16_t one[16 * 32] __attribute__((aligned(64)));
-    float C[256] __attribute__((aligned(64)));
-    for (int i = 0; i < 16 * 32; i++) one[i] = 0x3f80; /* 1.0 */
-    tilecfg_t cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.palette = 1;
-    for (int t = 0; t < 8; t++) { cfg.rows[t] = 16; cfg.colsb[t] = 64; }
-    _tile_loadconfig(&cfg);
-    _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
-    _tile_loadd(4, one, 64); _tile_loadd(5, one, 64); _tile_loadd(6, one, 64); _tile_loadd(7, one, 64);
-    for (int64_t i = 0; i < steps; i++) {
-        _tile_dpbf16ps(0, 4, 6);
-        _tile_dpbf16ps(1, 4, 7);
-        _tile_dpbf16ps(2, 5, 6);
-        _tile_dpbf16ps(3, 5, 7);
-    }
-    _tile_stored(0, C, 64);
-    _tile_release();
-    return (int64_t)C[0];
-}
-
-int64_t wc_amx_peak(int64_t flops) {
-    if (!wc_amx_ready()) return 0;
-    const int64_t per_step = 4 * 16 * 16 * 32 * 2;
-    const int64_t steps = flops <= 0 ? 1 : (flops + per_step - 1) / per_step;
-    volatile int64_t sink = amx_chains(steps);
-    (void)sink;
-    return steps * per_step;
-}
 #else
 int wc_amx_ready(void) { return 0; }
-int64_t wc_amx_peak(int64_t flops) { (void)flops; return 0; }
 #endif

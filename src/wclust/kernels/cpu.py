@@ -81,7 +81,6 @@ _SIGNATURES = {
     # n_groups, K, group_size, bias (float32), y, y is bf16, threads
     "wc_lut_gemm_bf16": (_int, [_vp, _int, _i64, _i64, _vp, _i64, _int, _vp, _i64, _i64, _i64, _vp, _vp, _int, _int]),
     "wc_lut_amx": (_int, []),
-    "wc_amx_peak": (_i64, [_i64]),
 }
 _declared = False
 _GEMV = _GEMM = _PLAN_GEMV = _PLAN_GEMM = _PLAN_NEW = _PLAN_FREE = None
@@ -157,15 +156,6 @@ def fma_peak(flops: int) -> int | None:
     if lib is None or getattr(lib, "wc_fma_peak", None) is None:
         return None
     return int(lib.wc_fma_peak(int(flops)))
-
-
-def amx_peak(flops: int) -> int | None:
-    """``fma_peak`` for the AMX tiles (csrc/lut_amx.c): at least ``flops`` bf16 operations as four
-    independent tile accumulations with nothing loaded in the loop; None where there is no AMX."""
-    lib = native()
-    if lib is None or getattr(lib, "wc_amx_peak", None) is None:
-        return None
-    return int(lib.wc_amx_peak(int(flops))) or None
 
 
 @contextlib.contextmanager

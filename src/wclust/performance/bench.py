@@ -1,6 +1,6 @@
 """Measured speed: end-to-end latency and memory of a model, fp32 vs its cheaper versions.
 
-``run_bench`` times, side by side in one run (interleaved, rotating order, medians):
+``run_bench`` times, side by side in one run (interleaved, a shuffled order per round, medians):
 - ``fp32``: the model as loaded (for a model loaded from a .wclust file: its dense twin, the
   dequantized weights in float32 modules, as fast as the fp32 model it came from);
 - ``int8_dynamic``: ``torch.ao.quantization.quantize_dynamic`` on its Linear layers (the peer a
@@ -24,6 +24,7 @@ import copy
 import json
 import multiprocessing as mp
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -140,10 +141,21 @@ def _call(model, inputs):
     return run(model, inputs)
 
 
+def round_order(names: list, r: int, seed: int = 0) -> list:
+    """The order of round ``r`` of interleaved timing: ``names`` shuffled (seeded, reproducible).
+    Not a rotation: rotating keeps each candidate behind the same neighbour in almost every round,
+    and a neighbour can leave the core slower for a while (after a burst of AMX work a dense
+    float32 GEMM ran 3-7% slower here, an ad-hoc measurement), which would bias one ratio."""
+    order = list(names)
+    random.Random(seed * 1_000_003 + r).shuffle(order)
+    return order
+
+
 def time_rounds(fns: dict, repeats: int = 20, warmup: int = 2, clock=time.perf_counter, before: dict | None = None,
                 bar=None) -> dict:
     """Median/min latency (ms) of each callable in ``fns`` (name -> f), runs interleaved in a
-    rotating order; ``before[name]``, if given, runs untimed before each of its runs. With an
+    order shuffled anew each round (``round_order``); ``before[name]``, if given, runs untimed
+    before each of its runs. With an
     ``fp32`` entry, speed-ups against it: the ratio of medians and the paired one.
 
     ``clock``: ``time.perf_counter`` (wall) or ``time.thread_time`` (CPU time of this thread: at
@@ -168,8 +180,7 @@ def time_rounds(fns: dict, repeats: int = 20, warmup: int = 2, clock=time.perf_c
             for _ in range(warmup):
                 once(name)
         for r in range(repeats):
-            for i in range(len(names)):
-                name = names[(i + r) % len(names)]
+            for name in round_order(names, r):
                 times[name].append(once(name))
     # runs_ms to 6 significant digits: ratios taken from them stay within ~1e-5 (tiny models too)
     out = {n: {"median_ms": statistics.median(ts), "min_ms": min(ts), "runs": len(ts),
