@@ -92,8 +92,10 @@ def test_switched_off_by_flag(monkeypatch):
     """WCLUST_NO_AMX=1 (cpu.AMX_ENABLED): bf16 compute takes oneDNN's path, the GEMV keeps its rows."""
     idx, cb, gs, ib = make_layer(96, 64, 64, 8, seed=4)
     x = torch.randn(40, 64).to(torch.bfloat16)
+    assert cpu.bf16_path() == "amx"
     monkeypatch.setattr(cpu, "AMX_ENABLED", False)
     assert not cpu.amx_available() and cpu.gemv_rows(64, torch.bfloat16) == cpu.GEMV_MAX_ROWS
+    assert cpu.bf16_path() in ("onednn-packed", "dequantize+matmul")
     assert cpu.amx_linear(x, idx, cb, None, 64, gs, ib, torch.bfloat16) is None
     want = ref64(x, idx, cb, None, 64, gs, ib, torch.bfloat16)
     bf16_bound(cpu.lut_linear_cpu(x, idx, cb.to(torch.bfloat16), None, 64, gs, ib), want, 64)

@@ -63,7 +63,8 @@ def _bench_part(model, ks, quick: bool, threads: int) -> dict:
                         "speedup_bf16": lat["clustered_bf16"]["speedup_vs_fp32"],
                         "speedup_int8": lat["int8_dynamic"]["speedup_vs_fp32"]}
         last = r
-    return {"threads": threads, "kernel_isa": last.get("kernel_isa") if last else None, "by_k": by_k,
+    return {"threads": threads, "kernel_isa": last.get("kernel_isa") if last else None,
+            "bf16_kernel": last.get("bf16_kernel") if last else None, "by_k": by_k,
             "note": "medians of interleaved runs, batch 1"}
 
 

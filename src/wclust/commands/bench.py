@@ -43,7 +43,7 @@ def run(args) -> int:
         return 0
     stored = " (as stored; fp32 = its dense twin)" if res.get("stored") else ""
     print(f"{res['source']}  k={res['n_clusters']} scope={res['scope']}{stored} threads={res['threads']} "
-          f"repeats={res['repeats']} kernel={res['kernel_isa']} clock={res['clock']}")
+          f"repeats={res['repeats']} kernel={res['kernel_isa']} bf16={res.get('bf16_kernel')} clock={res['clock']}")
     cols = ["latency"] + (["pressure"] if "pressure" in res else [])
     head = f"{'variant':<22}{'median ms':>11}{'speedup':>9}{'paired':>8}"
     if "pressure" in res:

@@ -401,6 +401,16 @@ def amx_available() -> bool:
     return native() is not None and _amx and AMX_ENABLED
 
 
+def bf16_path() -> str:
+    """Which kernel bf16 compute runs on here for many rows of x: ``amx`` (csrc/lut_amx.c),
+    ``onednn-packed`` (kernels/onednn.py) or ``dequantize+matmul``; ``reference`` without the C library."""
+    if native() is None:
+        return "reference"
+    if amx_available():
+        return "amx"
+    return "onednn-packed" if _fused and onednn.ENABLED and onednn._ops() is not None else "dequantize+matmul"
+
+
 def amx_linear(x2, indices, codebook, bias, in_features, group_size, index_bits, out_dtype) -> torch.Tensor | None:
     """(M, out) = x2 (M, in) @ W^T + bias in bf16 compute on AMX: x2 float32 (rounded to bf16 in
     the kernel) or bf16; codebook rounded to bf16; float32 accumulation; bias (its bf16 values)

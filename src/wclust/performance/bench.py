@@ -288,7 +288,7 @@ def run_bench(source, k: int = 64, threads: int = 1, pressure: int = 0, repeats:
         result = {
             "source": source if isinstance(source, str) else type(source).__name__,
             "n_clusters": k, "scope": scope, "stored": stored, "threads": threads, "repeats": repeats, "batch": batch,
-            "kernel_isa": cpu.isa(), "torch": torch.__version__, "clock": clock,
+            "kernel_isa": cpu.isa(), "bf16_kernel": cpu.bf16_path(), "torch": torch.__version__, "clock": clock,
             "latency": time_variants(variants, inputs, repeats, warmup=warmup, clock=clk, bar=bar),
         }
         if pressure > 0:
