@@ -15,10 +15,11 @@ pytestmark = pytest.mark.skipif(cpu.native() is None or not cpu.amx_available(),
 # (out, in, rows of x, codebook length, index bits, codebook groups): ViT-B shapes; rows not a
 # multiple of 16 or 32 (a lone 16-row tile), features not a multiple of 32 (odd too: a half
 # feature pair of padding), outputs not a multiple of 32 (a part panel), group codebooks whose
-# boundaries fall inside 16-row units, every lookup mode (4-bit, 8-bit K <= 16, 32, 64, 128, 256)
+# boundaries fall inside 16-row units, every lookup mode (4-bit, 8-bit K <= 16, 32, 64, 128, 256),
+# rows of x in two chunks (4096 features: 192 rows of x in bf16 per 1.5 MiB chunk)
 SHAPES = [(2304, 768, 197, 64, 8, 1), (768, 3072, 197, 16, 4, 1), (100, 50, 13, 256, 8, 1), (70, 33, 40, 16, 4, 3),
           (33, 31, 17, 200, 8, 5), (65, 64, 16, 32, 8, 1), (96, 130, 48, 100, 8, 4), (17, 9, 1, 3, 8, 1),
-          (40, 301, 33, 16, 8, 2), (64, 7, 100, 7, 4, 1)]
+          (40, 301, 33, 16, 8, 2), (64, 7, 100, 7, 4, 1), (40, 4096, 300, 64, 8, 1)]
 
 
 def bf16_bound(y, ref, inn):
@@ -99,3 +100,17 @@ def test_switched_off_by_flag(monkeypatch):
     assert cpu.amx_linear(x, idx, cb, None, 64, gs, ib, torch.bfloat16) is None
     want = ref64(x, idx, cb, None, 64, gs, ib, torch.bfloat16)
     bf16_bound(cpu.lut_linear_cpu(x, idx, cb.to(torch.bfloat16), None, 64, gs, ib), want, 64)
+
+
+def test_beyond_amx_max_rows_the_op_takes_onednns_path(monkeypatch):
+    idx, cb, gs, ib = make_layer(70, 64, 64, 8, seed=6)
+    monkeypatch.setattr(cpu, "AMX_MAX_ROWS", 20)
+    x = torch.randn(21, 64).to(torch.bfloat16)
+    calls = []
+    real = cpu.amx_linear
+    monkeypatch.setattr(cpu, "amx_linear", lambda *a: calls.append(a) or real(*a))
+    y = cpu.lut_linear_cpu(x, idx, cb.to(torch.bfloat16), None, 64, gs, ib)
+    assert calls == [] and cpu.amx_module_linear(x.float(), idx, cb, None, 64, gs, ib) is None
+    bf16_bound(y, ref64(x, idx, cb, None, 64, gs, ib, torch.bfloat16), 64)
+    cpu.lut_linear_cpu(x[:20], idx, cb.to(torch.bfloat16), None, 64, gs, ib)
+    assert len(calls) == 1

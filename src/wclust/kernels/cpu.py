@@ -6,11 +6,11 @@
   per-weight cache ClusteredLinear also uses (layout checked once, not per call).
 - many rows, float32: the fused LUT-GEMM (``lut_gemm``, csrc/lut_gemm.c) looks indices up
   into L1-resident weight panels inside a register-blocked GEMM: W is never materialized.
-- many rows, bf16, on a CPU with AMX: the fused bf16 LUT-GEMM (``amx_linear``, csrc/lut_amx.c)
+- many rows (up to ``AMX_MAX_ROWS``), bf16, on a CPU with AMX: the fused bf16 LUT-GEMM (``amx_linear``, csrc/lut_amx.c)
   dequantizes 32 output rows at a time into an L2-resident tile panel and multiplies on the AMX
   tiles; float32 x and y straight in and out where the caller asks (ClusteredLinear with
   compute_dtype=bfloat16: no casts around the call, the same values).
-- many rows, bf16, no AMX kernel here: dequantized straight into oneDNN's packed weight layout,
+- many rows, bf16, beyond that or no AMX kernel here: dequantized straight into oneDNN's packed weight layout,
   then its bf16 matmul without repacking (``onednn.linear``).
 - many rows otherwise (no packed layout here, or a CPU without AVX-512 VBMI): the C code
   dequantizes the whole layer into one reused per-thread scratch buffer (float32 or bfloat16),
@@ -41,6 +41,11 @@ GEMV_MAX_ROWS = 12  # measured crossover vs dequantize + sgemm: 12..16 rows (ViT
 _fused = False  # the fused LUT-GEMM runs here (AVX-512 VBMI, not lowered by force_isa)
 _amx = False  # the AMX bf16 kernel runs here (AMX tiles allowed by the OS, not lowered by force_isa)
 AMX_ENABLED = not os.environ.get("WCLUST_NO_AMX")  # WCLUST_NO_AMX=1: bf16 compute takes oneDNN's path
+# Most rows of x the AMX kernel takes: beyond, oneDNN's packed path is ahead (time ratio oneDNN /
+# AMX over five ViT shapes, 1 thread, ad-hoc interleaved run: 1.01-1.33 at 197 rows, 0.89-1.19 at
+# 320, 0.80-1.02 at 512, 0.55-1.39 at 2048): the AMX kernel multiplies every 32-row panel of the
+# weight against all rows of x, where oneDNN blocks both operands for its caches.
+AMX_MAX_ROWS = 384
 
 
 def gemv_rows(k: int, dtype: torch.dtype = torch.float32) -> int:
@@ -444,7 +449,7 @@ def amx_module_linear(x, indices, codebook, bias, in_features, group_size, index
     if x.dtype is not torch.float32 or x.shape[-1] != in_features or x.dim() < 2:
         return None
     x2 = x if x.dim() == 2 else x.reshape(-1, in_features)
-    if x2.shape[0] <= gemv_rows(codebook.shape[1], torch.bfloat16) or not amx_available():
+    if not gemv_rows(codebook.shape[1], torch.bfloat16) < x2.shape[0] <= AMX_MAX_ROWS or not amx_available():
         return None
     if not _supported(x2, indices, codebook, bias, in_features, group_size, index_bits):
         return None
@@ -482,8 +487,8 @@ def lut_linear_cpu(x, indices, codebook, bias, in_features, group_size, index_bi
             y = y.to(dt)
     else:
         y = _gemm(x2, indices, cb, b, in_features, group_size, index_bits) if dt == torch.float32 else None
-        if dt is torch.bfloat16:  # bf16: the AMX kernel, else dequantized into oneDNN's packed layout
-            y = amx_linear(x2, indices, cb, b, in_features, group_size, index_bits, dt)
+        if dt is torch.bfloat16 and m <= AMX_MAX_ROWS:  # bf16: the AMX kernel, else dequantized into
+            y = amx_linear(x2, indices, cb, b, in_features, group_size, index_bits, dt)  # oneDNN's packed layout
         if y is None and dt is torch.bfloat16:
             y = onednn.linear(native(), x2, indices, cb, b, in_features, group_size, index_bits)
         if y is None:  # or no AVX-512 VBMI: dequantize the layer, then torch's matmul
