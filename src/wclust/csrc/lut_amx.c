@@ -5,11 +5,13 @@
  * - x is converted to bf16 once per call, by the caller's thread (wc_amx_pack_x), into rows of
  *   `ldxb` = in rounded up to 32 features, M rounded up to 16 rows, zeros in the padding: what a
  *   16 x 32 A tile loads directly.
- * - per panel of 32 output rows, the weight is dequantized once into a per-thread buffer in the
- *   VNNI layout a B tile loads (feature pairs outermost, then the 32 rows, then the pair's 2
- *   features: the packed layout of lut_kernels.h with 32-row blocks, written by the same AVX-512
- *   dequantize as oneDNN's packed bf16 weight), then reused by every row of x (in L2: 64 bytes
- *   per feature, 192 KiB at 3072 features).
+ * - per panel of 32 output rows, the weight is dequantized into a per-thread buffer in the VNNI
+ *   layout a B tile loads (feature pairs outermost, then the 32 rows, then the pair's 2 features:
+ *   the packed layout of lut_kernels.h with 32-row blocks, written by the same AVX-512 dequantize
+ *   as oneDNN's packed bf16 weight), then reused by every row of a chunk of x (in L2: 64 bytes
+ *   per feature, 192 KiB at 3072 features). Chunks of rows of x of AMX_XCHUNK bytes stay in L2
+ *   while all panels pass; a panel is dequantized once per chunk (one chunk up to 256 rows at
+ *   3072 features).
  * - the microkernel holds a 32 x 32 block of y in four C tiles: per 32 features, two A tiles (x
  *   rows m .. m + 31), two B tiles (the panel's two halves of 16 output rows), four tdpbf16ps.
  *   The C tiles are stored to a small buffer, then bias, rounding and the edges are done there.
@@ -81,7 +83,8 @@ T512 void wc_amx_pack_x(const void *x, int x_bf16, int64_t M, int64_t in, uint16
                 c = in;
             } else {
                 const float *s = (const float *)x + m * in;
-                for (; c + 16 <= in; c += 16) _mm256_storeu_si256((__m256i *)(d + c), f32_to_bf16_rne(_mm512_loadu_ps(s + c)));
+                for (; c + 16 <= in; c += 16)
+                    _mm256_storeu_si256((__m256i *)(d + c), f32_to_bf16_rne(_mm512_loadu_ps(s + c)));
                 if (c < in) {
                     const __mmask16 k = (__mmask16)((1u << (in - c)) - 1);
                     _mm256_mask_storeu_epi16(d + c, k, f32_to_bf16_rne(_mm512_maskz_loadu_ps(k, s + c)));

@@ -6,12 +6,12 @@
   per-weight cache ClusteredLinear also uses (layout checked once, not per call).
 - many rows, float32: the fused LUT-GEMM (``lut_gemm``, csrc/lut_gemm.c) looks indices up
   into L1-resident weight panels inside a register-blocked GEMM: W is never materialized.
-- many rows (up to ``AMX_MAX_ROWS``), bf16, on a CPU with AMX: the fused bf16 LUT-GEMM (``amx_linear``, csrc/lut_amx.c)
-  dequantizes 32 output rows at a time into an L2-resident tile panel and multiplies on the AMX
-  tiles; float32 x and y straight in and out where the caller asks (ClusteredLinear with
-  compute_dtype=bfloat16: no casts around the call, the same values).
-- many rows, bf16, beyond that or no AMX kernel here: dequantized straight into oneDNN's packed weight layout,
-  then its bf16 matmul without repacking (``onednn.linear``).
+- many rows (up to ``AMX_MAX_ROWS``), bf16, on a CPU with AMX: the fused bf16 LUT-GEMM
+  (``amx_linear``, csrc/lut_amx.c) dequantizes 32 output rows at a time into an L2-resident tile
+  panel and multiplies on the AMX tiles; float32 x and y straight in and out where the caller asks
+  (ClusteredLinear with compute_dtype=bfloat16: no casts around the call, the same values).
+- many rows, bf16, beyond that or no AMX kernel here: dequantized straight into oneDNN's packed
+  weight layout, then its bf16 matmul without repacking (``onednn.linear``).
 - many rows otherwise (no packed layout here, or a CPU without AVX-512 VBMI): the C code
   dequantizes the whole layer into one reused per-thread scratch buffer (float32 or bfloat16),
   then torch's matmul (MKL sgemm / oneDNN bf16).
@@ -487,9 +487,9 @@ def lut_linear_cpu(x, indices, codebook, bias, in_features, group_size, index_bi
             y = y.to(dt)
     else:
         y = _gemm(x2, indices, cb, b, in_features, group_size, index_bits) if dt == torch.float32 else None
-        if dt is torch.bfloat16 and m <= AMX_MAX_ROWS:  # bf16: the AMX kernel, else dequantized into
-            y = amx_linear(x2, indices, cb, b, in_features, group_size, index_bits, dt)  # oneDNN's packed layout
-        if y is None and dt is torch.bfloat16:
+        if dt is torch.bfloat16 and m <= AMX_MAX_ROWS:  # bf16: the AMX kernel where there is one
+            y = amx_linear(x2, indices, cb, b, in_features, group_size, index_bits, dt)
+        if y is None and dt is torch.bfloat16:  # else dequantized into oneDNN's packed layout
             y = onednn.linear(native(), x2, indices, cb, b, in_features, group_size, index_bits)
         if y is None:  # or no AVX-512 VBMI: dequantize the layer, then torch's matmul
             w = dequantize(indices, cb, in_features, group_size, index_bits, dt, out=_scratch(out * in_features, dt))
