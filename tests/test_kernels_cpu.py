@@ -147,7 +147,7 @@ def test_fp16_codebook():
     check(lut_linear(x, idx, cb, None, 40, gs, ib), ref64(x, idx, cb, None, 40, gs, ib), 40)
 
 
-@pytest.mark.parametrize("m", [1, 12, 40])  # GEMV; fused GEMM (fp32) or packed bf16 matmul beyond 12 rows
+@pytest.mark.parametrize("m", [1, 12, 40])  # GEMV; beyond its rows the fused GEMM (fp32), AMX or packed bf16
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_opcheck(m, dtype):
     idx, cb, gs, ib = make_layer(24, 40, 16, 4, n_groups=2)
