@@ -306,23 +306,6 @@ def _linear(planned, once, x2, indices, codebook, bias, in_features, group_size,
     return rc, y
 
 
-def planned_gemv(plan_: _Plan, x2, indices, codebook, bias, n_out: int) -> torch.Tensor | None:
-    """``gemv`` with the weight's plan at hand and its layout checked once (ClusteredLinear's fast
-    path): x2 float32 contiguous (M, in), indices uint8 contiguous, the plan's codebook, bias
-    float32 contiguous or None. None when the codebook's values changed since the plan was built."""
-    m = x2.shape[0]
-    y = torch.empty(m, n_out)
-    if y.dtype is not torch.float32:
-        y = torch.empty(m, n_out, dtype=torch.float32)
-    rc = _PLAN_GEMV(plan_.ptr, codebook.data_ptr(), x2.data_ptr(), m, indices.data_ptr(),
-                    None if bias is None else bias.data_ptr(), y.data_ptr(), torch.get_num_threads())
-    if rc:
-        if rc == STALE:
-            return None
-        raise MemoryError("wc_lut_plan_gemv failed")
-    return y
-
-
 # The few-rows fast path of the op's CPU kernel and of ClusteredLinear: per weight (by id of its
 # indices) the planned GEMV's arguments, the layout checked in full once. A call then checks only
 # that the same tensors come, not changed in place in a way that matters (data pointers, shapes,
@@ -362,16 +345,26 @@ def fast_gemv(x, indices, codebook, bias, in_features, group_size, index_bits) -
     if x.dtype is not torch.float32 or not x.is_contiguous() or x.shape[-1] != in_features:
         return None
     e = _fast_entry(indices, codebook, bias, in_features, group_size, index_bits)
-    if not 0 < x.numel() <= e[5]:
+    n = x.numel()
+    if not 0 < n <= e[5]:
         return None
-    x2 = x if x.dim() == 2 else x.view(-1, in_features)
-    y = planned_gemv(e[4], x2, indices, codebook, bias, indices.shape[0])
-    if y is None:  # the codebook's values were changed in place: a new plan
+    # straight to the C call (a module calls this once per token): y in x's leading shape, and the
+    # data pointers the entry's signature already holds (indices, codebook, bias)
+    sig = e[0]
+    y = torch.empty(*x.shape[:-1], sig[3][0])
+    if y.dtype is not torch.float32:
+        y = torch.empty(*x.shape[:-1], sig[3][0], dtype=torch.float32)
+    rc = _PLAN_GEMV(e[4].ptr, sig[1], x.data_ptr(), n // in_features, sig[0], sig[2], y.data_ptr(),
+                    torch.get_num_threads())
+    if rc == STALE:  # the codebook's values were changed in place: a new plan
         plan(codebook, in_features, indices.shape[0], index_bits, group_size, fresh=True)
         _fast.pop(id(indices), None)
         e = _fast_entry(indices, codebook, bias, in_features, group_size, index_bits)
-        y = planned_gemv(e[4], x2, indices, codebook, bias, indices.shape[0])
-    return y if x.dim() == 2 else y.view(*x.shape[:-1], y.shape[-1])
+        rc = _PLAN_GEMV(e[4].ptr, sig[1], x.data_ptr(), n // in_features, sig[0], sig[2], y.data_ptr(),
+                        torch.get_num_threads())
+    if rc:
+        raise MemoryError("wc_lut_plan_gemv failed")
+    return y
 
 
 def gemv(x2, indices, codebook, bias, in_features, group_size, index_bits):
