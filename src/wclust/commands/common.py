@@ -17,7 +17,9 @@ CLUSTER_DEFAULTS = {"scope": "layer", "bits": None, "group_size": 64, "outliers"
 
 
 def add_cluster_options(p, k_many: bool = False, k_default: int | None = 64) -> None:
-    """The clustering options; ``k_default=None``: without -k nothing is clustered (eval)."""
+    """The clustering options; ``k_default=None``: without -k nothing is clustered (eval). Their
+    defaults are CLUSTER_DEFAULTS (store_true flags: False)."""
+    d = CLUSTER_DEFAULTS
     if k_many:
         p.add_argument("-k", "--n-clusters", type=int, nargs="+", default=[16, 32, 64, 128, 256],
                        help="codebook lengths to try")
@@ -26,19 +28,21 @@ def add_cluster_options(p, k_many: bool = False, k_default: int | None = 64) -> 
         p.add_argument("-k", "--n-clusters", type=int, default=k_default,
                        help="codebook length, 2..256 " + ("(default 64)" if k_default == 64 else
                                                           "(default: none, the model is scored as it is)"))
-        p.add_argument("--scope", choices=["model", "layer", "group"], default="layer", help="(default layer)")
-    p.add_argument("--bits", type=int, default=None, help="stored index width (default ceil(log2 k))")
-    p.add_argument("--group-size", type=int, default=64, help="output channels per codebook with --scope group")
-    p.add_argument("--outliers", type=float, default=0.0, help="fraction of largest weights kept in float")
+        p.add_argument("--scope", choices=["model", "layer", "group"], default=d["scope"],
+                       help=f"(default {d['scope']})")
+    p.add_argument("--bits", type=int, default=d["bits"], help="stored index width (default ceil(log2 k))")
+    p.add_argument("--group-size", type=int, default=d["group_size"],
+                   help="output channels per codebook with --scope group")
+    p.add_argument("--outliers", type=float, default=d["outliers"], help="fraction of largest weights kept in float")
     p.add_argument("--channel-scale", action="store_true", help="per-output-channel scales + shared codebook")
-    p.add_argument("--include", nargs="+", default=None, metavar="PATTERN",
+    p.add_argument("--include", nargs="+", default=d["include"], metavar="PATTERN",
                    help="fnmatch patterns of module names: cluster only these (the excludes still win)")
-    p.add_argument("--exclude", nargs="+", default=None, metavar="PATTERN",
+    p.add_argument("--exclude", nargs="+", default=d["exclude"], metavar="PATTERN",
                    help="fnmatch patterns of module names to keep float, in addition to the default ones "
                         "(position and patch embeddings)")
     p.add_argument("--no-default-exclude", action="store_true",
                    help="cluster position and patch embeddings too (float by default)")
-    p.add_argument("--weighting", choices=["uniform", "fisher", "activation"], default="uniform",
+    p.add_argument("--weighting", choices=["uniform", "fisher", "activation"], default=d["weighting"],
                    help="k-means weights: uniform, diagonal Fisher (eval/sweep), or activation energy E[x^2] "
                         "of each input feature; from <= 64 train examples of the task")
     p.add_argument("--error-feedback", action="store_true",
