@@ -23,8 +23,7 @@ from torch import nn
 
 from ..errors import WclustError
 from .features import Encoder, fit_probe
-from ..clustering.modules import _Clustered, clustered_modules
-from ..clustering.modules import dense_view  # noqa: F401  (part of this module's API)
+from ..clustering.modules import _Clustered, clustered_modules, dense_view
 from .tasks import Task, get_task, interval95, paired_interval95
 
 QUICK = {"n_train": 1000, "n_test": 500}

@@ -25,6 +25,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from .. import compress
     from ..clustering import io
+    from ..clustering.modules import clustered_modules
     from ..errors import WclustError
     from ..sources.models import load_source
 
@@ -50,7 +51,7 @@ def run(args) -> int:
     with warnings.catch_warnings():  # reported below as the error it is for this command
         warnings.filterwarnings("ignore", message="wclust.compress: no layer matched")
         compress(model, config, sample_weights=sw, hessians=hs)
-    if not io.clustered_modules(model):
+    if not clustered_modules(model):
         raise WclustError("no layer matched the config: nothing to save")
     io.save(model, out)
     s = dict(io.model_stats(model))

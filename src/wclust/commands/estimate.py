@@ -39,7 +39,7 @@ def _check_codebooks(ks, bits) -> None:
 def run(args) -> int:
     from ..performance import platforms
     from ..errors import WclustError
-    from ..clustering.io import clustered_modules
+    from ..clustering.modules import clustered_modules
     from ..sources.models import load_source
 
     if not 0.0 <= args.contention < 1.0:

@@ -327,7 +327,7 @@ def estimate(model, platforms=PAPER, ks=DEFAULT_KS, contention: float = 0.0, bit
              batch: int = 1, inputs: dict | None = None, records: list[dict] | None = None) -> dict:
     """Speed-up and energy of clustered versions of ``model`` (k in ``ks``) vs its fp32 baseline,
     per platform, plus the ideal case. A clustered model is estimated from its dequantized copy."""
-    from ..clustering.io import clustered_modules
+    from ..clustering.modules import clustered_modules
     from ..sources.models import example_inputs
     from .profile import trace_ops
 
