@@ -461,6 +461,15 @@ int wc_lut_dequant_packed(const uint8_t *idx, int64_t out, int64_t in, int index
     return dequant_job(idx, out, in, index_bits, cb, n_groups, K, group_size, w, 1, nb, kpad / 2, nthreads);
 }
 
+/* 1 where wc_lut_gemm_bf16 runs on AMX here (CPU, OS permission, ISA level not lowered), else 0 */
+int wc_lut_amx(void) {
+#ifdef WC_AMX
+    return isa() == ISA_AVX512 && wc_amx_ready();
+#else
+    return 0;
+#endif
+}
+
 /* bf16 compute on AMX (lut_amx.c): y (M, out) = x (M, in) . W^T + bias with the codebook rounded to
  * bf16, x rounded to bf16 (x_bf16 == 0: float32 x) or given as bf16 bits (x_bf16 == 1), float32
  * accumulation, bias (float32) added, the result rounded to bf16 and written as bf16 bits
@@ -471,7 +480,7 @@ int wc_lut_gemm_bf16(const void *x, int x_bf16, int64_t M, int64_t in, const uin
                      const float *bias, void *y, int y_bf16, int nthreads) {
     if (!check(K, index_bits, group_size, n_groups, out) || M < 0 || in < 0 || out < 0) return -1;
 #ifdef WC_AMX
-    if (isa() != ISA_AVX512 || !wc_amx_ready()) return 1;
+    if (!wc_lut_amx()) return 1;
     if (M == 0 || out == 0) return 0;
     /* the codebook rounded to bf16 (round to nearest even, as torch), as floats for the plan */
     float *cbr = (float *)malloc((size_t)(n_groups * K) * sizeof(float));
@@ -500,14 +509,5 @@ int wc_lut_gemm_bf16(const void *x, int x_bf16, int64_t M, int64_t in, const uin
 #else
     (void)x; (void)x_bf16; (void)idx; (void)cb; (void)bias; (void)y; (void)y_bf16; (void)nthreads;
     return 1;
-#endif
-}
-
-/* 1 where wc_lut_gemm_bf16 runs on AMX here (CPU, OS permission, ISA level not lowered), else 0 */
-int wc_lut_amx(void) {
-#ifdef WC_AMX
-    return isa() == ISA_AVX512 && wc_amx_ready();
-#else
-    return 0;
 #endif
 }

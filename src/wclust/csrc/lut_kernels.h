@@ -45,7 +45,8 @@ static inline uint16_t f32_to_bf16_bits(float f) { /* values are already bf16-re
 /* The packed bf16 layout of oneDNN's bf16 matmul weight (what torch.ops.mkldnn._reorder_linear_weight
  * makes; the caller checks that it is this one): blocks of pnb output rows; in a block, pairs of
  * features outermost, then the pnb rows, then the 2 features of the pair. Element (r, c) sits at
- * ((r / pnb) * pkp2 + c / 2) * pnb * 2 + (r % pnb) * 2 + c % 2; padding is never written. */
+ * (((r - prow0) / pnb) * pkp2 + c / 2) * pnb * 2 + (r % pnb) * 2 + c % 2 (prow0: the first row
+ * written, 0 for a whole weight, a panel's first row for the AMX kernel); padding is never written. */
 static inline int64_t packed_at(const job_t *j, int64_t r, int64_t c) {
     return (((r - j->prow0) / j->pnb) * j->pkp2 + c / 2) * j->pnb * 2 + (r % j->pnb) * 2 + (c & 1);
 }
