@@ -5,7 +5,8 @@
 Shapes are K x N = in x out (768x2304 qkv, 768x768 proj, 768x3072 fc1, 3072x768 fc2: one ViT-B
 block; "block" sums them, i.e. the model-level ratio over its 48 matrices). Clustered candidates
 go through the ``wclust::lut_linear`` op; at M <= 8 also through ClusteredLinear modules
-(``*_module``, what a model runs), with nn.Linear modules (``dense_fp32_module``) beside them;
+(``*_module``, what a model runs; ``*_bf16_module``: bf16 compute on float32 activations), with
+nn.Linear modules (``dense_fp32_module``) beside them;
 ``modules_vs_dense_module`` gives their ratios against nn.Linear (module against module). Every candidate cycles
 through ``--copies`` different weight copies so that, as in a model, the weights are not all in
 L2 between calls. Candidates are timed interleaved (shuffled order per round) in one run; the median and
@@ -52,11 +53,13 @@ def _nn_linear(w, b):
     return lin
 
 
-def _module(fn, xs):
-    """The ClusteredLinear of an op candidate (same indices, codebook, bias, input)."""
+def _module(fn, compute_dtype=None):
+    """The ClusteredLinear of a float32 op candidate (same indices, codebook, bias, input), computing
+    in ``compute_dtype`` (bf16: float32 activations in and out, as after wclust.set_compute_dtype)."""
     idx, cb, bits, x, b, inn, out = (fn.__defaults__[i] for i in range(7))
     parts = ClusteredParts((out, inn), reference.unpack_rows(idx, inn, bits).numpy(), cb, out, bits)
     mod = ClusteredLinear(parts, b)
+    mod.compute_dtype = compute_dtype
     return lambda: mod(x)
 
 
@@ -72,8 +75,9 @@ def clustered_layer(g, inn, out, k, bits, dtype=torch.float32):
 
 def candidates(inn, out, m, copies, bf16, shapes=None, modules=False):
     """name -> list of callables, one per weight copy (``shapes``: a list of (in, out), one each).
-    ``modules``: also each float32 configuration through ClusteredLinear modules (what a model
-    runs: eager float32 inference at few rows skips the dispatcher), against nn.Linear."""
+    ``modules``: also each configuration through ClusteredLinear modules (what a model runs: eager
+    inference at few rows skips the dispatcher), float32 and (with ``bf16``) bf16 compute, against
+    nn.Linear."""
     shapes = shapes or [(inn, out)] * copies
     g = torch.Generator().manual_seed(inn * out + m)
     xs = {i: torch.randn(m, i, generator=g) for i in {s[0] for s in shapes}}
@@ -99,7 +103,9 @@ def candidates(inn, out, m, copies, bf16, shapes=None, modules=False):
         if bf16:
             c[f"lut_{name}_bf16"] = fnb
         if modules:
-            c[f"lut_{name}_fp32_module"] = [_module(f, xs) for f in fns]
+            c[f"lut_{name}_fp32_module"] = [_module(f) for f in fns]
+            if bf16:
+                c[f"lut_{name}_bf16_module"] = [_module(f, torch.bfloat16) for f in fns]
     return c
 
 

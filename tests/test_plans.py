@@ -76,10 +76,10 @@ def test_copies_and_pickles_rebuild_their_plans():
     m, x = module(), torch.randn(1, 40)
     with torch.no_grad():
         y = m(x)
-        mine = cpu._fast[id(m.indices)][4]
+        mine = cpu._fast[False][id(m.indices)][4]
         for c in (copy.deepcopy(m), pickle.loads(pickle.dumps(m))):
             assert torch.equal(c(x), y)
-            assert cpu._fast[id(c.indices)][4] is not mine  # its own plan
+            assert cpu._fast[False][id(c.indices)][4] is not mine  # its own plan
         del c
         gc.collect()
         assert torch.equal(m(x), y)  # the original's plan was not freed by the copies

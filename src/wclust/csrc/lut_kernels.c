@@ -257,6 +257,8 @@ struct wc_plan {
     float *tab;                   /* (n_groups, 256) codebook, zero padded */
     uint8_t *planes;              /* (n_groups, 4, 256) byte planes of tab */
     int xperm[128];               /* AVX-512 GEMV: position in a lookup block -> feature in it */
+    int bf16;                     /* bf16 compute (wc_lut_plan_new_bf16): tab holds the codebook rounded */
+    float *src;                   /* bf16 plans: the codebook's values as given, for plan_current */
 };
 typedef struct wc_plan wc_plan_t;
 
@@ -273,24 +275,28 @@ static int lut_mode(int index_bits, int64_t K) {
 
 void wc_lut_plan_free(wc_plan_t *p) {
     if (!p) return;
-    free(p->tab); free(p->planes); free(p);
+    free(p->tab); free(p->planes); free(p->src); free(p);
 }
 
-/* The plan of a weight (out, in) with codebook cb (n_groups, K) float32; NULL on bad arguments or
- * out of memory. Free with wc_lut_plan_free. */
-wc_plan_t *wc_lut_plan_new(const float *cb, int64_t n_groups, int64_t K, int64_t in, int64_t out, int index_bits,
-                           int64_t group_size) {
+static wc_plan_t *plan_build(const float *cb, int64_t n_groups, int64_t K, int64_t in, int64_t out, int index_bits,
+                             int64_t group_size, int bf16) {
     if (!check(K, index_bits, group_size, n_groups, out) || in < 0 || out < 0) return NULL;
     wc_plan_t *p = (wc_plan_t *)calloc(1, sizeof *p);
     if (!p) return NULL;
     p->in = in; p->out = out; p->n_groups = n_groups; p->group_size = group_size; p->index_bits = index_bits;
     p->K = (int)K; p->rowbytes = index_bits == 8 ? in : (in + 1) / 2;
     p->mode = lut_mode(index_bits, K); p->bw = p->mode == MODE_A4 ? 128 : 64;
+    p->bf16 = bf16;
     p->tab = (float *)calloc((size_t)n_groups * 256, sizeof(float));
     p->planes = (uint8_t *)malloc((size_t)n_groups * 1024);
-    if (!p->tab || !p->planes) { wc_lut_plan_free(p); return NULL; }
+    if (bf16) p->src = (float *)malloc((size_t)(n_groups * K) * sizeof(float) + 1);
+    if (!p->tab || !p->planes || (bf16 && !p->src)) { wc_lut_plan_free(p); return NULL; }
+    if (bf16) memcpy(p->src, cb, (size_t)(n_groups * K) * sizeof(float));
     for (int64_t g = 0; g < n_groups; g++) {
-        memcpy(p->tab + g * 256, cb + g * K, (size_t)K * sizeof(float));
+        float *t = p->tab + g * 256;
+        memcpy(t, cb + g * K, (size_t)K * sizeof(float));
+        if (bf16)
+            for (int64_t c = 0; c < K; c++) t[c] = bf16_round(t[c]);
         for (int c = 0; c < 256; c++) {
             uint32_t u; memcpy(&u, p->tab + g * 256 + c, 4);
             for (int b = 0; b < 4; b++) p->planes[g * 1024 + b * 256 + c] = (uint8_t)(u >> (8 * b));
@@ -300,6 +306,21 @@ wc_plan_t *wc_lut_plan_new(const float *cb, int64_t n_groups, int64_t K, int64_t
     for (int q = 0; q < p->bw; q++) p->xperm[q] = wc_lut_xperm(p->mode, q);
 #endif
     return p;
+}
+
+/* The plan of a weight (out, in) with codebook cb (n_groups, K) float32; NULL on bad arguments or
+ * out of memory. Free with wc_lut_plan_free. */
+wc_plan_t *wc_lut_plan_new(const float *cb, int64_t n_groups, int64_t K, int64_t in, int64_t out, int index_bits,
+                           int64_t group_size) {
+    return plan_build(cb, n_groups, K, in, out, index_bits, group_size, 0);
+}
+
+/* The same for bf16 compute in the GEMV: the codebook rounded to bf16, and x, the bias and y
+ * rounded to bf16 by wc_lut_plan_gemv (float32 accumulation): the values of casting x and the
+ * weight to bf16, computing, and rounding the result to bf16, as torch's bf16 linear does. */
+wc_plan_t *wc_lut_plan_new_bf16(const float *cb, int64_t n_groups, int64_t K, int64_t in, int64_t out,
+                                int index_bits, int64_t group_size) {
+    return plan_build(cb, n_groups, K, in, out, index_bits, group_size, 1);
 }
 
 /* the job of y (M, out) = x (M, in) . W^T + bias, shared by the GEMV and the fused GEMM */
@@ -315,6 +336,7 @@ static void init_linear_job(job_t *j, const wc_plan_t *p, int64_t M, const uint8
  * hundred bytes compared: cheaper than any version bookkeeping, and it also covers tensors that
  * have no version counter, e.g. PyTorch's inference tensors). */
 static int plan_current(const wc_plan_t *p, const float *cb) {
+    if (p->src) return !memcmp(p->src, cb, (size_t)(p->n_groups * p->K) * sizeof(float));
     for (int64_t g = 0; g < p->n_groups; g++)
         if (memcmp(p->tab + g * 256, cb + g * p->K, (size_t)p->K * sizeof(float))) return 0;
     return 1;
@@ -327,6 +349,15 @@ int wc_lut_plan_gemv(const wc_plan_t *p, const float *cb, const float *x, int64_
                      const float *bias, float *y, int nthreads) {
     if (!p || M < 0) return -1;
     if (!plan_current(p, cb)) return 2;
+    float *xr = NULL, *br = NULL; /* bf16 plans: x and the bias rounded to bf16 */
+    if (p->bf16) {
+        xr = (float *)malloc((size_t)(M * p->in) * sizeof(float) + 1);
+        br = bias ? (float *)malloc((size_t)p->out * sizeof(float) + 1) : NULL;
+        if (!xr || (bias && !br)) { free(xr); free(br); return -1; }
+        for (int64_t i = 0; i < M * p->in; i++) xr[i] = bf16_round(x[i]);
+        for (int64_t i = 0; br && i < p->out; i++) br[i] = bf16_round(bias[i]);
+        x = xr; bias = br;
+    }
     job_t j;
     init_linear_job(&j, p, M, idx, bias, y);
     float *xp = NULL;
@@ -361,6 +392,10 @@ int wc_lut_plan_gemv(const wc_plan_t *p, const float *cb, const float *x, int64_
     if (!j.x) { j.x = x; j.ldx = p->in; }
     parallel_rows(&j, fn, p->out, nthreads);
     free(xp);
+    if (p->bf16) {
+        for (int64_t i = 0; i < M * p->out; i++) y[i] = bf16_round(y[i]);
+        free(xr); free(br);
+    }
     return 0;
 }
 
@@ -370,7 +405,7 @@ int wc_lut_plan_gemv(const wc_plan_t *p, const float *cb, const float *x, int64_
  * to wc_lut_dequant + its BLAS); 2 stale plan, as for the GEMV; -1 bad arguments or out of memory. */
 int wc_lut_plan_gemm(const wc_plan_t *p, const float *cb, const float *x, int64_t M, const uint8_t *idx,
                      const float *bias, float *y, int nthreads) {
-    if (!p || M < 0) return -1;
+    if (!p || M < 0 || p->bf16) return -1;  /* bf16 plans are for the GEMV */
     if (!plan_current(p, cb)) return 2;
 #ifdef WC_X86
     if (isa() != ISA_AVX512) return 1;
@@ -482,18 +517,7 @@ int wc_lut_gemm_bf16(const void *x, int x_bf16, int64_t M, int64_t in, const uin
 #ifdef WC_AMX
     if (!wc_lut_amx()) return 1;
     if (M == 0 || out == 0) return 0;
-    /* the codebook rounded to bf16 (round to nearest even, as torch), as floats for the plan */
-    float *cbr = (float *)malloc((size_t)(n_groups * K) * sizeof(float));
-    if (!cbr) return -1;
-    for (int64_t i = 0; i < n_groups * K; i++) {
-        uint32_t u; memcpy(&u, cb + i, 4);
-        if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x7fffffu)) u |= 0x400000u; /* NaN stays NaN */
-        else u += 0x7fffu + ((u >> 16) & 1u);
-        u &= 0xffff0000u;
-        memcpy(cbr + i, &u, 4);
-    }
-    wc_plan_t *p = wc_lut_plan_new(cbr, n_groups, K, in, out, index_bits, group_size);
-    free(cbr);
+    wc_plan_t *p = wc_lut_plan_new_bf16(cb, n_groups, K, in, out, index_bits, group_size); /* codebook rounded */
     if (!p) return -1;
     const int64_t ldxb = in ? (in + 31) & ~(int64_t)31 : 32, Mp = (M + 15) & ~(int64_t)15;
     uint16_t *xb = wc_amx_xbuf((size_t)(Mp * ldxb));

@@ -42,6 +42,16 @@ static inline uint16_t f32_to_bf16_bits(float f) { /* values are already bf16-re
     uint32_t u; memcpy(&u, &f, 4); return (uint16_t)(u >> 16);
 }
 
+/* f rounded to bf16 (to nearest even, as torch's .to(torch.bfloat16); NaN stays NaN), as a float */
+static inline float bf16_round(float f) {
+    uint32_t u; memcpy(&u, &f, 4);
+    if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x7fffffu)) u |= 0x400000u;
+    else u += 0x7fffu + ((u >> 16) & 1u);
+    u &= 0xffff0000u;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
 /* The packed bf16 layout of oneDNN's bf16 matmul weight (what torch.ops.mkldnn._reorder_linear_weight
  * makes; the caller checks that it is this one): blocks of pnb output rows; in a block, pairs of
  * features outermost, then the pnb rows, then the 2 features of the pair. Element (r, c) sits at

@@ -78,6 +78,7 @@ _SIGNATURES = {
     # plans: a codebook's lookup tables built once (csrc/lut_kernels.c), then per call only
     # (plan, codebook, x, M, indices, bias, y, threads); 2 = the codebook changed since
     "wc_lut_plan_new": (_vp, [_vp, _i64, _i64, _i64, _i64, _int, _i64]),
+    "wc_lut_plan_new_bf16": (_vp, [_vp, _i64, _i64, _i64, _i64, _int, _i64]),  # same arguments
     "wc_lut_plan_free": (None, [_vp]),
     "wc_lut_plan_gemv": (_int, [_vp, _vp, _vp, _i64, _vp, _vp, _vp, _int]),
     "wc_lut_plan_gemm": (_int, [_vp, _vp, _vp, _i64, _vp, _vp, _vp, _int]),
@@ -88,21 +89,21 @@ _SIGNATURES = {
     "wc_lut_amx": (_int, []),
 }
 _declared = False
-_GEMV = _GEMM = _PLAN_GEMV = _PLAN_GEMM = _PLAN_NEW = _PLAN_FREE = None
+_GEMV = _GEMM = _PLAN_GEMV = _PLAN_GEMM = _PLAN_NEW = _PLAN_NEW_BF16 = _PLAN_FREE = None
 _local = threading.local()
 
 
 def native():
     """The C library with the LUT kernels, or None (not built, or disabled by WCLUST_NO_NATIVE)."""
-    global _declared, _GEMV, _GEMM, _PLAN_GEMV, _PLAN_GEMM, _PLAN_NEW, _PLAN_FREE
+    global _declared, _GEMV, _GEMM, _PLAN_GEMV, _PLAN_GEMM, _PLAN_NEW, _PLAN_NEW_BF16, _PLAN_FREE
     lib = _native.lib()
-    if lib is None or getattr(lib, "wc_lut_plan_gemv", None) is None:
+    if lib is None or getattr(lib, "wc_lut_plan_new_bf16", None) is None:
         return None
     if not _declared:
         _native.declare(lib, _SIGNATURES)
         _GEMV, _GEMM = lib.wc_lut_gemv_f32, lib.wc_lut_gemm_f32
         _PLAN_GEMV, _PLAN_GEMM = lib.wc_lut_plan_gemv, lib.wc_lut_plan_gemm
-        _PLAN_NEW, _PLAN_FREE = lib.wc_lut_plan_new, lib.wc_lut_plan_free
+        _PLAN_NEW, _PLAN_NEW_BF16, _PLAN_FREE = lib.wc_lut_plan_new, lib.wc_lut_plan_new_bf16, lib.wc_lut_plan_free
         _set_fused(lib)
         _declared = True
         use_openmp(lib)
@@ -251,11 +252,11 @@ class _Plan:
             self.ptr = None
 
 
-# Plans of float32 codebooks that live on (a model's buffers), by id(codebook): (weak reference,
+# Plans of codebooks that live on (a model's buffers), by (id(codebook), bf16): (weak reference,
 # key, plan); the entry goes when the codebook is freed. The key holds the data pointer and shape;
 # values changed in place are caught by the C side, which compares the codebook with the plan's
 # copy on every call (return code 2) and then the plan is rebuilt.
-_plans: dict[int, tuple] = {}
+_plans: dict[tuple, tuple] = {}
 PLAN_MAX_GROUPS = 64  # a plan holds 2 KiB per codebook group: more groups are prepared per call
 STALE = 2  # return code of wc_lut_plan_gemv / _gemm: the codebook's values changed
 
@@ -266,19 +267,25 @@ def _drop_plan(key: int, ref) -> None:
         del _plans[key]
 
 
-def plan(cb: torch.Tensor, in_features: int, n_out: int, index_bits: int, group_size: int, fresh: bool = False) -> _Plan:
-    """The cached plan of float32 contiguous codebook ``cb`` for this layout (built on first use,
-    or anew with ``fresh``)."""
+def plan(cb: torch.Tensor, in_features: int, n_out: int, index_bits: int, group_size: int, fresh: bool = False,
+         bf16: bool = False, values: torch.Tensor | None = None) -> _Plan:
+    """The cached plan of contiguous codebook ``cb`` for this layout (built on first use, or anew
+    with ``fresh``): float32 compute, or with ``bf16`` the GEMV's bf16 compute
+    (``wc_lut_plan_new_bf16``). ``values``: cb's values as a float32 contiguous tensor, where cb
+    is not one (a bf16 codebook); the C side reads those."""
+    vals = cb if values is None else values
     key = (cb.data_ptr(), cb.shape, in_features, n_out, index_bits, group_size)
-    e = _plans.get(id(cb))
+    slot = (id(cb), bf16)
+    e = _plans.get(slot)
     if not fresh and e is not None and e[1] == key and e[0]() is cb:
         return e[2]
-    ptr = _PLAN_NEW(cb.data_ptr(), cb.shape[0], cb.shape[1], in_features, n_out, index_bits, group_size)
+    ptr = (_PLAN_NEW_BF16 if bf16 else _PLAN_NEW)(vals.data_ptr(), vals.shape[0], vals.shape[1], in_features, n_out,
+                                                 index_bits, group_size)
     if not ptr:
         raise MemoryError("wc_lut_plan_new failed")
     p = _Plan(ptr)
-    ref = weakref.ref(cb, lambda r, k=id(cb): _drop_plan(k, r))
-    _plans[id(cb)] = (ref, key, p)
+    ref = weakref.ref(cb, lambda r, k=slot: _drop_plan(k, r))
+    _plans[slot] = (ref, key, p)
     return p
 
 
@@ -307,61 +314,84 @@ def _linear(planned, once, x2, indices, codebook, bias, in_features, group_size,
 
 
 # The few-rows fast path of the op's CPU kernel and of ClusteredLinear: per weight (by id of its
-# indices) the planned GEMV's arguments, the layout checked in full once. A call then checks only
-# that the same tensors come, not changed in place in a way that matters (data pointers, shapes,
-# contiguity; new codebook values are caught by the plan, STALE). Weak references: an entry goes
-# with its indices, and a copy of a model (new tensors) gets entries and plans of its own.
-_fast: dict[int, tuple] = {}
+# indices; one table for float32 compute, one for bf16) the planned GEMV's arguments, the layout
+# checked in full once. A call then checks only that the same tensors come, not changed in place in
+# a way that matters (data pointers, shapes, contiguity; new codebook values are caught by the
+# plan, STALE). Weak references: an entry goes with its indices, and a copy of a model (new
+# tensors) gets entries and plans of its own.
+_fast: dict[bool, dict[int, tuple]] = {False: {}, True: {}}
 
 
-def _drop_fast(key: int, ref) -> None:
-    e = _fast.get(key)
+def _drop_fast(table: dict, key: int, ref) -> None:
+    e = table.get(key)
     if e is not None and e[1] is ref:
-        del _fast[key]
+        del table[key]
 
 
-def _fast_entry(indices, codebook, bias, in_features, group_size, index_bits) -> tuple:
+def _fast_entry(indices, codebook, bias, in_features, group_size, index_bits, bf16=False) -> tuple:
     """(signature, ref(indices), ref(codebook), ref(bias) or None, plan or None, most x elements)."""
     sig = (indices.data_ptr(), codebook.data_ptr(), None if bias is None else bias.data_ptr(), indices.shape,
            codebook.shape, indices.is_contiguous(), codebook.is_contiguous(), in_features, group_size, index_bits)
-    e = _fast.get(id(indices))
+    table = _fast[bf16]
+    e = table.get(id(indices))
     if (e is not None and e[0] == sig and e[1]() is indices and e[2]() is codebook
             and (bias is None if e[3] is None else e[3]() is bias)):
         return e
-    ok = (native() is not None and codebook.dtype is torch.float32 and sig[5] and sig[6]
-          and (bias is None or (bias.dtype is torch.float32 and bias.is_contiguous()))
+    # bf16 compute also takes bf16 codebooks and biases (a model cast to bf16), widened per call
+    dtypes = (torch.float32, torch.bfloat16) if bf16 else (torch.float32,)
+    ok = (native() is not None and codebook.dtype in dtypes and sig[5] and sig[6]
+          and (bias is None or (bias.dtype in dtypes and bias.is_contiguous()))
           and layout_supported(indices, codebook, bias, in_features, group_size, index_bits)
           and codebook.shape[0] <= PLAN_MAX_GROUPS)
-    p = plan(codebook, in_features, indices.shape[0], index_bits, group_size) if ok else None
-    e = (sig, weakref.ref(indices, lambda r, k=id(indices): _drop_fast(k, r)), weakref.ref(codebook),
-         None if bias is None else weakref.ref(bias), p, gemv_rows(codebook.shape[1]) * in_features if ok else 0)
-    _fast[id(indices)] = e
+    p = None
+    if ok:
+        p = plan(codebook, in_features, indices.shape[0], index_bits, group_size, bf16=bf16,
+                 values=None if codebook.dtype is torch.float32 else codebook.float())
+    rows = gemv_rows(codebook.shape[1], torch.bfloat16 if bf16 else torch.float32)
+    e = (sig, weakref.ref(indices, lambda r, t=table, k=id(indices): _drop_fast(t, k, r)), weakref.ref(codebook),
+         None if bias is None else weakref.ref(bias), p, rows * in_features if ok else 0)
+    table[id(indices)] = e
     return e
 
 
-def fast_gemv(x, indices, codebook, bias, in_features, group_size, index_bits) -> torch.Tensor | None:
-    """x @ W^T + bias for a few rows of float32 contiguous x (at most ``gemv_rows``) through the
-    weight's cached plan; None where this path does not take the call (the caller goes on)."""
-    if x.dtype is not torch.float32 or not x.is_contiguous() or x.shape[-1] != in_features:
+def fast_gemv(x, indices, codebook, bias, in_features, group_size, index_bits, bf16=False) -> torch.Tensor | None:
+    """x @ W^T + bias for a few rows of contiguous x (at most ``gemv_rows``) through the weight's
+    cached plan; None where this path does not take the call (the caller goes on).
+
+    float32 compute: float32 x, codebook and bias. ``bf16``: bf16 compute, x, codebook and bias
+    float32 or bfloat16, each rounded to bf16, float32 accumulation, the result rounded to bf16 and
+    returned as float32 holding those values: what casting to bf16, the op in bf16 and casting back
+    give (the same GEMV), without the casts, the dispatcher and a plan built per call."""
+    if x.shape[-1] != in_features or not x.is_contiguous() or (
+            x.dtype is not torch.float32 and not (bf16 and x.dtype is torch.bfloat16)):
         return None
-    e = _fast_entry(indices, codebook, bias, in_features, group_size, index_bits)
+    e = _fast_entry(indices, codebook, bias, in_features, group_size, index_bits, bf16)
     n = x.numel()
     if not 0 < n <= e[5]:
         return None
     # straight to the C call (a module calls this once per token): y in x's leading shape, and the
     # data pointers the entry's signature already holds (indices, codebook, bias)
     sig = e[0]
+    xf, cbv, bv, bp = x, codebook, bias, sig[2]
+    if bf16:  # what is bf16 is widened (exactly): the C side reads float32 (kept alive until the call)
+        if x.dtype is not torch.float32:
+            xf = x.float()
+        if codebook.dtype is not torch.float32:
+            cbv = codebook.float()  # the values the plan checks
+        if bias is not None and bias.dtype is not torch.float32:
+            bv = bias.float()
+            bp = bv.data_ptr()
     y = torch.empty(*x.shape[:-1], sig[3][0])
     if y.dtype is not torch.float32:
         y = torch.empty(*x.shape[:-1], sig[3][0], dtype=torch.float32)
-    rc = _PLAN_GEMV(e[4].ptr, sig[1], x.data_ptr(), n // in_features, sig[0], sig[2], y.data_ptr(),
-                    torch.get_num_threads())
+    args = (sig[1] if cbv is codebook else cbv.data_ptr(), xf.data_ptr(), n // in_features, sig[0], bp,
+            y.data_ptr(), torch.get_num_threads())
+    rc = _PLAN_GEMV(e[4].ptr, *args)
     if rc == STALE:  # the codebook's values were changed in place: a new plan
-        plan(codebook, in_features, indices.shape[0], index_bits, group_size, fresh=True)
-        _fast.pop(id(indices), None)
-        e = _fast_entry(indices, codebook, bias, in_features, group_size, index_bits)
-        rc = _PLAN_GEMV(e[4].ptr, sig[1], x.data_ptr(), n // in_features, sig[0], sig[2], y.data_ptr(),
-                        torch.get_num_threads())
+        p = plan(codebook, in_features, indices.shape[0], index_bits, group_size, fresh=True, bf16=bf16,
+                 values=None if cbv is codebook else cbv)
+        _fast[bf16].pop(id(indices), None)
+        rc = _PLAN_GEMV(p.ptr, *args)
     if rc:
         raise MemoryError("wc_lut_plan_gemv failed")
     return y
@@ -461,9 +491,14 @@ def lut_gemm(x2, indices, codebook, bias, in_features, group_size, index_bits) -
 
 @register_kernel("cpu")
 def lut_linear_cpu(x, indices, codebook, bias, in_features, group_size, index_bits):
-    y = fast_gemv(x, indices, codebook, bias, in_features, group_size, index_bits)
-    if y is not None:
-        return y
+    if x.dtype is torch.bfloat16:  # few rows: the GEMV with the weight's bf16 plan
+        y = fast_gemv(x, indices, codebook, bias, in_features, group_size, index_bits, bf16=True)
+        if y is not None:
+            return y.to(torch.bfloat16)
+    else:
+        y = fast_gemv(x, indices, codebook, bias, in_features, group_size, index_bits)
+        if y is not None:
+            return y
     if native() is None or not _supported(x, indices, codebook, bias, in_features, group_size, index_bits):
         return reference.lut_linear(x, indices, codebook, bias, in_features, group_size, index_bits)
     dt = x.dtype
