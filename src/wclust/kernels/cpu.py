@@ -1,9 +1,10 @@
 """CPU kernel of ``wclust::lut_linear``: the plain-C LUT kernels (csrc/lut_kernels.c) via ctypes.
 
-- few rows of x (``M <= gemv_rows(...)``: 8, or 12 without the fused GEMM): the C GEMV computes
-  on indices + codebook directly (in-register lookups), float32 accumulation; bfloat16 inputs are
-  widened exactly and the result rounded once. Float32 calls go first through ``fast_gemv``, the
-  per-weight cache ClusteredLinear also uses (layout checked once, not per call).
+- few rows of x (``M <= gemv_rows(...)``: 8, or 12 without the fused GEMM; bf16: 1-3 with AMX): the
+  C GEMV computes on indices + codebook directly (in-register lookups), float32 accumulation. Calls
+  go first through ``fast_gemv``, the per-weight cache ClusteredLinear also uses (layout checked
+  once, not per call); bf16 compute there uses a bf16 plan (codebook rounded to bf16 once, x, bias
+  and result rounded in C: the values of the casts around the float32 GEMV).
 - many rows, float32: the fused LUT-GEMM (``lut_gemm``, csrc/lut_gemm.c) looks indices up
   into L1-resident weight panels inside a register-blocked GEMM: W is never materialized.
 - many rows (up to ``AMX_MAX_ROWS``), bf16, on a CPU with AMX: the fused bf16 LUT-GEMM
