@@ -125,3 +125,32 @@ def test_round_order_is_a_reproducible_shuffle_that_moves_neighbours():
     assert orders == [bench.round_order(names, r) for r in range(30)]      # seeded
     before_fp32 = {o[o.index("fp32") - 1] for o in orders if o.index("fp32") > 0}
     assert len(before_fp32) >= 4  # not always behind the same candidate (a rotation would be)
+
+
+class _TinyText(nn.Module):
+    """A text model as example_inputs knows them (config.vocab_size): embedding, two Linear layers."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.config = type("Config", (), {"vocab_size": 30000})()
+        self.emb = nn.Embedding(30000, 64)
+        self.body = tiny()
+        self.seen = set()
+
+    def forward(self, input_ids, attention_mask):
+        self.seen.add(tuple(input_ids.shape))
+        return self.body(self.emb(input_ids) * attention_mask[..., None])
+
+
+def test_seq_len_sets_the_tokens_of_a_text_model_and_is_refused_elsewhere():
+    from wclust.errors import WclustError
+
+    m = _TinyText()
+    res = bench.run_bench(m, k=16, repeats=1, quick=True, memory=False, bf16_models=False, seq_len=3)
+    assert res["seq_len"] == 3 and m.seen == {(1, 3)}
+    assert bench.run_bench(_TinyText(), k=16, repeats=1, quick=True, memory=False, bf16_models=False)["seq_len"] == 128
+    vision = tiny()
+    vision.pretrained_cfg = {"input_size": (3, 8, 8)}  # a timm model's: example_inputs gives an image
+    with pytest.raises(WclustError, match="text models"):
+        bench.run_bench(vision, k=16, repeats=1, quick=True, memory=False, seq_len=3)

@@ -1,4 +1,4 @@
-"""wclust bench SOURCE [-k K] [--threads N] [--pressure P] [--json]"""
+"""wclust bench SOURCE [-k K] [--threads N] [--pressure P] [--seq-len T] [--json]"""
 from __future__ import annotations
 
 from ..errors import WclustError
@@ -15,6 +15,8 @@ def register(sub) -> None:
     p.add_argument("--pressure", type=int, default=0, help="background memory-streaming processes")
     p.add_argument("--repeats", type=int, default=None, help="timed runs per variant (default 20, 5 with --quick)")
     p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--seq-len", type=int, default=None,
+                   help="tokens per input of a text model (default 128); a few time what short inputs cost")
     p.add_argument("--quick", action="store_true", help="fewer repeats")
     p.add_argument("--no-memory", action="store_true", help="skip the per-variant memory subprocesses")
     p.add_argument("--no-bf16-models", action="store_true",
@@ -28,7 +30,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from ..performance.bench import run_bench
 
-    check_at_least_one(args, "threads", "batch", "repeats")
+    check_at_least_one(args, "threads", "batch", "repeats", "seq_len")
     if args.pressure < 0:
         raise WclustError(f"--pressure must be >= 0, got {args.pressure}")
     if str(args.source).endswith(".wclust") and (args.n_clusters is not None or args.scope is not None):
@@ -37,12 +39,13 @@ def run(args) -> int:
     res = run_bench(args.source, k=args.n_clusters or 64, threads=args.threads, pressure=args.pressure,
                     repeats=args.repeats, quick=args.quick, scope=args.scope or "layer", memory=not args.no_memory,
                     batch=args.batch, bf16_models=not args.no_bf16_models, clock=args.clock,
-                    progress=not args.json)
+                    progress=not args.json, seq_len=args.seq_len)
     if args.json:
         print_json(res)
         return 0
     stored = " (as stored; fp32 = its dense twin)" if res.get("stored") else ""
-    print(f"{res['source']}  k={res['n_clusters']} scope={res['scope']}{stored} threads={res['threads']} "
+    tokens = f" seq_len={res['seq_len']}" if res.get("seq_len") else ""
+    print(f"{res['source']}  k={res['n_clusters']} scope={res['scope']}{stored}{tokens} threads={res['threads']} "
           f"repeats={res['repeats']} kernel={res['kernel_isa']} bf16={res.get('bf16_kernel')} clock={res['clock']}")
     cols = ["latency"] + (["pressure"] if "pressure" in res else [])
     head = f"{'variant':<22}{'median ms':>11}{'speedup':>9}{'paired':>8}"

@@ -35,6 +35,8 @@ import warnings
 import torch
 from torch import nn
 
+from ..errors import WclustError
+
 VARIANTS = ("fp32", "int8_dynamic", "clustered_fp32", "clustered_bf16")
 BF16_MODEL_VARIANTS = ("dense_bf16_model", "clustered_bf16_model")
 STREAM_MB = 256
@@ -253,9 +255,11 @@ def param_bytes(model: nn.Module) -> int:
 
 def run_bench(source, k: int = 64, threads: int = 1, pressure: int = 0, repeats: int | None = None,
               quick: bool = False, scope: str = "layer", memory: bool = True, inputs: dict | None = None,
-              batch: int = 1, bf16_models: bool = True, clock: str = "auto", progress: bool = False) -> dict:
+              batch: int = 1, bf16_models: bool = True, clock: str = "auto", progress: bool = False,
+              seq_len: int | None = None) -> dict:
     """Benchmark ``source`` (a source string or an nn.Module); a JSON-ready dict. ``progress``:
-    bars on stderr for the clustering, the timed runs and the memory subprocesses.
+    bars on stderr for the clustering, the timed runs and the memory subprocesses. ``seq_len``:
+    tokens per input of a text model (default 128; few tokens time the few-rows GEMV path).
 
     ``clock``: "wall", "thread" (CPU time of the calling thread; only meaningful at threads=1)
     or "auto" (thread at one thread, wall otherwise)."""
@@ -264,7 +268,11 @@ def run_bench(source, k: int = 64, threads: int = 1, pressure: int = 0, repeats:
 
     model = load_source(source) if isinstance(source, str) else source
     model.eval()
-    inputs = inputs if inputs is not None else example_inputs(model, batch=batch)
+    if inputs is None:
+        inputs = example_inputs(model, batch=batch, **({} if seq_len is None else {"seq_len": seq_len}))
+        if seq_len is not None and "input_ids" not in inputs:
+            raise WclustError(f"--seq-len applies to text models; {type(model).__name__} takes {', '.join(inputs)}")
+    ids = inputs.get("input_ids")
     repeats = repeats or (5 if quick else 20)
     if clock == "auto":
         clock = "thread" if threads == 1 else "wall"
@@ -288,6 +296,7 @@ def run_bench(source, k: int = 64, threads: int = 1, pressure: int = 0, repeats:
         result = {
             "source": source if isinstance(source, str) else type(source).__name__,
             "n_clusters": k, "scope": scope, "stored": stored, "threads": threads, "repeats": repeats, "batch": batch,
+            "seq_len": None if ids is None else int(ids.shape[-1]),
             "kernel_isa": cpu.isa(), "bf16_kernel": cpu.bf16_path(), "torch": torch.__version__, "clock": clock,
             "latency": time_variants(variants, inputs, repeats, warmup=warmup, clock=clk, bar=bar),
         }
