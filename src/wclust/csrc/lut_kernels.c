@@ -342,6 +342,14 @@ static int plan_current(const wc_plan_t *p, const float *cb) {
     return 1;
 }
 
+/* d[i] = s[i] rounded to bf16, n values (d may be s) */
+static void round_bf16(float *d, const float *s, int64_t n) {
+#ifdef WC_X86
+    if (isa() == ISA_AVX512) { wc_bf16_round_avx512(d, s, n); return; }
+#endif
+    for (int64_t i = 0; i < n; i++) d[i] = bf16_round(s[i]);
+}
+
 /* y (M, out) = x (M, in) . W^T + bias with a plan built from codebook cb. Returns 0; 2 when cb no
  * longer holds the plan's values (nothing computed: build a new plan); -1 bad arguments / out of
  * memory. */
@@ -354,8 +362,8 @@ int wc_lut_plan_gemv(const wc_plan_t *p, const float *cb, const float *x, int64_
         xr = (float *)malloc((size_t)(M * p->in) * sizeof(float) + 1);
         br = bias ? (float *)malloc((size_t)p->out * sizeof(float) + 1) : NULL;
         if (!xr || (bias && !br)) { free(xr); free(br); return -1; }
-        for (int64_t i = 0; i < M * p->in; i++) xr[i] = bf16_round(x[i]);
-        for (int64_t i = 0; br && i < p->out; i++) br[i] = bf16_round(bias[i]);
+        round_bf16(xr, x, M * p->in);
+        if (br) round_bf16(br, bias, p->out);
         x = xr; bias = br;
     }
     job_t j;
@@ -393,7 +401,7 @@ int wc_lut_plan_gemv(const wc_plan_t *p, const float *cb, const float *x, int64_
     parallel_rows(&j, fn, p->out, nthreads);
     free(xp);
     if (p->bf16) {
-        for (int64_t i = 0; i < M * p->out; i++) y[i] = bf16_round(y[i]);
+        round_bf16(y, y, M * p->out);
         free(xr); free(br);
     }
     return 0;

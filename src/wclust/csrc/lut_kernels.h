@@ -105,6 +105,7 @@ WC_HIDDEN void wc_lut_deq_avx512(const job_t *j, int64_t r0, int64_t r1);
 WC_HIDDEN void wc_lut_deq_packed_avx512(const job_t *j, int64_t u0, int64_t u1);
 /* position p in a lookup block -> weight within the block, for a GEMV mode (x is permuted to match) */
 WC_HIDDEN int wc_lut_xperm(int mode, int p);
+WC_HIDDEN void wc_bf16_round_avx512(float *d, const float *s, int64_t n);
 #endif
 /* lut_gemm.c: fused LUT-GEMM (many rows of x). Blocking: m-blocks of <= GEMM_MR rows of x, k-blocks
  * of GEMM_KC features (a multiple of 16), chunks of GEMM_NCP panels of 32 output rows, m-chunks of
