@@ -262,7 +262,7 @@ PLAN_MAX_GROUPS = 64  # a plan holds 2 KiB per codebook group: more groups are p
 STALE = 2  # return code of wc_lut_plan_gemv / _gemm: the codebook's values changed
 
 
-def _drop_plan(key: int, ref) -> None:
+def _drop_plan(key: tuple, ref) -> None:
     e = _plans.get(key)
     if e is not None and e[0] is ref:
         del _plans[key]
