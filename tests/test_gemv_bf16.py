@@ -115,3 +115,19 @@ def test_rounding_of_x_bias_and_y_is_torch_s():
 
 def _args(m):
     return m.indices, m.codebook, m.bias, m.in_features, m.group_size, m.index_bits
+
+
+def test_threads_give_the_same_bits():
+    m = layer(64, 8, 1, out=300)
+    m.compute_dtype = BF
+    x = torch.randn(cpu.gemv_rows(64, BF), IN)
+    old = torch.get_num_threads()
+    try:
+        with torch.no_grad():
+            torch.set_num_threads(1)
+            one = m(x)
+            torch.set_num_threads(2)
+            two = m(x)
+    finally:
+        torch.set_num_threads(old)
+    assert torch.equal(one, two) and torch.equal(one, replaced_path(x, m).float())
