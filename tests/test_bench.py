@@ -27,6 +27,7 @@ def test_run_bench_structure_with_pressure():
         assert len(lat["runs_ms"]) == 2 and min(lat["runs_ms"]) == pytest.approx(lat["min_ms"], rel=1e-5)
         ratios = [b / t for b, t in zip(base, lat["runs_ms"])]   # runs_ms keep 6 significant digits
         assert min(ratios) * (1 - 1e-4) <= lat["speedup_paired"] <= max(ratios) * (1 + 1e-4)
+        assert lat["speedup_min"] == pytest.approx(res["latency"]["fp32"]["min_ms"] / lat["min_ms"])
     mem = res["memory"]
     assert mem["clustered_fp32"]["param_mb"] < mem["fp32"]["param_mb"]
     assert mem["int8_dynamic"]["param_mb"] < mem["fp32"]["param_mb"]

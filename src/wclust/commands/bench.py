@@ -48,12 +48,13 @@ def run(args) -> int:
     print(f"{res['source']}  k={res['n_clusters']} scope={res['scope']}{stored}{tokens} threads={res['threads']} "
           f"repeats={res['repeats']} kernel={res['kernel_isa']} bf16={res.get('bf16_kernel')} clock={res['clock']}")
     cols = ["latency"] + (["pressure"] if "pressure" in res else [])
-    head = f"{'variant':<22}{'median ms':>11}{'speedup':>9}{'paired':>8}"
+    head = f"{'variant':<22}{'median ms':>11}{'speedup':>9}{'paired':>8}{'minima':>8}"
     if "pressure" in res:
         head += f"{'ms (P=' + str(res['pressure']['workers']) + ')':>12}{'speedup':>9}"
     print(head + f"{'weights MiB':>12}{'RSS MiB':>9}{'RSS/fp32':>9}")
     for name, lat in res["latency"].items():
-        line = f"{name:<22}{lat['median_ms']:>11.2f}{lat['speedup_vs_fp32']:>8.2f}x{lat['speedup_paired']:>7.2f}x"
+        line = (f"{name:<22}{lat['median_ms']:>11.2f}{lat['speedup_vs_fp32']:>8.2f}x{lat['speedup_paired']:>7.2f}x"
+                f"{lat['speedup_min']:>7.2f}x")
         if "pressure" in cols:
             pl = res["pressure"]["latency"][name]
             line += f"{pl['median_ms']:>12.2f}{pl['speedup_vs_fp32']:>8.2f}x"
