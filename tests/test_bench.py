@@ -155,3 +155,20 @@ def test_seq_len_sets_the_tokens_of_a_text_model_and_is_refused_elsewhere():
     vision.pretrained_cfg = {"input_size": (3, 8, 8)}  # a timm model's: example_inputs gives an image
     with pytest.raises(WclustError, match="text models"):
         bench.run_bench(vision, k=16, repeats=1, quick=True, memory=False, seq_len=3)
+
+
+@pytest.mark.parametrize("runs, noisy", [([100.0, 110.0, 104.0], False), ([100.0, 140.0, 104.0], True)])
+def test_cli_table_warns_when_the_fp32_runs_spread(monkeypatch, capsys, runs, noisy):
+    from wclust.cli import main
+
+    def fake(*args, **kwargs):
+        lat = {"median_ms": 104.0, "min_ms": min(runs), "runs_ms": runs, "speedup_vs_fp32": 1.0,
+               "speedup_paired": 1.0, "speedup_min": 1.0}
+        return {"source": "x", "n_clusters": 64, "scope": "layer", "threads": 1, "repeats": 3, "kernel_isa": "c",
+                "bf16_kernel": "amx", "clock": "thread", "seq_len": None, "latency": {"fp32": lat},
+                "memory": {"fp32": {"param_mb": 1.0}}}
+
+    monkeypatch.setattr(bench, "run_bench", fake)
+    assert main(["bench", "zoo:minilm"]) == 0
+    out = capsys.readouterr().out
+    assert ("note: the fp32 runs ranged 100.0-140.0 ms" in out) == noisy and "minima" in out

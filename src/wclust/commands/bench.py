@@ -62,4 +62,11 @@ def run(args) -> int:
         rss = mem.get("rss_mb")
         line += f"{mem['param_mb']:>12.1f}" + (f"{rss:>9.1f}{mem['rss_vs_fp32']:>8.1%}" if rss is not None else "")
         print(line)
+    runs = res["latency"]["fp32"]["runs_ms"]
+    if len(runs) > 1 and max(runs) > NOISY * min(runs):
+        print(f"note: the fp32 runs ranged {min(runs):.1f}-{max(runs):.1f} ms: other work on this machine moved "
+              f"the timings; the paired and minima columns are steadier than the medians")
     return 0
+
+
+NOISY = 1.25  # fp32's slowest run over its fastest beyond which the table's footnote warns of noise
