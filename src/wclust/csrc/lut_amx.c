@@ -62,12 +62,7 @@ int wc_amx_ready(void) {
 
 /* float32 -> bf16 bits, round to nearest even (as torch's .to(torch.bfloat16)); NaN stays NaN */
 T512 static inline __m256i f32_to_bf16_rne(__m512 v) {
-    const __m512i u = _mm512_castps_si512(v);
-    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
-    const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-    r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40)));
-    return _mm512_cvtepi32_epi16(r);
+    return _mm512_cvtepi32_epi16(_mm512_srli_epi32(wc_bf16_round512(v), 16));
 }
 
 /* xb (rows of ldxb bf16, M rounded up to 16 rows) = x (M, in): float32 (rounded) or bf16 bits

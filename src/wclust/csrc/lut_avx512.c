@@ -357,17 +357,9 @@ T512 void wc_lut_deq_packed_avx512(const job_t *j, int64_t u0, int64_t u1) {
 
 /* d[i] = s[i] rounded to bf16 (bf16_round of lut_kernels.h, 16 at a time); d may be s */
 T512 void wc_bf16_round_avx512(float *d, const float *s, int64_t n) {
-    const __m512i one = _mm512_set1_epi32(1), half = _mm512_set1_epi32(0x7fff), hi = _mm512_set1_epi32((int)0xffff0000u);
-    const __m512i quiet = _mm512_set1_epi32(0x400000);
     for (int64_t i = 0; i < n; i += 16) {
         const __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
-        const __m512 v = _mm512_maskz_loadu_ps(k, s + i);
-        const __m512i u = _mm512_castps_si512(v);
-        const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), one);
-        __m512i r = _mm512_and_si512(_mm512_add_epi32(u, _mm512_add_epi32(lsb, half)), hi);
-        const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q); /* NaN stays NaN (made quiet) */
-        r = _mm512_mask_mov_epi32(r, nan, _mm512_and_si512(_mm512_or_si512(u, quiet), hi));
-        _mm512_mask_storeu_ps(d + i, k, _mm512_castsi512_ps(r));
+        _mm512_mask_storeu_ps(d + i, k, _mm512_castsi512_ps(wc_bf16_round512(_mm512_maskz_loadu_ps(k, s + i))));
     }
 }
 

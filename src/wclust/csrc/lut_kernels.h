@@ -74,6 +74,14 @@ enum { MODE_A8_16 = 1, MODE_A8_32, MODE_A4, MODE_BP1, MODE_BP2, MODE_BP4 };
 
 #ifdef WC_X86
 #define WC_INLINE inline __attribute__((always_inline))
+/* bf16_round of 16 floats, as float bits (the bf16 in the high half, zeros below; NaN made quiet) */
+T512 static WC_INLINE __m512i wc_bf16_round512(__m512 v) {
+    const __m512i u = _mm512_castps_si512(v), hi = _mm512_set1_epi32((int)0xffff0000u);
+    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    const __m512i r = _mm512_and_si512(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), hi);
+    const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    return _mm512_mask_mov_epi32(r, nan, _mm512_and_si512(_mm512_or_si512(u, _mm512_set1_epi32(0x400000)), hi));
+}
 /* Byte-plane lookup (K <= 256): byte c of codebook float v[i] for every index byte of v, from the
  * nt (1, 2 or 4) 64-byte vectors P of plane c (vpermb / vpermt2b, blend on the index's top bit). */
 T512 static WC_INLINE __m512i wc_bp_lookup(const __m512i *P, __m512i v, const int nt) {
