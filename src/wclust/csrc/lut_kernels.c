@@ -515,7 +515,7 @@ int wc_lut_amx(void) {
 
 /* bf16 compute on AMX (lut_amx.c): y (M, out) = x (M, in) . W^T + bias with the codebook rounded to
  * bf16, x rounded to bf16 (x_bf16 == 0: float32 x) or given as bf16 bits (x_bf16 == 1), float32
- * accumulation, bias (float32) added, the result rounded to bf16 and written as bf16 bits
+ * accumulation, bias (float32) rounded to bf16 and added, the result rounded to bf16 and written as bf16 bits
  * (y_bf16 == 1) or as the float32 of that bf16 (y_bf16 == 0). Returns 0; 1 where this CPU, OS or
  * forced ISA level has no AMX (the caller falls back); -1 bad arguments or out of memory. */
 int wc_lut_gemm_bf16(const void *x, int x_bf16, int64_t M, int64_t in, const uint8_t *idx, int64_t out,
@@ -527,16 +527,20 @@ int wc_lut_gemm_bf16(const void *x, int x_bf16, int64_t M, int64_t in, const uin
     if (M == 0 || out == 0) return 0;
     wc_plan_t *p = wc_lut_plan_new_bf16(cb, n_groups, K, in, out, index_bits, group_size); /* codebook rounded */
     if (!p) return -1;
+    float *br = bias ? (float *)malloc((size_t)out * sizeof(float)) : NULL; /* the bias rounded, as the GEMV's */
+    if (bias && !br) { wc_lut_plan_free(p); return -1; }
+    if (br) round_bf16(br, bias, out);
     const int64_t ldxb = in ? (in + 31) & ~(int64_t)31 : 32, Mp = (M + 15) & ~(int64_t)15;
     uint16_t *xb = wc_amx_xbuf((size_t)(Mp * ldxb));
-    if (!xb) { wc_lut_plan_free(p); return -1; }
+    if (!xb) { wc_lut_plan_free(p); free(br); return -1; }
     wc_amx_pack_x(x, x_bf16, M, in, xb, ldxb);
     int fail = 0;
     job_t j;
-    init_linear_job(&j, p, M, idx, bias, (float *)y);
+    init_linear_job(&j, p, M, idx, br, (float *)y);
     j.out_bf16 = y_bf16 != 0; j.xb = xb; j.ldxb = ldxb; j.fail = &fail;
     parallel_rows(&j, wc_lut_gemm_amx, 4 * ((out + 31) / 32), nthreads);
     wc_lut_plan_free(p);
+    free(br);
     return fail ? -1 : 0;
 #else
     (void)x; (void)x_bf16; (void)idx; (void)cb; (void)bias; (void)y; (void)y_bf16; (void)nthreads;

@@ -144,7 +144,7 @@ WC_HIDDEN int wc_amx_ready(void);
 #ifdef WC_AMX
 WC_HIDDEN uint16_t *wc_amx_xbuf(size_t n); /* the calling thread's buffer for x in bf16 (n elements) */
 WC_HIDDEN void wc_amx_pack_x(const void *x, int x_bf16, int64_t M, int64_t in, uint16_t *xb, int64_t ldxb);
-/* job: xb, ldxb, y (float32 or bf16: out_bf16), bias float32; [u0, u1): output panels times 4 */
+/* job: xb, ldxb, y (float32 or bf16: out_bf16), bias float32 holding bf16 values; [u0, u1): output panels times 4 */
 WC_HIDDEN void wc_lut_gemm_amx(const job_t *j, int64_t u0, int64_t u1);
 #endif
 #ifdef WC_X86

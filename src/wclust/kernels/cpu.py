@@ -85,7 +85,7 @@ _SIGNATURES = {
     "wc_lut_plan_gemm": (_int, [_vp, _vp, _vp, _i64, _vp, _vp, _vp, _int]),
     "wc_fma_peak": (_i64, [_i64]),
     # bf16 compute on AMX (csrc/lut_amx.c): x, x is bf16, M, in, indices, out, index_bits, codebook,
-    # n_groups, K, group_size, bias (float32), y, y is bf16, threads
+    # n_groups, K, group_size, bias (float32, rounded to bf16 inside), y, y is bf16, threads
     "wc_lut_gemm_bf16": (_int, [_vp, _int, _i64, _i64, _vp, _i64, _int, _vp, _i64, _i64, _i64, _vp, _vp, _int, _int]),
     "wc_lut_amx": (_int, []),
 }
@@ -442,16 +442,16 @@ def bf16_path() -> str:
 
 def amx_linear(x2, indices, codebook, bias, in_features, group_size, index_bits, out_dtype) -> torch.Tensor | None:
     """(M, out) = x2 (M, in) @ W^T + bias in bf16 compute on AMX: x2 float32 (rounded to bf16 in
-    the kernel) or bf16; codebook rounded to bf16; float32 accumulation; bias (its bf16 values)
-    added, the result rounded to bf16 and returned as ``out_dtype`` (bfloat16, or float32 holding
-    those bf16 values). The layout must be checked by the caller; None where there is no AMX kernel."""
+    the kernel) or bf16; codebook and bias rounded to bf16 in the kernel; float32 accumulation; the
+    result rounded to bf16 and returned as ``out_dtype`` (bfloat16, or float32 holding those bf16
+    values). The layout must be checked by the caller; None where there is no AMX kernel."""
     if not amx_available():
         return None
     lib = native()
     xc = x2 if x2.is_contiguous() else x2.contiguous()
     cb = codebook if codebook.dtype is torch.float32 and codebook.is_contiguous() else codebook.float().contiguous()
-    if bias is not None:
-        bias = bias.to(torch.bfloat16).float() if bias.dtype is not torch.bfloat16 else bias.float()
+    if bias is not None and not (bias.dtype is torch.float32 and bias.is_contiguous()):
+        bias = bias.float().contiguous()
     idx = indices if indices.is_contiguous() else indices.contiguous()
     m, n_out = xc.shape[0], idx.shape[0]
     y = torch.empty(m, n_out, dtype=out_dtype)
