@@ -72,3 +72,17 @@ def test_module_imports_and_registers_without_gpu():
 
     assert triton_lut.AVAILABLE
     assert callable(triton_lut.lut_linear_triton)
+
+
+@pytest.mark.parametrize("rows, blocks, bits, match", [
+    (1, (32, 64, 48), 8, "block_k=48"), (20, (8, 64, 64), 8, "block_m=8"), (20, (32, 64, 16), 4, "block_k=16.*4-bit"),
+    (1, (32, 0, 64), 8, "block_n=0")])
+def test_block_sizes_the_kernels_cannot_take_are_refused(rows, blocks, bits, match):
+    import torch
+
+    from wclust.kernels import triton_lut
+
+    idx = torch.zeros(4, 32 if bits == 8 else 16, dtype=torch.uint8)
+    with pytest.raises(ValueError, match=match):
+        triton_lut.lut_linear_triton(torch.zeros(rows, 32), idx, torch.zeros(1, 16), None, 32, 4, bits,
+                                     block_m=blocks[0], block_n=blocks[1], block_k=blocks[2])

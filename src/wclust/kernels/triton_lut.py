@@ -25,19 +25,54 @@ except Exception:  # pragma: no cover - triton missing or broken
 
 GEMV_MAX_ROWS = 8
 AVAILABLE = triton is not None
+# compile options of every launch (triton_aot compiles with the same): FMA contraction on, as
+# triton 3.9 defaults to while warning that 3.10 will not
+LAUNCH_OPTIONS = {"num_warps": 4, "num_stages": 3, "enable_fp_fusion": True}
 
 if AVAILABLE:
 
     @triton.jit
-    def _load_w(idx_ptr, cb_ptr, rn, kk, n_out, in_features, rowbytes, group_size, n_codes, FOUR: tl.constexpr):
-        wmask = (rn[:, None] < n_out) & (kk[None, :] < in_features)
-        if FOUR:
-            byte = tl.load(idx_ptr + rn[:, None] * rowbytes + kk[None, :] // 2, mask=wmask, other=0).to(tl.int32)
-            code = (byte >> ((kk[None, :] % 2) * 4)) & 15
-        else:
-            code = tl.load(idx_ptr + rn[:, None] * rowbytes + kk[None, :], mask=wmask, other=0).to(tl.int32)
+    def _load_idx(idx_ptr, rn, cols, n_out, rowbytes):
+        """Index bytes of output rows rn at byte columns cols, as int32 (0 outside the matrix)."""
+        mask = (rn[:, None] < n_out) & (cols[None, :] < rowbytes)
+        return tl.load(idx_ptr + rn[:, None] * rowbytes + cols[None, :], mask=mask, other=0).to(tl.int32)
+
+    @triton.jit
+    def _lookup(cb_ptr, rn, kf, code, n_out, in_features, group_size, n_codes):
+        """Weights of output rows rn at features kf from their codes (0 outside the matrix)."""
+        mask = (rn[:, None] < n_out) & (kf[None, :] < in_features)
         g = rn // group_size
-        return tl.load(cb_ptr + g[:, None] * n_codes + code, mask=wmask, other=0.0).to(tl.float32)
+        return tl.load(cb_ptr + g[:, None] * n_codes + code, mask=mask, other=0.0).to(tl.float32)
+
+    @triton.jit
+    def _row_part(x_ptr, m, cb_ptr, rn, kf, code, n_out, in_features, group_size, n_codes):
+        """sum over features kf of W[rn, kf] * x[m, kf]"""
+        xv = tl.load(x_ptr + m * in_features + kf, mask=kf < in_features, other=0.0).to(tl.float32)
+        w = _lookup(cb_ptr, rn, kf, code, n_out, in_features, group_size, n_codes)
+        return tl.sum(w * xv[None, :], axis=1)
+
+    @triton.jit
+    def _load_x(x_ptr, rm, kf, M, in_features):
+        """x[rm, kf] (0 outside x)"""
+        xmask = (rm[:, None] < M) & (kf[None, :] < in_features)
+        return tl.load(x_ptr + rm[:, None] * in_features + kf[None, :], mask=xmask, other=0.0)
+
+    @triton.jit
+    def _tile_part(xt, cb_ptr, rn, kf, code, n_out, in_features, group_size, n_codes,
+                   FP32: tl.constexpr, LOWP_DOT: tl.constexpr):
+        """xt . W[rn, kf]^T in float32, xt = x[rows, kf]"""
+        w = _lookup(cb_ptr, rn, kf, code, n_out, in_features, group_size, n_codes)
+        if FP32:
+            return tl.dot(xt.to(tl.float32), tl.trans(w), input_precision="ieee")
+        elif LOWP_DOT:
+            return tl.dot(xt, tl.trans(w.to(xt.dtype)))
+        else:  # same values (w rounded to x's dtype), float32 products: the interpreter's path
+            w = w.to(xt.dtype).to(tl.float32)
+            return tl.dot(xt.to(tl.float32), tl.trans(w), input_precision="ieee")
+
+    # 4-bit: each index byte is loaded once and holds features 2j (low nibble) and 2j + 1 (high);
+    # the two halves are multiplied separately (even features, then odd ones) so that no tile has to
+    # be interleaved back into feature order (which went through shared memory on sm_90).
 
     @triton.jit
     def _gemv_kernel(x_ptr, idx_ptr, cb_ptr, bias_ptr, y_ptr, n_out, in_features, rowbytes, group_size, n_codes,
@@ -46,10 +81,15 @@ if AVAILABLE:
         rn = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
         acc = tl.zeros((BLOCK_N,), dtype=tl.float32)
         for k0 in range(0, in_features, BLOCK_K):
-            kk = k0 + tl.arange(0, BLOCK_K)
-            xv = tl.load(x_ptr + m * in_features + kk, mask=kk < in_features, other=0.0).to(tl.float32)
-            w = _load_w(idx_ptr, cb_ptr, rn, kk, n_out, in_features, rowbytes, group_size, n_codes, FOUR)
-            acc += tl.sum(w * xv[None, :], axis=1)
+            if FOUR:
+                kb = k0 // 2 + tl.arange(0, BLOCK_K // 2)
+                byte = _load_idx(idx_ptr, rn, kb, n_out, rowbytes)
+                acc += _row_part(x_ptr, m, cb_ptr, rn, 2 * kb, byte & 15, n_out, in_features, group_size, n_codes)
+                acc += _row_part(x_ptr, m, cb_ptr, rn, 2 * kb + 1, byte >> 4, n_out, in_features, group_size, n_codes)
+            else:
+                kk = k0 + tl.arange(0, BLOCK_K)
+                code = _load_idx(idx_ptr, rn, kk, n_out, rowbytes)
+                acc += _row_part(x_ptr, m, cb_ptr, rn, kk, code, n_out, in_features, group_size, n_codes)
         if HAS_BIAS:
             acc += tl.load(bias_ptr + rn, mask=rn < n_out, other=0.0).to(tl.float32)
         tl.store(y_ptr + m * n_out + rn, acc.to(y_ptr.dtype.element_ty), mask=rn < n_out)
@@ -62,17 +102,20 @@ if AVAILABLE:
         rn = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
         for k0 in range(0, in_features, BLOCK_K):
-            kk = k0 + tl.arange(0, BLOCK_K)
-            xmask = (rm[:, None] < M) & (kk[None, :] < in_features)
-            xt = tl.load(x_ptr + rm[:, None] * in_features + kk[None, :], mask=xmask, other=0.0)
-            w = _load_w(idx_ptr, cb_ptr, rn, kk, n_out, in_features, rowbytes, group_size, n_codes, FOUR)
-            if FP32:
-                acc += tl.dot(xt.to(tl.float32), tl.trans(w), input_precision="ieee")
-            elif LOWP_DOT:
-                acc += tl.dot(xt, tl.trans(w.to(xt.dtype)))
-            else:  # same values (w rounded to x's dtype), float32 products: the interpreter's path
-                w = w.to(xt.dtype).to(tl.float32)
-                acc += tl.dot(xt.to(tl.float32), tl.trans(w), input_precision="ieee")
+            if FOUR:
+                kb = k0 // 2 + tl.arange(0, BLOCK_K // 2)
+                xe = _load_x(x_ptr, rm, 2 * kb, M, in_features)
+                xo = _load_x(x_ptr, rm, 2 * kb + 1, M, in_features)
+                byte = _load_idx(idx_ptr, rn, kb, n_out, rowbytes)
+                acc += _tile_part(xe, cb_ptr, rn, 2 * kb, byte & 15, n_out, in_features, group_size, n_codes,
+                                  FP32, LOWP_DOT)
+                acc += _tile_part(xo, cb_ptr, rn, 2 * kb + 1, byte >> 4, n_out, in_features, group_size, n_codes,
+                                  FP32, LOWP_DOT)
+            else:
+                kk = k0 + tl.arange(0, BLOCK_K)
+                xt = _load_x(x_ptr, rm, kk, M, in_features)
+                code = _load_idx(idx_ptr, rn, kk, n_out, rowbytes)
+                acc += _tile_part(xt, cb_ptr, rn, kk, code, n_out, in_features, group_size, n_codes, FP32, LOWP_DOT)
         if HAS_BIAS:
             acc += tl.load(bias_ptr + rn, mask=rn < n_out, other=0.0).to(tl.float32)[None, :]
         ymask = (rm[:, None] < M) & (rn[None, :] < n_out)
@@ -97,9 +140,22 @@ def _supported(x, indices, codebook, bias, in_features, group_size, index_bits) 
     return bias is None or bias.shape == (indices.shape[0],)
 
 
+def _check_blocks(block_m: int | None, block_n: int, block_k: int, index_bits: int) -> None:
+    """Tiles the kernels can take: powers of two (``tl.arange``), at least 16 per side of a
+    ``tl.dot`` (a 4-bit tile multiplies two halves of block_k features). block_m None: the GEMV,
+    which takes no block_m."""
+    least_k = 32 if index_bits == 4 else 16
+    sides = (("block_n", block_n, 16), ("block_k", block_k, least_k))
+    for name, v, least in sides + ((("block_m", block_m, 16),) if block_m is not None else ()):
+        if not isinstance(v, int) or v < least or v & (v - 1):
+            raise ValueError(f"{name}={v!r}: a power of two >= {least} is needed"
+                             + (" (4-bit indices)" if name == "block_k" and index_bits == 4 else ""))
+
+
 def lut_linear_triton(x, indices, codebook, bias, in_features, group_size, index_bits,
                       block_m=32, block_n=64, block_k=64):
-    """y = x @ W^T + bias on indices + codebook with the Triton kernels (GPU, or CPU when interpreted)."""
+    """y = x @ W^T + bias on indices + codebook with the Triton kernels (GPU, or CPU when interpreted).
+    Up to ``GEMV_MAX_ROWS`` rows of x: the GEMV (block_n x block_k tiles); more: the GEMM."""
     if not _supported(x, indices, codebook, bias, in_features, group_size, index_bits):
         return reference.lut_linear(x, indices, codebook, bias, in_features, group_size, index_bits)
     n_out = indices.shape[0]
@@ -112,14 +168,16 @@ def lut_linear_triton(x, indices, codebook, bias, in_features, group_size, index
     idx = indices.contiguous()
     b = bias.contiguous() if bias is not None else y  # dummy pointer when HAS_BIAS is False
     common = (n_out, in_features, idx.shape[1], group_size, cb.shape[1])
+    _check_blocks(None if m <= GEMV_MAX_ROWS else block_m, block_n, block_k, index_bits)
     if m <= GEMV_MAX_ROWS:
         grid = (m, triton.cdiv(n_out, block_n))
         _gemv_kernel[grid](x2, idx, cb, b, y, *common, HAS_BIAS=bias is not None, FOUR=index_bits == 4,
-                           BLOCK_N=block_n, BLOCK_K=block_k)
+                           BLOCK_N=block_n, BLOCK_K=block_k, **LAUNCH_OPTIONS)
     else:
         grid = (triton.cdiv(m, block_m), triton.cdiv(n_out, block_n))
         _gemm_kernel[grid](x2, idx, cb, b, y, m, *common, HAS_BIAS=bias is not None, FOUR=index_bits == 4,
-                           FP32=x.dtype == torch.float32, LOWP_DOT=not _interpreted(), BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k)
+                           FP32=x.dtype == torch.float32, LOWP_DOT=not _interpreted(), BLOCK_M=block_m,
+                           BLOCK_N=block_n, BLOCK_K=block_k, **LAUNCH_OPTIONS)
     return y.reshape(*x.shape[:-1], n_out)
 
 
