@@ -1,6 +1,8 @@
 """Triton LUT kernels on an NVIDIA GPU, in one call: correctness vs the reference, then timings.
 
     python benchmarks/gpu.py [--quick]      # prints JSON; exits 1 if a check fails
+    python benchmarks/gpu.py --compile-only [--arch 90]   # no GPU needed: every variant timed below,
+                                            # built for sm_<arch>: registers, spills, shared memory
 
 ViT-B shapes (K x N = in x out) at M=1 and M=197, k in {16 (4-bit), 64, 256}, fp32 and bf16:
 the LUT kernel (best of a few block sizes) vs dense torch F.linear in the same dtype, medians
@@ -95,10 +97,40 @@ def bench(device, quick: bool) -> list:
     return rows
 
 
+def compile_only(arch: int) -> int:
+    """Build every kernel variant bench() times for sm_<arch> (triton_aot: no GPU needed)."""
+    from wclust.kernels import triton_aot
+
+    if not triton_aot.available():
+        print(json.dumps({"error": "triton's NVIDIA backend / ptxas not installed"}))
+        return 2
+    variants, failures = [], []
+    for kernel, blocks in (("gemv", GEMV_BLOCKS), ("gemm", BLOCKS)):
+        for b in blocks:
+            for dt in ("fp32", "bf16"):
+                for four in (False, True):
+                    try:
+                        row = triton_aot.compile_variant(kernel, dt, four, b, arch=arch)
+                        variants.append(row)
+                    except Exception as e:  # report every variant that does not build, then fail
+                        row = {"kernel": kernel, "dtype": dt, "index_bits": 4 if four else 8, "blocks": list(b),
+                               "error": f"{type(e).__name__}: {str(e)[:300]}"}
+                        failures.append(row)
+                    print(json.dumps(row), file=sys.stderr)
+    spilling = [v for v in variants if v["spill_bytes"]]
+    print(json.dumps({"arch": f"sm_{arch}", "variants": variants, "spilling": len(spilling),
+                      "failures": failures}, indent=1))
+    return 1 if failures else 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="two block sizes per case")
+    p.add_argument("--compile-only", action="store_true", help="no GPU: build every variant for --arch, report")
+    p.add_argument("--arch", type=int, default=90, help="compute capability for --compile-only (90: H100/H200)")
     args = p.parse_args(argv)
+    if args.compile_only:
+        return compile_only(args.arch)
     if not torch.cuda.is_available():
         print(json.dumps({"error": "no CUDA device"}))
         return 2
