@@ -3,6 +3,7 @@
     python benchmarks/gpu.py [--quick]      # prints JSON; exits 1 if a check fails
     python benchmarks/gpu.py --compile-only [--arch 90]   # no GPU needed: every variant timed below,
                                             # built for sm_<arch>: registers, spills, shared memory
+    PYTHONPATH=src python3 benchmarks/gpu.py    # where wclust is not installed (no C build needed)
 
 ViT-B shapes (K x N = in x out) at M=1 and M=197, k in {16 (4-bit), 64, 256}, fp32 and bf16:
 the LUT kernel (best of a few block sizes) vs dense torch F.linear in the same dtype, medians
@@ -33,13 +34,16 @@ def layer(out, inn, k, bits, device, n_groups=1, seed=0):
     return idx.to(device), cb.to(device), -(-out // n_groups), bits
 
 
-def check(device) -> list:
+# (M, out, in, k, index bits, codebook groups): odd shapes, groups, both paths, then ViT-B sizes
+CASES = [(1, 37, 45, 16, 4, 1), (3, 70, 130, 256, 8, 3), (197, 300, 200, 64, 8, 2), (40, 33, 67, 5, 4, 1),
+         (197, 768, 768, 256, 8, 1), (1, 2304, 768, 64, 8, 1)]
+
+
+def check(device, cases=CASES) -> list:
     """Fresh random inputs, odd shapes, groups, both dtypes: kernel vs float64 reference."""
     from wclust.kernels import reference, triton_lut
 
     failures = []
-    cases = [(1, 37, 45, 16, 4, 1), (3, 70, 130, 256, 8, 3), (197, 300, 200, 64, 8, 2), (40, 33, 67, 5, 4, 1),
-             (197, 768, 768, 256, 8, 1), (1, 2304, 768, 64, 8, 1)]
     for m, out, inn, k, bits, ng in cases:
         idx, cb, gs, ib = layer(out, inn, k, bits, device, ng, seed=m + out)
         for dt in (torch.float32, torch.bfloat16):

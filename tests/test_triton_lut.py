@@ -86,3 +86,21 @@ def test_block_sizes_the_kernels_cannot_take_are_refused(rows, blocks, bits, mat
     with pytest.raises(ValueError, match=match):
         triton_lut.lut_linear_triton(torch.zeros(rows, 32), idx, torch.zeros(1, 16), None, 32, 4, bits,
                                      block_m=blocks[0], block_n=blocks[1], block_k=blocks[2])
+
+
+def test_gpu_benchmark_checks_pass_interpreted():
+    """The checks ``benchmarks/gpu.py`` runs first on a GPU, here on the CPU under the interpreter
+    (its small cases), so that a session lent a GPU does not find the harness itself broken."""
+    script = textwrap.dedent(r"""
+        import sys, torch
+        sys.path.insert(0, "benchmarks")
+        import gpu
+        failures = gpu.check(torch.device("cpu"), cases=gpu.CASES[:4])
+        assert failures == [], failures
+        print("ok")
+    """)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300, cwd=root)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.strip().endswith("ok")
