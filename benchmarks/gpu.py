@@ -5,9 +5,10 @@
                                             # built for sm_<arch>: registers, spills, shared memory
     PYTHONPATH=src python3 benchmarks/gpu.py    # where wclust is not installed (no C build needed)
 
-ViT-B shapes (K x N = in x out) at M=1 and M=197, k in {16 (4-bit), 64, 256}, fp32 and bf16:
-the LUT kernel (best of a few block sizes) vs dense torch F.linear in the same dtype, medians
-from ``triton.testing.do_bench``. Ratios = dense_ms / lut_ms (> 1 = faster than dense).
+ViT-B shapes (K x N = in x out) at M = 1, 8 and 197, k in {16 (4-bit), 64, 256}, fp32 and bf16:
+the LUT kernel (best of a few block sizes; at 1 and 8 rows of both the GEMV and the GEMM, each
+one's best reported) vs dense torch F.linear in the same dtype, medians from
+``triton.testing.do_bench``. Ratios = dense_ms / lut_ms (> 1 = faster than dense).
 """
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ import torch
 SHAPES = [(768, 2304), (768, 768), (768, 3072), (3072, 768)]
 CONFIGS = [("k16_4bit", 16, 4), ("k64", 64, 8), ("k256", 256, 8)]
 BLOCKS = [(32, 64, 64), (64, 64, 64), (64, 128, 64), (128, 128, 32), (16, 128, 128)]
-GEMV_BLOCKS = [(1, 64, 64), (1, 128, 64), (1, 32, 128), (1, 64, 256)]
+GEMV_BLOCKS = [(1, 64, 64), (1, 128, 64), (1, 32, 128), (1, 64, 256)]  # block_m unused
+SMALL_M_BLOCKS = [(16, 64, 64), (16, 32, 128), (16, 128, 64)]  # the GEMM at <= GEMV_MAX_ROWS rows
+ROWS = [1, 8, 197]
 
 
 def layer(out, inn, k, bits, device, n_groups=1, seed=0):
@@ -64,14 +67,25 @@ def check(device, cases=CASES) -> list:
     return failures
 
 
+def candidates(m: int, quick: bool = False) -> list:
+    """(path, blocks) tried at m rows: up to GEMV_MAX_ROWS rows both the GEMV and the GEMM on
+    16-row tiles (which reads the indices once for all rows, where the GEMV reads them per row).
+    quick: the first two block sizes of each path."""
+    from wclust.kernels import triton_lut
+
+    n = 2 if quick else None
+    if m <= triton_lut.GEMV_MAX_ROWS:
+        return [("gemv", b) for b in GEMV_BLOCKS[:n]] + [("gemm", b) for b in SMALL_M_BLOCKS[:n]]
+    return [("gemm", b) for b in BLOCKS[:n]]
+
+
 def bench(device, quick: bool) -> list:
     from triton.testing import do_bench
 
     from wclust.kernels import triton_lut
 
     rows = []
-    ms_list = [1, 197]
-    for m in ms_list:
+    for m in ROWS:
         for inn, out in SHAPES:
             for dt in (torch.float32, torch.bfloat16):
                 x = torch.randn(m, inn, device=device).to(dt)
@@ -81,21 +95,22 @@ def bench(device, quick: bool) -> list:
                 row = {"M": m, "shape": f"{inn}x{out}", "dtype": str(dt).replace("torch.", ""), "dense_ms": dense}
                 for name, k, bits in CONFIGS:
                     idx, cb, gs, ib = layer(out, inn, k, bits, device)
-                    best = None
-                    blocks = GEMV_BLOCKS if m <= triton_lut.GEMV_MAX_ROWS else BLOCKS
-                    for bm, bn, bk in (blocks[:2] if quick else blocks):
+                    best = {}  # path -> (ms, blocks)
+                    for path, (bm, bn, bk) in candidates(m, quick):
                         try:
                             t = do_bench(lambda: triton_lut.lut_linear_triton(x, idx, cb, b, inn, gs, ib, block_m=bm,
-                                                                              block_n=bn, block_k=bk))
+                                                                              block_n=bn, block_k=bk, path=path))
                         except Exception as e:  # a block size the GPU cannot compile
-                            row.setdefault("errors", []).append(f"{name} {bm}x{bn}x{bk}: {type(e).__name__}")
+                            row.setdefault("errors", []).append(f"{name} {path} {bm}x{bn}x{bk}: {type(e).__name__}")
                             continue
-                        if best is None or t < best[0]:
-                            best = (t, [bm, bn, bk])
+                        if path not in best or t < best[path][0]:
+                            best[path] = (t, [bm, bn, bk])
                     if best:
-                        row[f"{name}_ms"] = best[0]
-                        row[f"{name}_vs_dense"] = dense / best[0]
-                        row[f"{name}_blocks"] = best[1]
+                        path, (t, blocks) = min(best.items(), key=lambda kv: kv[1][0])
+                        row.update({f"{name}_ms": t, f"{name}_vs_dense": dense / t, f"{name}_path": path,
+                                    f"{name}_blocks": blocks})
+                        if len(best) > 1:  # both paths at few rows: each one's best
+                            row.update({f"{name}_{p}_ms": v[0] for p, v in best.items()})
                 rows.append(row)
                 print(json.dumps(row), file=sys.stderr)
     return rows
@@ -109,7 +124,7 @@ def compile_only(arch: int) -> int:
         print(json.dumps({"error": "triton's NVIDIA backend / ptxas not installed"}))
         return 2
     variants, failures = [], []
-    for kernel, blocks in (("gemv", GEMV_BLOCKS), ("gemm", BLOCKS)):
+    for kernel, blocks in (("gemv", GEMV_BLOCKS), ("gemm", SMALL_M_BLOCKS + BLOCKS)):
         for b in blocks:
             for dt in ("fp32", "bf16"):
                 for four in (False, True):
@@ -129,7 +144,7 @@ def compile_only(arch: int) -> int:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="two block sizes per case")
+    p.add_argument("--quick", action="store_true", help="two block sizes per path and case")
     p.add_argument("--compile-only", action="store_true", help="no GPU: build every variant for --arch, report")
     p.add_argument("--arch", type=int, default=90, help="compute capability for --compile-only (90: H100/H200)")
     args = p.parse_args(argv)

@@ -53,6 +53,12 @@ SCRIPT = textwrap.dedent(r"""
     y = triton_lut.lut_linear_triton(x, idx, cb, None, 45, 37, 8, block_m=16, block_n=32, block_k=32)
     assert y.shape == (2, 3, 37)
     assert torch.allclose(y, reference.lut_linear(x, idx, cb, None, 45, 37, 8), atol=1e-5)
+    # either path on any number of rows
+    for m, path in ((20, "gemv"), (1, "gemm"), (5, "gemm")):
+        x = torch.randn(m, 45)
+        bm = 8 if path == "gemv" else 16  # the GEMV takes no block_m
+        y = triton_lut.lut_linear_triton(x, idx, cb, None, 45, 37, 8, block_m=bm, block_n=32, block_k=32, path=path)
+        assert torch.allclose(y, reference.lut_linear(x, idx, cb, None, 45, 37, 8), atol=1e-5), path
     xd = torch.randn(2, 45, dtype=torch.float64)
     yd = triton_lut.lut_linear_triton(xd, idx, cb.double(), None, 45, 37, 8)
     assert torch.allclose(yd, reference.lut_linear(xd, idx, cb.double(), None, 45, 37, 8))
@@ -74,10 +80,11 @@ def test_module_imports_and_registers_without_gpu():
     assert callable(triton_lut.lut_linear_triton)
 
 
-@pytest.mark.parametrize("rows, blocks, bits, match", [
-    (1, (32, 64, 48), 8, "block_k=48"), (20, (8, 64, 64), 8, "block_m=8"), (20, (32, 64, 16), 4, "block_k=16.*4-bit"),
-    (1, (32, 0, 64), 8, "block_n=0")])
-def test_block_sizes_the_kernels_cannot_take_are_refused(rows, blocks, bits, match):
+@pytest.mark.parametrize("rows, blocks, bits, path, match", [
+    (1, (32, 64, 48), 8, None, "block_k=48"), (20, (8, 64, 64), 8, None, "block_m=8"),
+    (20, (32, 64, 16), 4, None, "block_k=16.*4-bit"), (1, (32, 0, 64), 8, None, "block_n=0"),
+    (1, (8, 64, 64), 8, "gemm", "block_m=8"), (1, (32, 64, 64), 8, "dot", "path='dot'")])
+def test_block_sizes_the_kernels_cannot_take_are_refused(rows, blocks, bits, path, match):
     import torch
 
     from wclust.kernels import triton_lut
@@ -85,7 +92,7 @@ def test_block_sizes_the_kernels_cannot_take_are_refused(rows, blocks, bits, mat
     idx = torch.zeros(4, 32 if bits == 8 else 16, dtype=torch.uint8)
     with pytest.raises(ValueError, match=match):
         triton_lut.lut_linear_triton(torch.zeros(rows, 32), idx, torch.zeros(1, 16), None, 32, 4, bits,
-                                     block_m=blocks[0], block_n=blocks[1], block_k=blocks[2])
+                                     block_m=blocks[0], block_n=blocks[1], block_k=blocks[2], path=path)
 
 
 def test_gpu_benchmark_checks_pass_interpreted():
@@ -97,6 +104,22 @@ def test_gpu_benchmark_checks_pass_interpreted():
         import gpu
         failures = gpu.check(torch.device("cpu"), cases=gpu.CASES[:4])
         assert failures == [], failures
+        # bench's bookkeeping, with a stand-in timer (do_bench needs CUDA) and small shapes
+        import time, triton.testing
+        def fake_bench(fn):
+            t = time.perf_counter(); fn(); return time.perf_counter() - t
+        triton.testing.do_bench = fake_bench
+        gpu.SHAPES, gpu.ROWS = [(64, 48)], [1, 20]
+        rows = gpu.bench(torch.device("cpu"), quick=True)
+        assert [(r["M"], r["dtype"]) for r in rows] == [(1, "float32"), (1, "bfloat16"), (20, "float32"),
+                                                         (20, "bfloat16")], rows
+        for r in rows:
+            assert "errors" not in r, r
+            for name, _, _ in gpu.CONFIGS:
+                assert r[name + "_vs_dense"] == r["dense_ms"] / r[name + "_ms"] > 0
+                both = r["M"] <= 8  # few rows: both paths timed, each one's best kept
+                assert (name + "_gemv_ms" in r and name + "_gemm_ms" in r) == both, r
+                assert r[name + "_path"] in (("gemv", "gemm") if both else ("gemm",))
         print("ok")
     """)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -153,9 +153,12 @@ def _check_blocks(block_m: int | None, block_n: int, block_k: int, index_bits: i
 
 
 def lut_linear_triton(x, indices, codebook, bias, in_features, group_size, index_bits,
-                      block_m=32, block_n=64, block_k=64):
+                      block_m=32, block_n=64, block_k=64, path=None):
     """y = x @ W^T + bias on indices + codebook with the Triton kernels (GPU, or CPU when interpreted).
-    Up to ``GEMV_MAX_ROWS`` rows of x: the GEMV (block_n x block_k tiles); more: the GEMM."""
+    ``path`` None: up to ``GEMV_MAX_ROWS`` rows of x the GEMV (one program per row and block_n
+    outputs), more the GEMM; "gemv" / "gemm" choose one (both take any number of rows)."""
+    if path not in (None, "gemv", "gemm"):
+        raise ValueError(f"path={path!r}: None, 'gemv' or 'gemm'")
     if not _supported(x, indices, codebook, bias, in_features, group_size, index_bits):
         return reference.lut_linear(x, indices, codebook, bias, in_features, group_size, index_bits)
     n_out = indices.shape[0]
@@ -168,8 +171,9 @@ def lut_linear_triton(x, indices, codebook, bias, in_features, group_size, index
     idx = indices.contiguous()
     b = bias.contiguous() if bias is not None else y  # dummy pointer when HAS_BIAS is False
     common = (n_out, in_features, idx.shape[1], group_size, cb.shape[1])
-    _check_blocks(None if m <= GEMV_MAX_ROWS else block_m, block_n, block_k, index_bits)
-    if m <= GEMV_MAX_ROWS:
+    gemv = path == "gemv" or (path is None and m <= GEMV_MAX_ROWS)
+    _check_blocks(None if gemv else block_m, block_n, block_k, index_bits)
+    if gemv:
         grid = (m, triton.cdiv(n_out, block_n))
         _gemv_kernel[grid](x2, idx, cb, b, y, *common, HAS_BIAS=bias is not None, FOUR=index_bits == 4,
                            BLOCK_N=block_n, BLOCK_K=block_k, **LAUNCH_OPTIONS)
