@@ -116,6 +116,61 @@ def bench(device, quick: bool) -> list:
     return rows
 
 
+def _output(out) -> torch.Tensor:
+    """The tensor of a forward pass's output (a tensor, or a transformers output's logits / hidden states)."""
+    if torch.is_tensor(out):
+        return out
+    for name in ("logits", "last_hidden_state"):
+        if getattr(out, name, None) is not None:
+            return getattr(out, name)
+    return out[0]
+
+
+def e2e(device, source="arch:vit-b16", k: int = 64, timer=None) -> dict:
+    """The whole model at batch 1 on the GPU: dense fp32 and bf16 against the clustered model
+    (fp32 compute, bf16 compute in its Linear layers, the whole model in bf16), milliseconds per
+    forward pass (``timer``: a callable's milliseconds, triton's do_bench by default), speed-up vs
+    dense fp32, bytes of weights; and the clustered model's output against its dense twin's (the
+    same architecture holding the dequantized weights) on the same device. ``source``: a wclust
+    source or a model."""
+    import copy
+
+    from wclust.clustering.compress import compress
+    from wclust.clustering.config import ClusterConfig
+    from wclust.clustering.modules import dense_view
+    from wclust.performance import bench as wb
+    from wclust.sources.models import example_inputs, load_source, run
+
+    if timer is None:
+        from triton.testing import do_bench as timer
+    model = (load_source(source) if isinstance(source, str) else source).eval()
+    inputs = example_inputs(model)
+    clustered = compress(copy.deepcopy(model), ClusterConfig(n_clusters=k, scope="layer"))
+    twin = dense_view(clustered).float()
+    bf = torch.bfloat16
+    variants = {"fp32": (model, None, None), "dense_bf16_model": (copy.deepcopy(model).to(bf), None, bf),
+                "clustered_fp32": (clustered, torch.float32, None), "clustered_bf16": (clustered, bf, None),
+                "clustered_bf16_model": (copy.deepcopy(clustered).to(bf), None, bf)}
+    out = {"source": source if isinstance(source, str) else type(source).__name__, "n_clusters": k, "ms": {}, "speedup_vs_fp32": {}, "weights_mb": {}}
+    with torch.inference_mode():
+        x = {n: v.to(device) for n, v in inputs.items()}
+        twin.to(device)
+        ref = _output(run(twin, x)).float()
+        for name, (m, cdt, idt) in variants.items():
+            m.to(device)
+            if cdt is not None:
+                wb.set_linear_compute_dtype(m, cdt)
+            xi = {n: (v.to(idt) if idt is not None and v.is_floating_point() else v) for n, v in x.items()}
+            if name == "clustered_fp32":
+                y = _output(run(m, xi)).float()
+                out["clustered_vs_twin_rel_err"] = ((y - ref).abs().max() / ref.abs().max()).item()
+            out["ms"][name] = timer(lambda: run(m, xi))
+            out["weights_mb"][name] = wb.param_bytes(m) / 2**20
+        wb.set_linear_compute_dtype(clustered, None)
+    out["speedup_vs_fp32"] = {n: out["ms"]["fp32"] / t for n, t in out["ms"].items()}
+    return out
+
+
 def compile_only(arch: int) -> int:
     """Build every kernel variant bench() times for sm_<arch> (triton_aot: no GPU needed)."""
     from wclust.kernels import triton_aot
@@ -147,6 +202,7 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="two block sizes per path and case")
     p.add_argument("--compile-only", action="store_true", help="no GPU: build every variant for --arch, report")
     p.add_argument("--arch", type=int, default=90, help="compute capability for --compile-only (90: H100/H200)")
+    p.add_argument("--no-e2e", action="store_true", help="skip the whole-model timing (arch:vit-b16 at k=64)")
     args = p.parse_args(argv)
     if args.compile_only:
         return compile_only(args.arch)
@@ -164,6 +220,11 @@ def main(argv=None) -> int:
         return 2
     out["check_failures"] = check(device)
     out["timings"] = bench(device, args.quick)
+    if not args.no_e2e:
+        try:
+            out["e2e"] = e2e(device)
+        except Exception as e:  # the kernel timings above still count
+            out["e2e"] = {"error": f"{type(e).__name__}: {str(e)[:500]}"}
     print(json.dumps(out, indent=1))
     return 1 if out["check_failures"] else 0
 

@@ -127,3 +127,37 @@ def test_gpu_benchmark_checks_pass_interpreted():
     res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300, cwd=root)
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.stdout.strip().endswith("ok")
+
+
+def test_gpu_benchmark_whole_model_bookkeeping():
+    """``benchmarks/gpu.py``'s whole-model part, run on the CPU with a stand-in timer and a tiny ViT:
+    every variant timed, the clustered model agrees with its dequantized twin, weights shrink."""
+    import importlib.util
+    import time
+    from pathlib import Path
+
+    import torch
+
+    transformers = pytest.importorskip("transformers")
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
+    spec = importlib.util.spec_from_file_location("wclust_bench_gpu_e2e", path)
+    gpu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu)
+    torch.manual_seed(0)
+    cfg = transformers.ViTConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
+                                 image_size=32, patch_size=8, num_labels=10)
+    calls = []
+
+    def timer(fn):
+        t = time.perf_counter()
+        fn()
+        calls.append(1)
+        return (time.perf_counter() - t) * 1e3
+
+    out = gpu.e2e(torch.device("cpu"), transformers.ViTForImageClassification(cfg), k=16, timer=timer)
+    names = ["fp32", "dense_bf16_model", "clustered_fp32", "clustered_bf16", "clustered_bf16_model"]
+    assert list(out["ms"]) == names and len(calls) == 5
+    assert out["source"] == "ViTForImageClassification" and out["n_clusters"] == 16
+    assert out["speedup_vs_fp32"]["fp32"] == 1.0
+    assert out["clustered_vs_twin_rel_err"] < 1e-4
+    assert out["weights_mb"]["clustered_fp32"] < 0.5 * out["weights_mb"]["fp32"]
