@@ -47,15 +47,17 @@ def test_low_precision_gemm_uses_tensor_cores(dtype, four):
 
 
 def test_four_bit_loads_each_index_byte_once():
-    """4-bit tiles need no more registers or shared memory than 8-bit ones: each byte is loaded once
-    and its two halves multiplied apart (loading it per feature took 168 registers against 64, and
-    interleaving the halves back into feature order went through 32 KB of shared memory)."""
+    """4-bit tiles need about the registers and no more shared memory than 8-bit ones: each byte is
+    loaded once and its two halves multiplied apart (with triton 3.9, loading it per feature took 168
+    registers against 64, and interleaving the halves back into feature order went through 32 KB of
+    shared memory; the margins allow for other triton versions: 3.6 gives 155 registers against 128,
+    and 4 KB of shared memory against 2 KB for the GEMV's two reductions)."""
     for kernel, blocks in (("gemv", (1, 64, 64)), ("gemv", (1, 128, 64)), ("gemm", (32, 64, 64))):
         eight = triton_aot.compile_variant(kernel, "bf16", False, blocks)
         four = triton_aot.compile_variant(kernel, "bf16", True, blocks)
         assert four["spill_bytes"] == 0, four
-        assert four["registers"] <= eight["registers"] + 16, (eight, four)
-        assert four["shared_bytes"] <= eight["shared_bytes"], (eight, four)
+        assert four["registers"] <= 1.25 * eight["registers"], (eight, four)
+        assert four["shared_bytes"] <= eight["shared_bytes"] + 4096, (eight, four)  # a second reduction's scratch
 
 
 def test_launch_options_are_the_compiled_ones():
