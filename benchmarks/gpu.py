@@ -21,8 +21,10 @@ import torch
 SHAPES = [(768, 2304), (768, 768), (768, 3072), (3072, 768)]
 CONFIGS = [("k16_4bit", 16, 4), ("k64", 64, 8), ("k256", 256, 8)]
 BLOCKS = [(32, 64, 64), (64, 64, 64), (64, 128, 64), (128, 128, 32), (16, 128, 128)]
-GEMV_BLOCKS = [(1, 64, 64), (1, 128, 64), (1, 32, 128), (1, 64, 256)]  # block_m unused
-SMALL_M_BLOCKS = [(16, 64, 64), (16, 32, 128), (16, 128, 64)]  # the GEMM at <= GEMV_MAX_ROWS rows
+# block_m unused; the narrow ones run 4-8x more programs at 768 outputs (48 or 96 for 132 SMs)
+GEMV_BLOCKS = [(1, 64, 64), (1, 16, 256), (1, 128, 64), (1, 32, 128), (1, 64, 256), (1, 8, 512)]
+# the GEMM at <= GEMV_MAX_ROWS rows
+SMALL_M_BLOCKS = [(16, 64, 64), (16, 16, 256), (16, 32, 128), (16, 128, 64)]
 ROWS = [1, 8, 197]
 
 

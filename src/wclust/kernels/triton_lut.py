@@ -143,9 +143,9 @@ def _supported(x, indices, codebook, bias, in_features, group_size, index_bits) 
 def _check_blocks(block_m: int | None, block_n: int, block_k: int, index_bits: int) -> None:
     """Tiles the kernels can take: powers of two (``tl.arange``), at least 16 per side of a
     ``tl.dot`` (a 4-bit tile multiplies two halves of block_k features). block_m None: the GEMV,
-    which takes no block_m."""
+    which takes no block_m and no dot (any block_n)."""
     least_k = 32 if index_bits == 4 else 16
-    sides = (("block_n", block_n, 16), ("block_k", block_k, least_k))
+    sides = (("block_n", block_n, 16 if block_m is not None else 1), ("block_k", block_k, least_k))
     for name, v, least in sides + ((("block_m", block_m, 16),) if block_m is not None else ()):
         if not isinstance(v, int) or v < least or v & (v - 1):
             raise ValueError(f"{name}={v!r}: a power of two >= {least} is needed"
