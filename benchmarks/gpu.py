@@ -56,12 +56,15 @@ def check(device, cases=CASES) -> list:
         for dt in (torch.float32, torch.bfloat16):
             x = torch.randn(m, inn, device=device).to(dt)
             bias = torch.randn(out, device=device)
-            y = triton_lut.lut_linear_triton(x, idx, cb, bias, inn, gs, ib)
             ref = reference.lut_linear(x.double(), idx, cb.to(dt).double(), bias.to(dt).double(), inn, gs, ib)
-            err = ((y.double() - ref).abs().max() / (ref.abs().max() + 1)).item()
             tol = 1e-5 if dt == torch.float32 else 2e-2
-            if not err <= tol:
-                failures.append({"case": [m, out, inn, k, bits, ng, str(dt)], "rel_err": err})
+            # the default launch, then both paths forced with tiles bench() also times
+            for path, (bm, bn, bk) in ((None, (32, 64, 64)), ("gemv", (1, 8, 512)), ("gemm", (16, 16, 256))):
+                y = triton_lut.lut_linear_triton(x, idx, cb, bias, inn, gs, ib, block_m=bm, block_n=bn, block_k=bk,
+                                                 path=path)
+                err = ((y.double() - ref).abs().max() / (ref.abs().max() + 1)).item()
+                if not err <= tol:
+                    failures.append({"case": [m, out, inn, k, bits, ng, str(dt), path], "rel_err": err})
     # the registered op dispatches to the kernel for CUDA tensors
     idx, cb, gs, ib = layer(64, 96, 16, 4, device)
     x = torch.randn(5, 96, device=device)
