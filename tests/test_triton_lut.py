@@ -102,7 +102,7 @@ def test_gpu_benchmark_checks_pass_interpreted():
         import sys, torch
         sys.path.insert(0, "benchmarks")
         import gpu
-        failures = gpu.check(torch.device("cpu"), cases=gpu.CASES[:4])
+        failures = gpu.check(torch.device("cpu"), cases=[gpu.CASES[i] for i in (0, 1, 3)])  # small ones
         assert failures == [], failures
         # bench's bookkeeping, with a stand-in timer (do_bench needs CUDA) and small shapes
         import time, triton.testing
