@@ -56,8 +56,8 @@ SCRIPT = textwrap.dedent(r"""
     # either path on any number of rows
     for m, path in ((20, "gemv"), (1, "gemm"), (5, "gemm")):
         x = torch.randn(m, 45)
-        bm = 8 if path == "gemv" else 16  # the GEMV takes no block_m
-        y = triton_lut.lut_linear_triton(x, idx, cb, None, 45, 37, 8, block_m=bm, block_n=32, block_k=32, path=path)
+        bm, bn = (8, 8) if path == "gemv" else (16, 32)  # the GEMV takes no block_m, and any block_n
+        y = triton_lut.lut_linear_triton(x, idx, cb, None, 45, 37, 8, block_m=bm, block_n=bn, block_k=32, path=path)
         assert torch.allclose(y, reference.lut_linear(x, idx, cb, None, 45, 37, 8), atol=1e-5), path
     xd = torch.randn(2, 45, dtype=torch.float64)
     yd = triton_lut.lut_linear_triton(xd, idx, cb.double(), None, 45, 37, 8)
@@ -83,6 +83,7 @@ def test_module_imports_and_registers_without_gpu():
 @pytest.mark.parametrize("rows, blocks, bits, path, match", [
     (1, (32, 64, 48), 8, None, "block_k=48"), (20, (8, 64, 64), 8, None, "block_m=8"),
     (20, (32, 64, 16), 4, None, "block_k=16.*4-bit"), (1, (32, 0, 64), 8, None, "block_n=0"),
+    (20, (32, 8, 64), 8, None, "block_n=8"),
     (1, (8, 64, 64), 8, "gemm", "block_m=8"), (1, (32, 64, 64), 8, "dot", "path='dot'")])
 def test_block_sizes_the_kernels_cannot_take_are_refused(rows, blocks, bits, path, match):
     import torch
