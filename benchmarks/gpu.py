@@ -158,7 +158,8 @@ def e2e(device, source="arch:vit-b16", k: int = 64, timer=None) -> dict:
     variants = {"fp32": (model, None, None), "dense_bf16_model": (copy.deepcopy(model).to(bf), None, bf),
                 "clustered_fp32": (clustered, torch.float32, None), "clustered_bf16": (clustered, bf, None),
                 "clustered_bf16_model": (copy.deepcopy(clustered).to(bf), None, bf)}
-    out = {"source": source if isinstance(source, str) else type(source).__name__, "n_clusters": k, "ms": {}, "speedup_vs_fp32": {}, "weights_mb": {}}
+    out = {"source": source if isinstance(source, str) else type(source).__name__, "n_clusters": k,
+           "ms": {}, "speedup_vs_fp32": {}, "weights_mb": {}}
     with torch.inference_mode():
         x = {n: v.to(device) for n, v in inputs.items()}
         twin.to(device)
