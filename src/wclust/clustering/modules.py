@@ -150,18 +150,17 @@ class ClusteredLinear(_Clustered):
                 and not torch.jit.is_tracing() and not torch.compiler.is_compiling() and not _observed()):
             # plain eager inference (no tracer, compiler, profiler or dispatch mode watching)
             xdt = x.dtype
+            args = (x, bufs["indices"], bufs["codebook"], bias, self.in_features, self.group_size, self.index_bits)
             if xdt is torch.float32 and (cdt is None or cdt is torch.float32):
                 # few rows of float32 x go straight to the C GEMV with this layer's plan (what the
                 # op's CPU kernel calls first, so the same bits), without the dispatcher's ~5 us a call
-                y = _cpu.fast_gemv(x, bufs["indices"], bufs["codebook"], bias, self.in_features,
-                                   self.group_size, self.index_bits)
+                y = _cpu.fast_gemv(*args)
                 if y is not None:
                     return y
             elif xdt is torch.float32 and cdt is torch.bfloat16:
                 # bf16 compute on float32 activations: the GEMV's bf16 plan (few rows) or the AMX
                 # kernel round x to bf16 and return the bf16 result as float32 themselves (the
                 # values of the cast, op, cast path below)
-                args = (x, bufs["indices"], bufs["codebook"], bias, self.in_features, self.group_size, self.index_bits)
                 y = _cpu.fast_gemv(*args, bf16=True)
                 if y is None:
                     y = _cpu.amx_module_linear(*args)
@@ -169,8 +168,7 @@ class ClusteredLinear(_Clustered):
                     return y
             elif xdt is torch.bfloat16 and (cdt is None or cdt is torch.bfloat16):
                 # bf16 activations (a model cast to bf16 as a whole), few rows: the GEMV's bf16 plan
-                y = _cpu.fast_gemv(x, bufs["indices"], bufs["codebook"], bias, self.in_features,
-                                   self.group_size, self.index_bits, bf16=True)
+                y = _cpu.fast_gemv(*args, bf16=True)
                 if y is not None:
                     return y.to(torch.bfloat16)
         dtype = cdt or x.dtype
