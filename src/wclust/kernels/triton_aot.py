@@ -22,9 +22,6 @@ from . import triton_lut
 DEFAULT_ARCH = 90
 
 _DTYPES = {"fp32": "*fp32", "bf16": "*bf16", "fp16": "*fp16"}
-_GEMV_ARGS = ["x_ptr", "idx_ptr", "cb_ptr", "bias_ptr", "y_ptr", "n_out", "in_features", "rowbytes", "group_size",
-              "n_codes"]
-_GEMM_ARGS = _GEMV_ARGS[:5] + ["M"] + _GEMV_ARGS[5:]
 
 
 class AOTUnavailable(RuntimeError):
@@ -88,15 +85,13 @@ def compile_variant(kernel: str, dtype: str = "fp32", four: bool = False, blocks
         raise ValueError(f"no such variant: kernel {kernel!r}, dtype {dtype!r}")
     bm, bn, bk = blocks
     fn = triton_lut._gemv_kernel if kernel == "gemv" else triton_lut._gemm_kernel
-    names = _GEMV_ARGS if kernel == "gemv" else _GEMM_ARGS
-    sig = {n: (_DTYPES[dtype] if n.endswith("_ptr") else "i32") for n in names}
-    sig["idx_ptr"] = "*u8"
     consts = {"HAS_BIAS": bias, "FOUR": four, "BLOCK_N": bn, "BLOCK_K": bk}
     if kernel == "gemm":  # as lut_linear_triton launches it on a GPU
         consts.update(FP32=dtype == "fp32", LOWP_DOT=True, BLOCK_M=bm)
-    sig.update({c: "constexpr" for c in consts})
-    aligned = [i for i, n in enumerate(names) if n != "M"]
-    attrs = {(i,): [["tt.divisibility", 16]] for i in aligned}
+    # the kernel's own parameters, in order: pointers, ints, then the constants
+    sig = {n: "constexpr" if n in consts else "*u8" if n == "idx_ptr" else _DTYPES[dtype] if n.endswith("_ptr")
+           else "i32" for n in fn.arg_names}
+    attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(fn.arg_names) if n not in consts and n != "M"}
     opts = {**triton_lut.LAUNCH_OPTIONS, **options}
     t0 = time.perf_counter()
     src = ASTSource(fn=fn, signature=sig, constexprs=consts, attrs=attrs)
