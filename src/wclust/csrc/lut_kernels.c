@@ -278,6 +278,14 @@ void wc_lut_plan_free(wc_plan_t *p) {
     free(p->tab); free(p->planes); free(p->src); free(p);
 }
 
+/* d[i] = s[i] rounded to bf16, n values (d may be s) */
+static void round_bf16(float *d, const float *s, int64_t n) {
+#ifdef WC_X86
+    if (isa() == ISA_AVX512) { wc_bf16_round_avx512(d, s, n); return; }
+#endif
+    for (int64_t i = 0; i < n; i++) d[i] = bf16_round(s[i]);
+}
+
 static wc_plan_t *plan_build(const float *cb, int64_t n_groups, int64_t K, int64_t in, int64_t out, int index_bits,
                              int64_t group_size, int bf16) {
     if (!check(K, index_bits, group_size, n_groups, out) || in < 0 || out < 0) return NULL;
@@ -295,8 +303,7 @@ static wc_plan_t *plan_build(const float *cb, int64_t n_groups, int64_t K, int64
     for (int64_t g = 0; g < n_groups; g++) {
         float *t = p->tab + g * 256;
         memcpy(t, cb + g * K, (size_t)K * sizeof(float));
-        if (bf16)
-            for (int64_t c = 0; c < K; c++) t[c] = bf16_round(t[c]);
+        if (bf16) round_bf16(t, t, K);
         for (int c = 0; c < 256; c++) {
             uint32_t u; memcpy(&u, p->tab + g * 256 + c, 4);
             for (int b = 0; b < 4; b++) p->planes[g * 1024 + b * 256 + c] = (uint8_t)(u >> (8 * b));
@@ -340,14 +347,6 @@ static int plan_current(const wc_plan_t *p, const float *cb) {
     for (int64_t g = 0; g < p->n_groups; g++)
         if (memcmp(p->tab + g * 256, cb + g * p->K, (size_t)p->K * sizeof(float))) return 0;
     return 1;
-}
-
-/* d[i] = s[i] rounded to bf16, n values (d may be s) */
-static void round_bf16(float *d, const float *s, int64_t n) {
-#ifdef WC_X86
-    if (isa() == ISA_AVX512) { wc_bf16_round_avx512(d, s, n); return; }
-#endif
-    for (int64_t i = 0; i < n; i++) d[i] = bf16_round(s[i]);
 }
 
 /* y (M, out) = x (M, in) . W^T + bias with a plan built from codebook cb. Returns 0; 2 when cb no
