@@ -492,14 +492,11 @@ def lut_gemm(x2, indices, codebook, bias, in_features, group_size, index_bits) -
 
 @register_kernel("cpu")
 def lut_linear_cpu(x, indices, codebook, bias, in_features, group_size, index_bits):
-    if x.dtype is torch.bfloat16:  # few rows: the GEMV with the weight's bf16 plan
-        y = fast_gemv(x, indices, codebook, bias, in_features, group_size, index_bits, bf16=True)
-        if y is not None:
-            return y.to(torch.bfloat16)
-    else:
-        y = fast_gemv(x, indices, codebook, bias, in_features, group_size, index_bits)
-        if y is not None:
-            return y
+    # few rows: the GEMV with the weight's plan (bf16 x: its bf16 plan; y holds bf16 values)
+    bf16 = x.dtype is torch.bfloat16
+    y = fast_gemv(x, indices, codebook, bias, in_features, group_size, index_bits, bf16=bf16)
+    if y is not None:
+        return y.to(torch.bfloat16) if bf16 else y
     if native() is None or not _supported(x, indices, codebook, bias, in_features, group_size, index_bits):
         return reference.lut_linear(x, indices, codebook, bias, in_features, group_size, index_bits)
     dt = x.dtype
