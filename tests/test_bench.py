@@ -172,3 +172,55 @@ def test_cli_table_warns_when_the_fp32_runs_spread(monkeypatch, capsys, runs, no
     assert main(["bench", "zoo:minilm"]) == 0
     out = capsys.readouterr().out
     assert ("note: the fp32 runs ranged 100.0-140.0 ms" in out) == noisy and "minima" in out
+
+
+def test_plot_bench_draws_every_run_each_median_and_speed_up(monkeypatch, tmp_path):
+    from matplotlib.collections import LineCollection, PathCollection
+
+    from wclust import figures
+
+    res = bench.run_bench(tiny(), k=16, repeats=3, quick=True, pressure=1, memory=False,
+                          inputs={"input": torch.randn(3, 64)})
+    drawn = {}
+
+    def keep(fig, path, **kw):
+        drawn["fig"] = fig
+        return path
+
+    monkeypatch.setattr(figures, "save", keep)
+    assert bench.plot_bench(res, str(tmp_path / "b.png")) == str(tmp_path / "b.png")
+    runs_ax, mem_ax = drawn["fig"].axes[:2]
+    dots = sorted(float(y) for c in runs_ax.collections if isinstance(c, PathCollection) for _, y in c.get_offsets())
+    want = sorted(t for d in (res["latency"], res["pressure"]["latency"]) for v in d.values() for t in v["runs_ms"])
+    assert len(dots) == 2 * len(res["latency"]) * 3 and dots == pytest.approx(want)  # every run, both settings
+    medians = sorted(float(seg[0][1]) for c in runs_ax.collections if isinstance(c, LineCollection)
+                     for seg in c.get_segments())
+    want = sorted(d[v]["median_ms"] for d in (res["latency"], res["pressure"]["latency"]) for v in d)
+    assert medians == pytest.approx(want)
+    labels = {t.get_text() for t in runs_ax.texts}
+    for d in (res["latency"], res["pressure"]["latency"]):
+        for v in d.values():
+            assert f"{v['speedup_vs_fp32']:.2f}x\n({v['speedup_paired']:.2f}x)" in labels
+    assert [p.get_height() for p in mem_ax.patches] == pytest.approx([res["memory"][v]["param_mb"] for v in res["latency"]])
+
+
+def test_cli_bench_writes_json_and_figure(monkeypatch, tmp_path, capsys):
+    from wclust.cli import main
+
+    res = bench.run_bench(tiny(), k=16, repeats=2, quick=True, memory=True, bf16_models=False,
+                          inputs={"input": torch.randn(3, 64)})
+    calls = []
+    monkeypatch.setattr(bench, "run_bench", lambda *a, **kw: calls.append(a) or res)
+    out = tmp_path / "out"
+    assert main(["bench", "zoo:minilm", "-o", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["bench.json", "bench.png"]
+    assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    saved = json.loads((out / "bench.json").read_text())
+    assert saved["latency"]["clustered_fp32"]["runs_ms"] == res["latency"]["clustered_fp32"]["runs_ms"]
+    assert saved["files"] == [str(out / "bench.png")]
+    assert f"wrote {out / 'bench.png'}" in capsys.readouterr().out
+    # an output directory that cannot be made is refused before minutes of timing
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["bench", "zoo:minilm", "-o", str(blocker / "sub")]) == 2
+    assert len(calls) == 1 and "output directory" in capsys.readouterr().err

@@ -1,8 +1,11 @@
-"""wclust bench SOURCE [-k K] [--threads N] [--pressure P] [--seq-len T] [--json]"""
+"""wclust bench SOURCE [-k K] [--threads N] [--pressure P] [--seq-len T] [--json] [-o DIR]"""
 from __future__ import annotations
 
+import os
+
+from ..clustering.io import atomic_write_json
 from ..errors import WclustError
-from .common import check_at_least_one, print_json
+from .common import check_at_least_one, check_output_dir, print_json
 
 
 def register(sub) -> None:
@@ -24,6 +27,8 @@ def register(sub) -> None:
     p.add_argument("--clock", choices=["auto", "wall", "thread"], default="auto",
                    help="thread: CPU time of the calling thread (auto: at --threads 1; wall otherwise)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("-o", "--output-dir", default=None,
+                   help="write bench.json and bench.png (every run of each variant, medians, speed-ups, memory)")
     p.set_defaults(func=run)
 
 
@@ -36,10 +41,16 @@ def run(args) -> int:
     if str(args.source).endswith(".wclust") and (args.n_clusters is not None or args.scope is not None):
         raise WclustError("-k and --scope cluster a float model; a .wclust file is benchmarked as stored, "
                           "against its dense twin (drop them, or bench its fp32 source)")
+    out_dir = check_output_dir(args.output_dir) if args.output_dir else None  # before minutes of timing
     res = run_bench(args.source, k=args.n_clusters or 64, threads=args.threads, pressure=args.pressure,
                     repeats=args.repeats, quick=args.quick, scope=args.scope or "layer", memory=not args.no_memory,
                     batch=args.batch, bf16_models=not args.no_bf16_models, clock=args.clock,
                     progress=not args.json, seq_len=args.seq_len)
+    if out_dir:
+        from ..performance.bench import plot_bench
+
+        res["files"] = [plot_bench(res, os.path.join(out_dir, "bench.png"))]
+        atomic_write_json(os.path.join(out_dir, "bench.json"), res)
     if args.json:
         print_json(res)
         return 0
@@ -66,6 +77,8 @@ def run(args) -> int:
     if len(runs) > 1 and max(runs) > NOISY * min(runs):
         print(f"note: the fp32 runs ranged {min(runs):.1f}-{max(runs):.1f} ms: other work on this machine moved "
               f"the timings; the paired and minima columns are steadier than the medians")
+    for f in res.get("files", []):
+        print(f"wrote {f}")
     return 0
 
 

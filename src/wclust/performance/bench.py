@@ -331,3 +331,62 @@ def run_bench(source, k: int = 64, threads: int = 1, pressure: int = 0, repeats:
     finally:
         torch.set_num_threads(old_threads)
     return result
+
+
+def plot_bench(result: dict, path: str) -> str:
+    """``run_bench``'s result as a figure: every timed run of each variant (dots, left to right in
+    the order they ran, so drift in the machine's load shows), its median (bar) and speed-up vs
+    fp32, the runs under memory pressure beside them where timed; and each variant's memory."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .. import figures
+
+    lat, mem = result["latency"], result.get("memory", {})
+    names = list(lat)
+    sets = [("no pressure", lat, "tab:blue")]
+    if "pressure" in result:
+        w = result["pressure"]["workers"]
+        sets.append((f"{w} memory-streaming worker{'s' * (w != 1)}", result["pressure"]["latency"], "tab:red"))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(max(10.0, 1.9 * len(names) + 4), 4.8),
+                                   gridspec_kw={"width_ratios": [3, 2]})
+    width = 0.8 / len(sets)
+    for s, (label, data, color) in enumerate(sets):
+        for i, name in enumerate(names):
+            d, x0 = data[name], i + (s - (len(sets) - 1) / 2) * width
+            runs = d["runs_ms"]
+            xs = [x0 + 0.8 * width * ((j + 0.5) / len(runs) - 0.5) for j in range(len(runs))]
+            ax1.scatter(xs, runs, s=9, color=color, alpha=0.55, label=label if i == 0 else None)
+            ax1.hlines(d["median_ms"], x0 - 0.45 * width, x0 + 0.45 * width, color="k", lw=1.5)
+            ax1.annotate(f"{d['speedup_vs_fp32']:.2f}x\n({d['speedup_paired']:.2f}x)", (x0, 0),
+                         textcoords="offset points", xytext=(0, 3), ha="center", va="bottom", fontsize=7)
+    ax1.axhline(lat["fp32"]["median_ms"], color="gray", ls="--", lw=0.8, label="fp32 median")
+    ax1.set_xticks(range(len(names)), [n.replace("_", "\n", 1) for n in names], fontsize=8)
+    ax1.set_ylim(0, 1.05 * max(max(d[n]["runs_ms"]) for _, d, _ in sets for n in names))
+    ax1.set_ylabel(f"latency per run, ms ({result.get('clock', 'wall')} clock)")
+    ax1.set_title("every run (dots), median (bar); at the foot: speed-up vs fp32, of medians (paired)", fontsize=9)
+    ax1.legend(fontsize=7, loc="best")
+    bars = [("param_mb", "weights")]
+    if all("rss_mb" in mem.get(n, {}) for n in names):  # measured (not --no-memory, no failed subprocess)
+        bars.append(("rss_mb", "resident (loaded)"))
+    for j, (key, label) in enumerate(bars):
+        vals = [mem.get(n, {}).get(key, 0.0) for n in names]
+        xs = [i + 0.4 * (j - (len(bars) - 1) / 2) for i in range(len(names))]
+        ax2.bar(xs, vals, 0.4, label=label)
+        base = mem.get("fp32", {}).get(key)
+        for x, v in zip(xs, vals):
+            if base:
+                ax2.annotate(f"{v / base:.0%}", (x, v), textcoords="offset points", xytext=(0, 2), ha="center",
+                             fontsize=7)
+    ax2.set_xticks(range(len(names)), [n.replace("_", "\n", 1) for n in names], fontsize=8)
+    ax2.set_ylabel("MiB")
+    ax2.set_title("memory (labels: share of fp32)", fontsize=9)
+    ax2.legend(fontsize=7)
+    tokens = f", {result['seq_len']} tokens" if result.get("seq_len") else ""
+    fig.suptitle(f"{result['source']}: k={result['n_clusters']} {result['scope']}, batch {result.get('batch', 1)}"
+                 f"{tokens}, {result['threads']} thread(s), {result['repeats']} interleaved rounds, kernel "
+                 f"{result.get('kernel_isa')}, bf16 {result.get('bf16_kernel')}", fontsize=10)
+    fig.tight_layout()
+    return figures.save(fig, path, dpi=110)
