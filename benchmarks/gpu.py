@@ -1,6 +1,6 @@
 """Triton LUT kernels on an NVIDIA GPU, in one call: correctness vs the reference, then timings.
 
-    python benchmarks/gpu.py [--quick]      # prints JSON; exits 1 if a check fails
+    python benchmarks/gpu.py [--quick] [--out FILE] [--budget-s S]   # prints JSON; exits 1 if a check fails
     python benchmarks/gpu.py --compile-only [--arch 90]   # no GPU needed: every variant timed below,
                                             # built for sm_<arch>: registers, spills, shared memory
     PYTHONPATH=src python3 benchmarks/gpu.py    # where wclust is not installed (no C build needed;
@@ -11,12 +11,18 @@ ViT-B shapes (K x N = in x out) at M = 1, 8 and 197, k in {16 (4-bit), 64, 256},
 the LUT kernel (best of a few block sizes; at 1 and 8 rows of both the GEMV and the GEMM, each
 one's best reported) vs dense torch F.linear in the same dtype, medians from
 ``triton.testing.do_bench``. Ratios = dense_ms / lut_ms (> 1 = faster than dense).
+``--out FILE`` rewrites FILE (atomically) after the checks, after every timed row and after the
+whole-model part, with ``"complete": false`` until the end: a run stopped by a time limit keeps what
+it measured. ``--budget-s S`` starts no new kernel timing row after S seconds (``timings_cut`` says
+how many were left); the whole-model part still runs (under a minute with the C library built).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import time
 
 import torch
 
@@ -46,11 +52,13 @@ CASES = [(1, 37, 45, 16, 4, 1), (3, 70, 130, 256, 8, 3), (197, 300, 200, 64, 8, 
          (197, 768, 768, 256, 8, 1), (1, 2304, 768, 64, 8, 1)]
 
 
-def check(device, cases=CASES) -> list:
-    """Fresh random inputs, odd shapes, groups, both dtypes: kernel vs float64 reference."""
+def check(device, cases=None) -> list:
+    """Fresh random inputs, odd shapes, groups, both dtypes: kernel vs float64 reference (``CASES``
+    unless ``cases`` is given)."""
     from wclust.kernels import reference, triton_lut
 
     failures = []
+    cases = CASES if cases is None else cases
     for m, out, inn, k, bits, ng in cases:
         idx, cb, gs, ib = layer(out, inn, k, bits, device, ng, seed=m + out)
         for dt in (torch.float32, torch.bfloat16):
@@ -86,7 +94,9 @@ def candidates(m: int, quick: bool = False) -> list:
     return [("gemm", b) for b in BLOCKS[:n]]
 
 
-def bench(device, quick: bool) -> list:
+def bench(device, quick: bool, deadline: float | None = None, on_row=None) -> list:
+    """Timing rows (M, shape, dtype); none started after ``deadline`` (time.monotonic());
+    ``on_row(rows)`` after each."""
     from triton.testing import do_bench
 
     from wclust.kernels import triton_lut
@@ -95,6 +105,8 @@ def bench(device, quick: bool) -> list:
     for m in ROWS:
         for inn, out in SHAPES:
             for dt in (torch.float32, torch.bfloat16):
+                if deadline is not None and time.monotonic() > deadline:
+                    return rows
                 x = torch.randn(m, inn, device=device).to(dt)
                 w = (torch.randn(out, inn, device=device) * 0.02).to(dt)
                 b = torch.randn(out, device=device).to(dt)
@@ -120,7 +132,22 @@ def bench(device, quick: bool) -> list:
                             row.update({f"{name}_{p}_ms": v[0] for p, v in best.items()})
                 rows.append(row)
                 print(json.dumps(row), file=sys.stderr)
+                if on_row is not None:
+                    on_row(rows)
     return rows
+
+
+def writer(path: str | None):
+    """A function that writes a result dict to ``path`` as JSON, atomically (temp file, then
+    rename), so that a run stopped at any point leaves the last whole copy; nothing without a path."""
+    def save(out: dict) -> None:
+        if path is None:
+            return
+        tmp = f"{path}.tmp{os.getpid()}"
+        with open(tmp, "w") as f:
+            json.dump(out, f, indent=1)
+        os.replace(tmp, path)
+    return save
 
 
 def _output(out) -> torch.Tensor:
@@ -211,30 +238,50 @@ def main(argv=None) -> int:
     p.add_argument("--compile-only", action="store_true", help="no GPU: build every variant for --arch, report")
     p.add_argument("--arch", type=int, default=90, help="compute capability for --compile-only (90: H100/H200)")
     p.add_argument("--no-e2e", action="store_true", help="skip the whole-model timing (arch:vit-b16 at k=64)")
+    p.add_argument("--out", default=None, help="also write the JSON here, after every stage (atomically)")
+    p.add_argument("--budget-s", type=float, default=None,
+                   help="start no new kernel timing row after this many seconds")
     args = p.parse_args(argv)
+    start = time.monotonic()
     if args.compile_only:
         return compile_only(args.arch)
     if not torch.cuda.is_available():
         print(json.dumps({"error": "no CUDA device"}))
         return 2
-    device = torch.device("cuda")
-    out = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__}
     try:
         import triton
-
-        out["triton"] = triton.__version__
     except ImportError:
         print(json.dumps({"error": "triton not installed"}))
         return 2
-    out["check_failures"] = check(device)
-    out["timings"] = bench(device, args.quick)
-    if not args.no_e2e:
-        try:
-            out["e2e"] = e2e(device)
-        except Exception as e:  # the kernel timings above still count
-            out["e2e"] = {"error": f"{type(e).__name__}: {str(e)[:500]}"}
+    out = run_all(torch.device("cuda"), args, start, {"device": torch.cuda.get_device_name(0),
+                                                        "torch": torch.__version__, "triton": triton.__version__})
     print(json.dumps(out, indent=1))
     return 1 if out["check_failures"] else 0
+
+
+def run_all(device, args, start: float, out: dict) -> dict:
+    """The checks, the kernel timings and the whole-model part, into ``out``; each stage saved
+    (``args.out``) as it ends, ``complete`` set at the end."""
+    save = writer(args.out)
+
+    def stage(**parts):
+        out.update(parts, elapsed_s=round(time.monotonic() - start, 1))
+        save(out)
+
+    stage(complete=False, check_failures=check(device))
+    deadline = None if args.budget_s is None else start + args.budget_s
+    rows = bench(device, args.quick, deadline, on_row=lambda rows: stage(timings=rows))
+    stage(timings=rows)
+    left = len(ROWS) * len(SHAPES) * 2 - len(rows)
+    if left:
+        stage(timings_cut={"after_s": args.budget_s, "rows_left": left})
+    if not args.no_e2e:
+        try:
+            stage(e2e=e2e(device))
+        except Exception as e:  # the kernel timings above still count
+            stage(e2e={"error": f"{type(e).__name__}: {str(e)[:500]}"})
+    stage(complete=True)
+    return out
 
 
 if __name__ == "__main__":

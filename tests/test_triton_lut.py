@@ -121,6 +121,28 @@ def test_gpu_benchmark_checks_pass_interpreted():
                 both = r["M"] <= 8  # few rows: both paths timed, each one's best kept
                 assert (name + "_gemv_ms" in r and name + "_gemm_ms" in r) == both, r
                 assert r[name + "_path"] in (("gemv", "gemm") if both else ("gemm",))
+        # the whole run as main() does it on a GPU, saved after every stage: a run stopped by a time
+        # limit leaves a whole JSON of what it measured, marked incomplete
+        import argparse, json, os, tempfile
+        gpu.CASES = [gpu.CASES[0]]
+        path = os.path.join(tempfile.mkdtemp(), "gpu.json")
+        seen = []
+        def peeking_bench(fn):
+            if os.path.exists(path):
+                seen.append(json.load(open(path)))
+            return fake_bench(fn)
+        triton.testing.do_bench = peeking_bench
+        args = argparse.Namespace(quick=True, out=path, budget_s=None, no_e2e=True)
+        out = gpu.run_all(torch.device("cpu"), args, time.monotonic(), {"device": "cpu"})
+        assert out["complete"] and out["check_failures"] == [] and len(out["timings"]) == 4
+        assert "timings_cut" not in out and json.load(open(path)) == json.loads(json.dumps(out))
+        assert os.listdir(os.path.dirname(path)) == ["gpu.json"]  # no temp file left
+        assert seen[0]["complete"] is False and seen[0]["check_failures"] == [] and "timings" not in seen[0]
+        assert [len(s.get("timings", [])) for s in seen][-1] == 3  # the rows before the last, saved
+        # a budget already spent: no timing row starts, the cut is recorded
+        args.budget_s, args.out = 0.0, None
+        out = gpu.run_all(torch.device("cpu"), args, time.monotonic(), {"device": "cpu"})
+        assert out["timings"] == [] and out["timings_cut"] == {"after_s": 0.0, "rows_left": 4} and out["complete"]
         print("ok")
     """)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
