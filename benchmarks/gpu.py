@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 
@@ -137,19 +136,6 @@ def bench(device, quick: bool, deadline: float | None = None, on_row=None) -> li
     return rows
 
 
-def writer(path: str | None):
-    """A function that writes a result dict to ``path`` as JSON, atomically (temp file, then
-    rename), so that a run stopped at any point leaves the last whole copy; nothing without a path."""
-    def save(out: dict) -> None:
-        if path is None:
-            return
-        tmp = f"{path}.tmp{os.getpid()}"
-        with open(tmp, "w") as f:
-            json.dump(out, f, indent=1)
-        os.replace(tmp, path)
-    return save
-
-
 def _output(out) -> torch.Tensor:
     """The tensor of a forward pass's output (a tensor, or a transformers output's logits / hidden states)."""
     if torch.is_tensor(out):
@@ -262,11 +248,12 @@ def main(argv=None) -> int:
 def run_all(device, args, start: float, out: dict) -> dict:
     """The checks, the kernel timings and the whole-model part, into ``out``; each stage saved
     (``args.out``) as it ends, ``complete`` set at the end."""
-    save = writer(args.out)
+    from wclust.clustering.io import atomic_write_json
 
-    def stage(**parts):
+    def stage(**parts):  # a run stopped at any point leaves the last whole copy of args.out
         out.update(parts, elapsed_s=round(time.monotonic() - start, 1))
-        save(out)
+        if args.out:
+            atomic_write_json(args.out, out)
 
     stage(complete=False, check_failures=check(device))
     deadline = None if args.budget_s is None else start + args.budget_s

@@ -346,6 +346,7 @@ def plot_bench(result: dict, path: str) -> str:
 
     lat, mem = result["latency"], result.get("memory", {})
     names = list(lat)
+    ticks = [n.replace("_", "\n", 1) for n in names]
     sets = [("no pressure", lat, "tab:blue")]
     if "pressure" in result:
         w = result["pressure"]["workers"]
@@ -363,7 +364,7 @@ def plot_bench(result: dict, path: str) -> str:
             ax1.annotate(f"{d['speedup_vs_fp32']:.2f}x\n({d['speedup_paired']:.2f}x)", (x0, 0),
                          textcoords="offset points", xytext=(0, 3), ha="center", va="bottom", fontsize=7)
     ax1.axhline(lat["fp32"]["median_ms"], color="gray", ls="--", lw=0.8, label="fp32 median")
-    ax1.set_xticks(range(len(names)), [n.replace("_", "\n", 1) for n in names], fontsize=8)
+    ax1.set_xticks(range(len(names)), ticks, fontsize=8)
     ax1.set_ylim(0, 1.05 * max(max(d[n]["runs_ms"]) for _, d, _ in sets for n in names))
     ax1.set_ylabel(f"latency per run, ms ({result.get('clock', 'wall')} clock)")
     ax1.set_title("every run (dots), median (bar); at the foot: speed-up vs fp32, of medians (paired)", fontsize=9)
@@ -380,7 +381,7 @@ def plot_bench(result: dict, path: str) -> str:
             if base:
                 ax2.annotate(f"{v / base:.0%}", (x, v), textcoords="offset points", xytext=(0, 2), ha="center",
                              fontsize=7)
-    ax2.set_xticks(range(len(names)), [n.replace("_", "\n", 1) for n in names], fontsize=8)
+    ax2.set_xticks(range(len(names)), ticks, fontsize=8)
     ax2.set_ylabel("MiB")
     ax2.set_title("memory (labels: share of fp32)", fontsize=9)
     ax2.legend(fontsize=7)
