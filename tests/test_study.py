@@ -43,3 +43,18 @@ def test_study_writes_report_json_and_figures(tiny_dinov2, tmp_path):
                      out_dir=str(out), progress=False, log=lambda s: None, sizes=sizes)
     assert res2["bench"] == saved["bench"] and res2["profile"]["time"] == saved["profile"]["time"]
     assert [r["top1"] for r in res2["tradeoff"]] == [r["top1"] for r in saved["tradeoff"]]
+    # every timed run of one k is drawn: the recommended configuration's (quick: k=64 only is timed)
+    assert "bench.png" in saved["figures"] and "![bench](bench.png)" in md
+    assert saved["bench"]["figure_k"] == 64 and len(saved["bench"]["runs"]["64"]["latency"]["fp32"]["runs_ms"]) == 5
+    assert f"Every timed run at k={saved['bench']['figure_k']}" in md
+    assert saved["bench"]["runs"]["64"]["source"] == tiny_dinov2  # the figure's title names the study's source
+    # a bench part cached by an earlier version (medians only) is reused as it is, without the figure
+    part = out / "parts" / "bench.json"
+    cached = json.loads(part.read_text())
+    del cached["result"]["runs"]
+    part.write_text(json.dumps(cached))
+    (out / "bench.png").unlink()
+    res3 = run_study(tiny_dinov2, "digits", [16, 256], ["layer", "model"], max_drop=100.0, quick=True,
+                     out_dir=str(out), progress=False, log=lambda s: None, sizes=sizes)
+    assert res3["bench"]["by_k"] == saved["bench"]["by_k"] and "bench.png" not in res3["figures"]
+    assert not (out / "bench.png").exists() and "![bench]" not in (out / "report.md").read_text()

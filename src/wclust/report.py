@@ -139,6 +139,10 @@ def render_markdown(res: dict) -> str:
                      [[k, _f(b["fp32_ms"]), _f(b.get("int8_ms")), _f(b["clustered_ms"]), _f(b.get("clustered_bf16_ms")),
                        _f(b["speedup_fp32"], "{:.2f}x"), _f(b.get("speedup_bf16"), "{:.2f}x")]
                       for k, b in sorted(bench["by_k"].items(), key=lambda x: int(x[0]))]), ""]
+        if "bench.png" in res.get("figures", []):
+            L += [f"Every timed run at k={bench['figure_k']} (each dot one forward pass, in the order they ran; "
+                  "the spread within a variant is what other work on the machine added):", "",
+                  "![bench](bench.png)", ""]
     est = res.get("estimate")
     if est:
         names = list(est["platforms"])

@@ -49,12 +49,13 @@ def default_task(source: str, model) -> tuple[str, list[str]]:
                           "the study ran on scikit-learn's digits instead."]
 
 
-def _bench_part(model, ks, quick: bool, threads: int) -> dict:
+def _bench_part(model, ks, quick: bool, threads: int, source: str) -> dict:
     from .performance.bench import run_bench
 
-    by_k, last = {}, None
+    by_k, runs, last = {}, {}, None
     for k in ks:
         r = run_bench(model, k=k, threads=threads, repeats=5 if quick else 10, quick=quick, memory=False)
+        runs[str(k)] = dict(r, source=source)  # every timed run, for the figure (bench.png)
         lat = r["latency"]
         by_k[str(k)] = {"fp32_ms": lat["fp32"]["median_ms"], "int8_ms": lat["int8_dynamic"]["median_ms"],
                         "clustered_ms": lat["clustered_fp32"]["median_ms"],
@@ -64,8 +65,22 @@ def _bench_part(model, ks, quick: bool, threads: int) -> dict:
                         "speedup_int8": lat["int8_dynamic"]["speedup_vs_fp32"]}
         last = r
     return {"threads": threads, "kernel_isa": last.get("kernel_isa") if last else None,
-            "bf16_kernel": last.get("bf16_kernel") if last else None, "by_k": by_k,
+            "bf16_kernel": last.get("bf16_kernel") if last else None, "by_k": by_k, "runs": runs,
             "note": "medians of interleaved runs, batch 1"}
+
+
+def _plot_bench_part(bench: dict, rec: dict | None, path: str) -> str | None:
+    """Every timed run at one k (the recommended configuration's where it was timed, else 64, else
+    the first) with ``plot_bench``; None where the bench part holds no runs (one cached by an
+    earlier version)."""
+    from .performance.bench import plot_bench
+
+    runs = bench.get("runs") or {}
+    if not runs:
+        return None
+    k = next(k for k in (str(rec["k"]) if rec else None, "64", *runs) if k in runs)
+    bench["figure_k"] = int(k)
+    return plot_bench(runs[k], path)
 
 
 def run_study(source: str | None = None, task: str | None = None, ks=None, scopes=("layer", "model"),
@@ -111,7 +126,7 @@ def run_study(source: str | None = None, task: str | None = None, ks=None, scope
     bench_ks = [64] if quick else ks
     log(f"[4/5] measured speed, k={bench_ks}")
     bench = _cached(part("bench"), {"source": source, "ks": bench_ks, "threads": threads, "quick": quick}, fresh,
-                    lambda: _bench_part(model, bench_ks, quick, threads))
+                    lambda: _bench_part(model, bench_ks, quick, threads, source))
 
     log("[5/5] modelled speed-up and energy per platform")
     est = _cached(part("estimate"), {"source": source, "ks": ks, "platforms": list(platforms.PAPER)}, fresh,
@@ -126,6 +141,7 @@ def run_study(source: str | None = None, task: str | None = None, ks=None, scope
     rec = report.recommend(rows, max_drop)
     report.plot_tradeoff(rows, sweep_view["fp32"], os.path.join(out_dir, "tradeoff.png"),
                          title=f"{source} on {task}: accuracy vs weight bytes")
+    bench_png = _plot_bench_part(bench, rec, os.path.join(out_dir, "bench.png"))
     desc = (f"frozen linear probe on the fp32 model's features, {sw.get('n_train')} train / {sw.get('n_test')} "
             f"test examples" + (f", images at {sw['image_size']} px" if sw.get("image_size") else ""))
     results = {"model": info, "task": {"name": task, "description": desc,
@@ -133,7 +149,8 @@ def run_study(source: str | None = None, task: str | None = None, ks=None, scope
                                        "image_size": sw.get("image_size")},
                "notes": notes, "max_drop": max_drop, "profile": prof, "sweep": sweep_view, "bench": bench,
                "estimate": est, "estimate_pressure": est_p, "tradeoff": rows, "recommendation": rec,
-               "figures": ["profile_time.png", "profile_memory.png", "sweep.png", "estimate.png", "tradeoff.png"],
+               "figures": ["profile_time.png", "profile_memory.png", "sweep.png", "estimate.png", "tradeoff.png"]
+               + (["bench.png"] if bench_png else []),
                "run": {"seconds": time.perf_counter() - start, "threads": threads, "quick": quick,
                        "torch": torch.__version__}}
     atomic_write_json(os.path.join(out_dir, "results.json"), results, indent=1)
