@@ -33,6 +33,7 @@ GEMV_BLOCKS = [(1, 64, 64), (1, 16, 256), (1, 128, 64), (1, 32, 128), (1, 64, 25
 # the GEMM at <= GEMV_MAX_ROWS rows
 SMALL_M_BLOCKS = [(16, 64, 64), (16, 16, 256), (16, 32, 128), (16, 128, 64)]
 ROWS = [1, 8, 197]
+DTYPES = (torch.float32, torch.bfloat16)  # checked and timed
 
 
 def layer(out, inn, k, bits, device, n_groups=1, seed=0):
@@ -60,7 +61,7 @@ def check(device, cases=None) -> list:
     cases = CASES if cases is None else cases
     for m, out, inn, k, bits, ng in cases:
         idx, cb, gs, ib = layer(out, inn, k, bits, device, ng, seed=m + out)
-        for dt in (torch.float32, torch.bfloat16):
+        for dt in DTYPES:
             x = torch.randn(m, inn, device=device).to(dt)
             bias = torch.randn(out, device=device)
             ref = reference.lut_linear(x.double(), idx, cb.to(dt).double(), bias.to(dt).double(), inn, gs, ib)
@@ -103,7 +104,7 @@ def bench(device, quick: bool, deadline: float | None = None, on_row=None) -> li
     rows = []
     for m in ROWS:
         for inn, out in SHAPES:
-            for dt in (torch.float32, torch.bfloat16):
+            for dt in DTYPES:
                 if deadline is not None and time.monotonic() > deadline:
                     return rows
                 x = torch.randn(m, inn, device=device).to(dt)
@@ -259,7 +260,7 @@ def run_all(device, args, start: float, out: dict) -> dict:
     deadline = None if args.budget_s is None else start + args.budget_s
     rows = bench(device, args.quick, deadline, on_row=lambda rows: stage(timings=rows))
     stage(timings=rows)
-    left = len(ROWS) * len(SHAPES) * 2 - len(rows)
+    left = len(ROWS) * len(SHAPES) * len(DTYPES) - len(rows)
     if left:
         stage(timings_cut={"after_s": args.budget_s, "rows_left": left})
     if not args.no_e2e:
