@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import wclust
+from wclust.clustering import arena
 from wclust.performance import profile
 from wclust.cli import main
 
@@ -55,6 +56,17 @@ def test_trace_clustered_linear(k, index_bytes):
     assert r["clustered"]["n_clusters"] == k
 
 
+def test_trace_attributes_each_layer_its_indices_in_one_arena():
+    if not arena.enabled():
+        pytest.skip("no huge-page arena here")
+    m = torch.nn.Sequential(torch.nn.Linear(64, 48), torch.nn.ReLU(), torch.nn.Linear(48, 32)).eval()
+    wclust.compress(m, wclust.ClusterConfig(n_clusters=16))
+    assert arena.consolidate(m, min_bytes=0) == (48 * 64 + 32 * 48) // 2
+    recs = [r for r in profile.trace_ops(m, {"input": torch.randn(3, 64)}) if r["group"] == "matmul"]
+    assert [r["weights"] for r in recs] == [["0.indices", "0.codebook", "0.bias"], ["2.indices", "2.codebook", "2.bias"]]
+    assert [r["weight_bytes"] for r in recs] == [48 * 64 // 2 + 4 * 16 + 4 * 48, 32 * 48 // 2 + 4 * 16 + 4 * 32]
+
+
 def test_trace_embedding_reads_only_gathered_rows():
     emb = torch.nn.Embedding(1000, 16)
     recs = profile.trace_ops(emb, {"input": torch.tensor([[1, 2, 3]])})
@@ -86,9 +98,14 @@ def test_profile_tiny(tiny, tiny_inputs):
     assert not res["clustered"]
 
 
-def test_profile_clustered_counts_index_width(tiny, tiny_inputs):
+@pytest.mark.parametrize("in_arena", [False, True])
+def test_profile_clustered_counts_index_width(tiny, tiny_inputs, in_arena):
     ids, img = tiny_inputs
     wclust.compress(tiny, wclust.ClusterConfig(n_clusters=16, scope="layer", min_size=1))
+    if in_arena:  # every layer's indices in one storage: each still counted as its own weight
+        if not arena.enabled():
+            pytest.skip("no huge-page arena here")
+        assert arena.consolidate(tiny, min_bytes=0) > 0
     res = profile.profile_model(tiny, runs=1, inputs={"ids": ids, "img": img})
     _check_result(res)
     assert res["clustered"]

@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import save as st_save
 from torch import nn
 
-from . import validate
+from . import arena, validate
 from .validate import is_int, is_num, need
 from ..errors import FormatError, WclustError
 from .modules import CLUSTERED_BUFFERS as _CLUSTERED_BUFFERS
@@ -239,6 +239,7 @@ def load(path: str | os.PathLike, model: nn.Module | None = None) -> nn.Module:
     model.wclust_info = {"config": header.get("config"), "stats": header.get("stats"), "path": os.fspath(path)}
     model.wclust_source = header.get("source")
     model.eval()
+    arena.consolidate(model)
     return model
 
 

@@ -105,6 +105,7 @@ def build_variants(model: nn.Module, k: int = 64, scope: str = "layer", bf16_mod
     ``clustered_bf16_model`` (the clustered model cast to bf16: codebooks, norms, activations
     and attention in bf16, indices unchanged), both fed bf16 inputs.
     """
+    from ..clustering.arena import consolidate
     from ..clustering.compress import compress
     from ..clustering.config import ClusterConfig
     from ..clustering.modules import clustered_modules, dense_view
@@ -119,6 +120,7 @@ def build_variants(model: nn.Module, k: int = 64, scope: str = "layer", bf16_mod
         bf = torch.bfloat16
         out["dense_bf16_model"] = (copy.deepcopy(model).to(bf), None, bf)
         out["clustered_bf16_model"] = (copy.deepcopy(clustered).to(bf), None, bf)
+        consolidate(out["clustered_bf16_model"][0])  # a deep copy holds ordinary tensors
     return out
 
 

@@ -179,7 +179,7 @@ class _Tracer(TorchDispatchMode):
                "out_bytes": out_bytes, "clusterable_numel": 0, "n_clusterable": 0}
         gather = base in ("embedding", "index", "index_select", "embedding_bag")
         for t in flat_in:
-            w = self.weights.get(t.untyped_storage().data_ptr()) if t.numel() else None
+            w = (self.weights.get(t.data_ptr()) or self.weights.get(t.untyped_storage().data_ptr())) if t.numel() else None
             if w is None:
                 rec["act_bytes"] += _nbytes(t)
                 continue
@@ -197,7 +197,10 @@ class _Tracer(TorchDispatchMode):
 
 
 def _weight_table(model: nn.Module) -> dict[int, dict]:
-    """storage pointer -> {name, bytes, numel, clusterable} for every parameter and buffer."""
+    """data pointer -> {name, bytes, numel, clusterable} for every parameter and buffer, and
+    storage pointer -> the same where one tensor is all a storage holds (so that views of it,
+    e.g. a transposed weight, are found too). Several tensors in one storage (clustered indices
+    in their huge-page arena, wclust.clustering.arena) are found by their own data pointers."""
     from ..clustering.compress import find_targets
     from ..clustering.config import ClusterConfig
     from ..clustering.modules import _Clustered
@@ -207,11 +210,12 @@ def _weight_table(model: nn.Module) -> dict[int, dict]:
     except ValueError:  # e.g. non-float or meta weights: nothing counts as clusterable
         clusterable = set()
     table: dict[int, dict] = {}
+    by_storage: dict[int, list[dict]] = {}
     for fqn, m in model.named_modules():
         for name, t in list(m.named_parameters(recurse=False)) + list(m.named_buffers(recurse=False)):
             if t is None or not t.numel():
                 continue
-            ptr = t.untyped_storage().data_ptr()
+            ptr = t.data_ptr()
             if ptr in table:
                 continue
             info = {"name": f"{fqn}.{name}" if fqn else name, "bytes": _nbytes(t), "numel": t.numel(),
@@ -220,6 +224,10 @@ def _weight_table(model: nn.Module) -> dict[int, dict]:
                 info["clustered"] = {"bits": m.bits, "n_clusters": int(m.codebook.shape[1])}
                 info["numel"] = m.out_features * m.in_features if name == "indices" else 0
             table[ptr] = info
+            by_storage.setdefault(t.untyped_storage().data_ptr(), []).append(info)
+    for ptr, infos in by_storage.items():
+        if len(infos) == 1 and ptr not in table:
+            table[ptr] = infos[0]
     return table
 
 
