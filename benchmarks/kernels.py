@@ -9,7 +9,9 @@ go through the ``wclust::lut_linear`` op; at M <= 8 also through ClusteredLinear
 nn.Linear modules (``dense_fp32_module``) beside them;
 ``modules_vs_dense_module`` gives their ratios against nn.Linear (module against module). Every candidate cycles
 through ``--copies`` different weight copies so that, as in a model, the weights are not all in
-L2 between calls. Candidates are timed interleaved (shuffled order per round) in one run; the median and
+L2 between calls. The indices of each clustered configuration sit in one huge-page arena, as
+wclust.load and wclust.compress place a model's (``WCLUST_NO_HUGEPAGES=1``: ordinary pages, as
+torch allocates). Candidates are timed interleaved (shuffled order per round) in one run; the median and
 the minimum of short samples are both kept (on a shared machine the minimum is the better
 estimate of the uncontended speed). Ratios are dense_ms / kernel_ms (> 1 = faster than dense
 fp32) and int8_ms / kernel_ms, from medians (``vs_*``) and from minima (``vs_*_min``).
@@ -27,6 +29,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 
+from wclust.clustering import arena
 from wclust.clustering.modules import ClusteredLinear, ClusteredParts
 from wclust.kernels import cpu, reference
 from wclust.clustering.packing import pack_rows_4bit
@@ -60,7 +63,17 @@ def _module(fn, compute_dtype=None):
     parts = ClusteredParts((out, inn), reference.unpack_rows(idx, inn, bits).numpy(), cb, out, bits)
     mod = ClusteredLinear(parts, b)
     mod.compute_dtype = compute_dtype
-    return lambda: mod(x)
+    return mod, x
+
+
+def _module_candidates(fns, compute_dtype=None, huge=True):
+    """``_module`` of each op candidate, their indices placed in one huge-page arena as
+    wclust.load and wclust.compress place a model's (wclust.clustering.arena); ``huge=False``:
+    left in ordinary pages."""
+    mods = [_module(f, compute_dtype) for f in fns]
+    if huge:
+        arena.consolidate(torch.nn.ModuleList([m for m, _ in mods]), min_bytes=0)
+    return [lambda m=m, x=x: m(x) for m, x in mods]
 
 
 def clustered_layer(g, inn, out, k, bits, dtype=torch.float32):
@@ -73,7 +86,7 @@ def clustered_layer(g, inn, out, k, bits, dtype=torch.float32):
     return idx, cb.to(dtype), b.to(dtype)
 
 
-def candidates(inn, out, m, copies, bf16, shapes=None, modules=False):
+def candidates(inn, out, m, copies, bf16, shapes=None, modules=False, page_twins=False):
     """name -> list of callables, one per weight copy (``shapes``: a list of (in, out), one each).
     ``modules``: also each configuration through ClusteredLinear modules (what a model runs: eager
     inference at few rows skips the dispatcher), float32 and (with ``bf16``) bf16 compute, against
@@ -92,9 +105,12 @@ def candidates(inn, out, m, copies, bf16, shapes=None, modules=False):
         c["dense_fp32_module"] = [lambda lin=_nn_linear(w, b), x=xs[w.shape[1]]: lin(x) for w, b in ws]
     for name, k, bits in CONFIGS:
         fns, fnb = [], []
-        for inn, out in shapes:
+        layers = [clustered_layer(g, inn, out, k, bits) for inn, out in shapes]
+        placed = arena.place([idx for idx, _, _ in layers])  # side by side in huge pages, as in a loaded model
+        if placed is not None:
+            layers = [(p, cb, b) for p, (_, cb, b) in zip(placed, layers)]
+        for (inn, out), (idx, cb, b) in zip(shapes, layers):
             x, xb = xs[inn], xbs[inn]
-            idx, cb, b = clustered_layer(g, inn, out, k, bits)
             fns.append(lambda idx=idx, cb=cb, bits=bits, x=x, b=b, inn=inn, out=out:
                        lut_linear(x, idx, cb, b, inn, out, bits))
             fnb.append(lambda idx=idx, cb=cb, bits=bits, xb=xb, b=b, inn=inn, out=out:
@@ -103,9 +119,11 @@ def candidates(inn, out, m, copies, bf16, shapes=None, modules=False):
         if bf16:
             c[f"lut_{name}_bf16"] = fnb
         if modules:
-            c[f"lut_{name}_fp32_module"] = [_module(f) for f in fns]
+            c[f"lut_{name}_fp32_module"] = _module_candidates(fns)
+            if page_twins and name in ("k16_4bit", "k64") and arena.enabled():
+                c[f"lut_{name}_4k_pages_fp32_module"] = _module_candidates(fns, huge=False)
             if bf16:
-                c[f"lut_{name}_bf16_module"] = [_module(f, torch.bfloat16) for f in fns]
+                c[f"lut_{name}_bf16_module"] = _module_candidates(fns, torch.bfloat16)
     return c
 
 
@@ -156,12 +174,16 @@ def main(argv=None) -> int:
                         "after another candidate's pass (vit_b_48_matrices: its weights come from memory) and "
                         "right after its own (vit_b_48_matrices_warm: a model run back to back, its weights in "
                         "cache where they fit, e.g. 43 MB of 4-bit indices in a 300 MB L3, 330 MB of fp32 not)")
+    p.add_argument("--page-twins", action="store_true",
+                   help="also time the 4-bit and k=64 float32 modules with their indices in ordinary 4 KiB "
+                        "pages (*_4k_pages_fp32_module) beside the same modules in the huge-page arena")
     p.add_argument("--clock", choices=["wall", "thread"], default="thread",
                    help="thread: CPU time of the calling thread, used at 1 thread (time taken by other jobs on "
                         "a shared machine is not counted); runs with more threads always use wall time")
     args = p.parse_args(argv)
     global CLOCK
     results = {"kernel_isa": cpu.isa(), "torch": torch.__version__, "copies": args.copies,
+               "indices_in_huge_pages": arena.enabled(),
                "repeats": args.repeats, "clock_at_1_thread": args.clock, "runs": []}
     old = torch.get_num_threads()
     with torch.inference_mode():
@@ -172,7 +194,8 @@ def main(argv=None) -> int:
                 mods = m <= 8  # rows ClusteredLinear's own fast path takes (cpu.gemv_rows: 8..12)
                 block, block_min = {}, {}
                 for inn, out in SHAPES:
-                    ms, mn = time_interleaved(candidates(inn, out, m, args.copies, bf16=True, modules=mods), args.repeats)
+                    ms, mn = time_interleaved(candidates(inn, out, m, args.copies, bf16=True, modules=mods,
+                                                               page_twins=args.page_twins), args.repeats)
                     for n in ms:
                         block[n] = block.get(n, 0.0) + ms[n]
                         block_min[n] = block_min.get(n, 0.0) + mn[n]
@@ -181,7 +204,8 @@ def main(argv=None) -> int:
                 results["runs"].append(_row(threads, m, "block", block, block_min))
                 print(json.dumps(results["runs"][-1]["vs_dense_fp32_min"]), file=sys.stderr)
                 if args.model_pass:
-                    cands = candidates(0, 0, m, 48, bf16=True, shapes=SHAPES * 12, modules=mods)
+                    cands = candidates(0, 0, m, 48, bf16=True, shapes=SHAPES * 12, modules=mods,
+                                       page_twins=args.page_twins)
                     for warm, label in ((False, "vit_b_48_matrices"), (True, "vit_b_48_matrices_warm")):
                         ms, mn = time_interleaved(cands, max(5, args.repeats // 3), min_sample_s=0.0, warm=warm)
                         ms = {n: v * 48 for n, v in ms.items()}
