@@ -52,6 +52,8 @@ def test_consolidate_moves_indices_and_keeps_outputs(bits, monkeypatch):
     placed = arena.consolidate(model, min_bytes=0)
     assert placed == sum(t.numel() for t in before.values())
     assert len(_storages(model)) == 1
+    storage = next(iter(mods.values())).indices.untyped_storage()
+    assert storage.nbytes() < placed + 3 * arena.SLOT_ALIGN  # torch.save writes no padding page
     ptrs = sorted(m.indices.data_ptr() for m in mods.values())
     assert ptrs[0] % arena.HUGE_PAGE == 0 and all(p % arena.SLOT_ALIGN == 0 for p in ptrs)
     for n, m in mods.items():

@@ -4,8 +4,8 @@ At one token the LUT kernels stream every layer's indices once per forward pass,
 GEMV is fast enough for the page size to show: with the indices in 2 MiB transparent huge pages
 instead of 4 KiB pages, the 4-bit ClusteredLinear modules ran one ViT-B block 1.17-1.30x faster
 (`python benchmarks/kernels.py --threads 1 --m 1 --model-pass --page-twins`, both placements
-timed side by side; 1.01-1.07x over the 48 matrices right after another model's pass, k=64
-8-bit 0.96-1.06x: within noise). The likely cause is the TLB: the software prefetches run
+timed side by side in 2 runs; 1.01-1.12x over the 48 matrices right after another model's pass,
+k=64 8-bit 0.96-1.16x). The likely cause is the TLB: the software prefetches run
 several rows ahead of the kernel and cross a 4 KiB page every few rows.
 
 ``consolidate(model)`` copies the indices of every clustered module into one private anonymous
@@ -44,9 +44,9 @@ def hugepage_bytes(nbytes: int) -> torch.Tensor | None:
         mm.madvise(mmap.MADV_HUGEPAGE)
     except (OSError, ValueError):  # no THP in this kernel, or no memory: ordinary tensors stay
         return None
-    whole = torch.frombuffer(mm, dtype=torch.uint8)
-    start = (-whole.data_ptr()) % HUGE_PAGE
-    return whole[start:start + nbytes]
+    start = (-torch.frombuffer(mm, dtype=torch.uint8, count=1).data_ptr()) % HUGE_PAGE
+    # a storage of exactly the arena (what torch.save writes), holding the mapping alive
+    return torch.frombuffer(mm, dtype=torch.uint8, count=nbytes, offset=start)
 
 
 def place(tensors: list[torch.Tensor]) -> list[torch.Tensor] | None:
