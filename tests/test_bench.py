@@ -32,7 +32,17 @@ def test_run_bench_structure_with_pressure():
     assert mem["clustered_fp32"]["param_mb"] < mem["fp32"]["param_mb"]
     assert mem["int8_dynamic"]["param_mb"] < mem["fp32"]["param_mb"]
     assert res["threads"] == 1 and res["kernel_isa"]
+    assert res["index_pages"] == "ordinary"  # ~10 KB of indices: below one huge page, left in place
     json.dumps(res)
+
+
+def test_run_bench_names_where_the_indices_are():
+    from wclust.clustering import arena
+
+    big = torch.nn.Sequential(torch.nn.Linear(1024, 1536), torch.nn.ReLU(), torch.nn.Linear(1536, 1024))
+    res = bench.run_bench(big, k=64, repeats=1, quick=True, memory=False, bf16_models=False,
+                          inputs={"input": torch.randn(2, 1024)})
+    assert res["index_pages"] == ("huge" if arena.enabled() else "ordinary")  # 3 MiB of 8-bit indices
 
 
 def test_measure_memory_in_subprocess():

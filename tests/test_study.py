@@ -47,6 +47,7 @@ def test_study_writes_report_json_and_figures(tiny_dinov2, tmp_path):
     assert "bench.png" in saved["figures"] and "![bench](bench.png)" in md
     assert saved["bench"]["figure_k"] == 64 and len(saved["bench"]["runs"]["64"]["latency"]["fp32"]["runs_ms"]) == 5
     assert f"Every timed run at k={saved['bench']['figure_k']}" in md
+    assert f"indices in {saved['bench']['index_pages']} pages" in md  # where the kernels read them from
     assert saved["bench"]["runs"]["64"]["source"] == tiny_dinov2  # the figure's title names the study's source
     # a bench part cached by an earlier version (medians only) is reused as it is, without the figure
     part = out / "parts" / "bench.json"

@@ -132,7 +132,8 @@ def render_markdown(res: dict) -> str:
     if bench:
         L += ["## Measured speed on this machine", "",
               f"Median latency of one forward pass, batch 1, {bench['threads']} thread(s), kernel ISA "
-              f"`{bench.get('kernel_isa', '?')}`, bf16 compute on `{bench.get('bf16_kernel') or '?'}`; all "
+              f"`{bench.get('kernel_isa', '?')}`, bf16 compute on `{bench.get('bf16_kernel') or '?'}`"
+              + (f", indices in {bench['index_pages']} pages" if bench.get("index_pages") else "") + "; all "
               "variants timed side by side in one run.", "",
               _table(["k", "fp32 ms", "int8 dynamic ms", "clustered fp32 ms", "clustered bf16 ms",
                       "speed-up fp32", "speed-up bf16"],

@@ -65,7 +65,8 @@ def _bench_part(model, ks, quick: bool, threads: int, source: str) -> dict:
                         "speedup_int8": lat["int8_dynamic"]["speedup_vs_fp32"]}
         last = r
     return {"threads": threads, "kernel_isa": last.get("kernel_isa") if last else None,
-            "bf16_kernel": last.get("bf16_kernel") if last else None, "by_k": by_k, "runs": runs,
+            "bf16_kernel": last.get("bf16_kernel") if last else None,
+            "index_pages": last.get("index_pages") if last else None, "by_k": by_k, "runs": runs,
             "note": "medians of interleaved runs, batch 1"}
 
 

@@ -68,6 +68,14 @@ def place(tensors: list[torch.Tensor]) -> list[torch.Tensor] | None:
     return out
 
 
+def placed(model: torch.nn.Module) -> bool:
+    """Every clustered module of ``model`` has its indices in an arena (False with none)."""
+    from .modules import clustered_modules
+
+    mods = list(clustered_modules(model).values())
+    return bool(mods) and all(getattr(m, "_arena_ptr", None) == m.indices.data_ptr() for m in mods)
+
+
 def consolidate(model: torch.nn.Module, min_bytes: int = HUGE_PAGE) -> int:
     """Move the indices of ``model``'s clustered modules into one huge-page arena (see the module
     docstring); returns the bytes placed, 0 where nothing was moved (already placed, not

@@ -57,7 +57,8 @@ def run(args) -> int:
     stored = " (as stored; fp32 = its dense twin)" if res.get("stored") else ""
     tokens = f" seq_len={res['seq_len']}" if res.get("seq_len") else ""
     print(f"{res['source']}  k={res['n_clusters']} scope={res['scope']}{stored}{tokens} threads={res['threads']} "
-          f"repeats={res['repeats']} kernel={res['kernel_isa']} bf16={res.get('bf16_kernel')} clock={res['clock']}")
+          f"repeats={res['repeats']} kernel={res['kernel_isa']} bf16={res.get('bf16_kernel')} "
+          f"indices={res.get('index_pages')} pages clock={res['clock']}")
     cols = ["latency"] + (["pressure"] if "pressure" in res else [])
     head = f"{'variant':<22}{'median ms':>11}{'speedup':>9}{'paired':>8}{'minima':>8}"
     if "pressure" in res:

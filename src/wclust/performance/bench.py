@@ -286,6 +286,7 @@ def run_bench(source, k: int = 64, threads: int = 1, pressure: int = 0, repeats:
     clk = time.thread_time if clock == "thread" else time.perf_counter
     old_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
+    from ..clustering.arena import placed
     from ..clustering.modules import clustered_modules
 
     stored = bool(clustered_modules(model))
@@ -303,6 +304,7 @@ def run_bench(source, k: int = 64, threads: int = 1, pressure: int = 0, repeats:
             "n_clusters": k, "scope": scope, "stored": stored, "threads": threads, "repeats": repeats, "batch": batch,
             "seq_len": None if ids is None else int(ids.shape[-1]),
             "kernel_isa": cpu.isa(), "bf16_kernel": cpu.bf16_path(), "torch": torch.__version__, "clock": clock,
+            "index_pages": "huge" if placed(variants["clustered_fp32"][0]) else "ordinary",
             "latency": time_variants(variants, inputs, repeats, warmup=warmup, clock=clk, bar=bar),
         }
         if pressure > 0:
