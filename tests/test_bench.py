@@ -212,6 +212,7 @@ def test_plot_bench_draws_every_run_each_median_and_speed_up(monkeypatch, tmp_pa
         for v in d.values():
             assert f"{v['speedup_vs_fp32']:.2f}x\n({v['speedup_paired']:.2f}x)" in labels
     assert [p.get_height() for p in mem_ax.patches] == pytest.approx([res["memory"][v]["param_mb"] for v in res["latency"]])
+    assert "indices in ordinary pages" in drawn["fig"]._suptitle.get_text()
 
 
 def test_cli_bench_writes_json_and_figure(monkeypatch, tmp_path, capsys):

@@ -392,6 +392,7 @@ def plot_bench(result: dict, path: str) -> str:
     tokens = f", {result['seq_len']} tokens" if result.get("seq_len") else ""
     fig.suptitle(f"{result['source']}: k={result['n_clusters']} {result['scope']}, batch {result.get('batch', 1)}"
                  f"{tokens}, {result['threads']} thread(s), {result['repeats']} interleaved rounds, kernel "
-                 f"{result.get('kernel_isa')}, bf16 {result.get('bf16_kernel')}", fontsize=10)
+                 f"{result.get('kernel_isa')}, bf16 {result.get('bf16_kernel')}"
+                 + (f", indices in {result['index_pages']} pages" if result.get("index_pages") else ""), fontsize=10)
     fig.tight_layout()
     return figures.save(fig, path, dpi=110)
