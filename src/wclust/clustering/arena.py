@@ -68,12 +68,16 @@ def place(tensors: list[torch.Tensor]) -> list[torch.Tensor] | None:
     return out
 
 
+def _in_arena(module) -> bool:
+    return getattr(module, "_arena_ptr", None) == module.indices.data_ptr()
+
+
 def placed(model: torch.nn.Module) -> bool:
     """Every clustered module of ``model`` has its indices in an arena (False with none)."""
     from .modules import clustered_modules
 
     mods = list(clustered_modules(model).values())
-    return bool(mods) and all(getattr(m, "_arena_ptr", None) == m.indices.data_ptr() for m in mods)
+    return bool(mods) and all(_in_arena(m) for m in mods)
 
 
 def consolidate(model: torch.nn.Module, min_bytes: int = HUGE_PAGE) -> int:
@@ -84,7 +88,7 @@ def consolidate(model: torch.nn.Module, min_bytes: int = HUGE_PAGE) -> int:
 
     mods = [m for m in clustered_modules(model).values()
             if m.indices.device.type == "cpu" and m.indices.is_contiguous()]
-    if all(getattr(m, "_arena_ptr", None) == m.indices.data_ptr() for m in mods):
+    if all(_in_arena(m) for m in mods):
         return 0
     unique: dict[int, torch.Tensor] = {}  # holds every old tensor until all are replaced: ids stay unique
     for m in mods:
