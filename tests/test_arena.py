@@ -143,3 +143,26 @@ def test_arena_is_backed_by_huge_pages():
             assert end <= hi
             return
     pytest.fail("the arena's mapping is not in /proc/self/smaps")
+
+
+@needs_arena
+def test_consolidate_frees_each_old_tensor_before_copying_the_next(monkeypatch):
+    import weakref
+
+    monkeypatch.setenv("WCLUST_NO_HUGEPAGES", "1")
+    model = compress(_model(6), ClusterConfig(n_clusters=64), progress=False)
+    monkeypatch.delenv("WCLUST_NO_HUGEPAGES")
+    refs = [weakref.ref(m.indices) for m in clustered_modules(model).values()]
+    alive_at_copy = []
+    copy_into = arena._copy_into
+
+    def watched(a, offset, t):
+        alive_at_copy.append([r() is not None for r in refs])
+        return copy_into(a, offset, t)
+
+    monkeypatch.setattr(arena, "_copy_into", watched)
+    assert arena.consolidate(model, min_bytes=0) > 0
+    # copying layer i, the layers before it no longer hold memory twice: the peak is the arena
+    # plus one layer, not two copies of every index
+    assert alive_at_copy == [[j >= i for j in range(len(refs))] for i in range(len(refs))]
+    assert all(r() is None for r in refs)

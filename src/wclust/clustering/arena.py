@@ -13,8 +13,9 @@ mapping advised with ``MADV_HUGEPAGE`` (64-byte aligned slots, the layers in mod
 makes each module's ``indices`` buffer a view of it; tied modules keep sharing one tensor. It
 needs Linux's ``madvise``; elsewhere, for CUDA tensors, below one huge page of indices, or with
 ``WCLUST_NO_HUGEPAGES=1`` it leaves the model as it is. The mapping adds at most one huge page
-of resident memory (the rest of the last page); ``torch.save`` and ``copy.deepcopy`` write and
-make ordinary tensors.
+of resident memory (the rest of the last page). It copies one tensor at a time and lets go of
+each old one before the next, so the indices are never all held twice. ``torch.save`` and
+``copy.deepcopy`` write and make ordinary tensors.
 """
 from __future__ import annotations
 
@@ -49,23 +50,30 @@ def hugepage_bytes(nbytes: int) -> torch.Tensor | None:
     return torch.frombuffer(mm, dtype=torch.uint8, count=nbytes, offset=start)
 
 
+def _layout(tensors: list[torch.Tensor]) -> tuple[list[int], int]:
+    """(offset of each tensor in the arena, the arena's size): in order, 64-byte aligned slots."""
+    offsets, total = [], 0
+    for t in tensors:
+        offsets.append(total)
+        total += -(-t.numel() * t.element_size() // SLOT_ALIGN) * SLOT_ALIGN
+    return offsets, total
+
+
+def _copy_into(arena: torch.Tensor, offset: int, t: torch.Tensor) -> torch.Tensor:
+    """t copied into the arena at ``offset``: a view of the arena with t's dtype and shape."""
+    v = arena[offset:offset + t.numel() * t.element_size()].view(t.dtype).view(t.shape)
+    v.copy_(t)
+    return v
+
+
 def place(tensors: list[torch.Tensor]) -> list[torch.Tensor] | None:
     """Copies of contiguous CPU ``tensors`` (any dtype) side by side in one huge-page arena, in
     order, each slot 64-byte aligned; None where the arena is not available."""
-    sizes = [t.numel() * t.element_size() for t in tensors]
-    offsets, total = [], 0
-    for n in sizes:
-        offsets.append(total)
-        total += -(-n // SLOT_ALIGN) * SLOT_ALIGN
+    offsets, total = _layout(tensors)
     arena = hugepage_bytes(total)
     if arena is None:
         return None
-    out = []
-    for t, o, n in zip(tensors, offsets, sizes):
-        v = arena[o:o + n].view(t.dtype).view(t.shape)
-        v.copy_(t)
-        out.append(v)
-    return out
+    return [_copy_into(arena, o, t) for t, o in zip(tensors, offsets)]
 
 
 def _in_arena(module) -> bool:
@@ -90,17 +98,26 @@ def consolidate(model: torch.nn.Module, min_bytes: int = HUGE_PAGE) -> int:
             if m.indices.device.type == "cpu" and m.indices.is_contiguous()]
     if all(_in_arena(m) for m in mods):
         return 0
-    unique: dict[int, torch.Tensor] = {}  # holds every old tensor until all are replaced: ids stay unique
+    groups: dict[int, tuple[torch.Tensor, list]] = {}  # each tensor once, with the modules holding it
     for m in mods:
-        unique.setdefault(id(m.indices), m.indices)
-    nbytes = sum(t.numel() for t in unique.values())
+        groups.setdefault(id(m.indices), (m.indices, []))[1].append(m)
+    entries = list(groups.values())
+    del groups
+    nbytes = sum(t.numel() for t, _ in entries)
     if nbytes < min_bytes:
         return 0
-    views = place(list(unique.values()))
-    if views is None:
+    offsets, total = _layout([t for t, _ in entries])
+    arena = hugepage_bytes(total)
+    if arena is None:
         return 0
-    new = dict(zip(unique, views))
-    for m in mods:
-        m._buffers["indices"] = new[id(m.indices)]
-        m._arena_ptr = m.indices.data_ptr()
+    # one tensor at a time, each old one freed once copied: the peak is the arena plus one layer,
+    # not twice the model's indices
+    for i, o in enumerate(offsets):
+        t, holders = entries[i]
+        entries[i] = None
+        v = _copy_into(arena, o, t)
+        del t
+        for m in holders:
+            m._buffers["indices"] = v
+            m._arena_ptr = v.data_ptr()
     return nbytes

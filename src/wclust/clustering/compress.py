@@ -13,6 +13,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import arena
+from ..sysmem import release_free_memory
 from .config import ClusterConfig
 from .error_feedback import assign
 from .kmeans import Assigner, Histogram, KMeans1D
@@ -283,4 +284,5 @@ def compress(model: nn.Module, config: ClusterConfig | None = None, *, sample_we
                   "seconds": time.perf_counter() - start, "fit_seconds": fit_seconds},
     }
     arena.consolidate(model)  # the indices in huge pages: the one-token kernels stream them faster
+    release_free_memory()  # the float weights replaced above
     return model

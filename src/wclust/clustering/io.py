@@ -22,6 +22,7 @@ from torch import nn
 from . import arena, validate
 from .validate import is_int, is_num, need
 from ..errors import FormatError, WclustError
+from ..sysmem import release_free_memory
 from .modules import CLUSTERED_BUFFERS as _CLUSTERED_BUFFERS
 from .modules import KIND_TO_CLASS, ClusteredParts, clustered_class_for, clustered_modules, swap_in
 from .packing import pack, unpack
@@ -239,7 +240,9 @@ def load(path: str | os.PathLike, model: nn.Module | None = None) -> nn.Module:
     model.wclust_info = {"config": header.get("config"), "stats": header.get("stats"), "path": os.fspath(path)}
     model.wclust_source = header.get("source")
     model.eval()
+    del state, parts, tensors, entries  # the file's tensors and the unpacked indices: the model holds its own
     arena.consolidate(model)
+    release_free_memory()  # all of that, and the skeleton's float weights, back to the OS
     return model
 
 
