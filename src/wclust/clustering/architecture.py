@@ -4,8 +4,10 @@ checkpoint. Sources (``sources/models.py``) record that description when they lo
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 
+import torch
 from torch import nn
 
 from ..errors import FormatError, WclustError
@@ -53,3 +55,45 @@ def build_from_source(src: dict | None) -> nn.Module:
         model.wclust_source = src
         return model.eval()
     raise FormatError(f"source.type: unknown {kind!r} (expected 'hf' or 'timm')")
+
+
+@contextlib.contextmanager
+def parameters_on_meta():
+    """Inside this block every ``nn.Parameter`` a module registers lives on the meta device (no
+    memory: its initialisation is skipped), while buffers are computed for real. A clustered file's
+    loader builds the architecture this way, then gives real storage only to the parameters the
+    file fills (``materialize``): the float weights it replaces by indices never exist. Not
+    thread-safe: it swaps ``nn.Module.register_parameter`` while the block runs."""
+    original = nn.Module.register_parameter
+
+    def register(self, name, param):
+        if type(param) is nn.Parameter and not param.is_meta:
+            param = nn.Parameter(param.detach().to("meta"), requires_grad=param.requires_grad)
+        original(self, name, param)
+
+    nn.Module.register_parameter = register
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter = original
+
+
+def materialize(model: nn.Module, filled: set[str]) -> bool:
+    """Give every meta parameter of ``model`` real (uninitialised) CPU storage, keeping shared
+    parameters shared, provided each has a name in ``filled`` (so loading those names overwrites
+    every byte). False, and ``model`` untouched, when some meta tensor could not be filled: a meta
+    buffer, or a parameter the file does not hold."""
+    if any(b.is_meta for b in model.buffers()):
+        return False
+    uses: dict[int, tuple[nn.Parameter, list]] = {}
+    for prefix, module in model.named_modules(remove_duplicate=False):
+        for name, p in module._parameters.items():
+            if p is not None and p.is_meta:
+                uses.setdefault(id(p), (p, []))[1].append((module, name, f"{prefix}.{name}" if prefix else name))
+    if any(not any(fqn in filled for _, _, fqn in where) for _, where in uses.values()):
+        return False
+    for p, where in uses.values():
+        real = nn.Parameter(torch.empty(p.shape, dtype=p.dtype), requires_grad=p.requires_grad)
+        for module, name, _ in where:
+            module._parameters[name] = real
+    return True

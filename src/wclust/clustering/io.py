@@ -230,12 +230,12 @@ def load(path: str | os.PathLike, model: nn.Module | None = None) -> nn.Module:
     header, tensors, entries = validate.read_file(path)
     parts = _parts(header, tensors)
     if model is None:
-        model = _build(header, os.path.getsize(path), parts, tensors)
+        model, state = _build(header, os.path.getsize(path), parts, tensors)
     else:
         if any(t.is_meta for t in itertools.chain(model.parameters(), model.buffers())):
             raise ValueError("load: the model has meta tensors (no storage); pass a real skeleton or model=None")
         validate.check_model_fits(header, model)
-    state = _assemble(model, header, parts, tensors)
+        state = _assemble(model, header, parts, tensors)
     model.load_state_dict(state, strict=False)
     model.wclust_info = {"config": header.get("config"), "stats": header.get("stats"), "path": os.fspath(path)}
     model.wclust_source = header.get("source")
@@ -261,10 +261,15 @@ def _parts(header: dict, tensors: dict) -> dict[str, ClusteredParts]:
     return out
 
 
-def _build(header: dict, file_bytes: int, parts: dict, tensors: dict) -> nn.Module:
-    """The architecture from the header's source: first on the meta device (no memory), where its
-    size is bounded by the file's and every tensor is checked, then for real."""
-    from .architecture import build_from_source
+def _build(header: dict, file_bytes: int, parts: dict, tensors: dict) -> tuple[nn.Module, dict]:
+    """The architecture from the header's source, its clustered modules swapped in, and the state
+    to load into it. First on the meta device (no memory), where its size is bounded by the file's
+    and every tensor is checked; then for real with its parameters on the meta device, so the
+    float weights the file replaces by indices are never allocated, and only the parameters the
+    file fills get storage. An architecture that computes a buffer from a parameter (left on the
+    meta device), or has a parameter the file does not fill, is built again with every float
+    weight: the same model, at the old peak memory."""
+    from .architecture import build_from_source, materialize, parameters_on_meta
 
     src = header.get("source")
     if isinstance(src, dict) and src.get("type") == "hf":
@@ -277,9 +282,18 @@ def _build(header: dict, file_bytes: int, parts: dict, tensors: dict) -> nn.Modu
     validate.check_model_fits(header, meta)
     _assemble(meta, header, parts, tensors)
     del meta
+    try:
+        with parameters_on_meta():
+            model = _construct(build_from_source, src, torch.device("cpu"))
+    except Exception:  # whatever the architecture makes of meta parameters: the float build below
+        model = None
+    if model is not None:
+        state = _assemble(model, header, parts, tensors)
+        if materialize(model, set(state)):
+            return model, state
     model = _construct(build_from_source, src, torch.device("cpu"))
     validate.check_model_fits(header, model)
-    return model
+    return model, _assemble(model, header, parts, tensors)
 
 
 def _same_kind(ref, v) -> bool:
