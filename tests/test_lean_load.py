@@ -101,12 +101,20 @@ class _BufferFromWeight(nn.Module):
         self.register_buffer("norms", self.lin.weight.detach().norm(dim=1), persistent=False)
 
 
+class _AttributeFromWeight(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 3)
+        self.col_sums = self.lin.weight.detach().sum(0)                # a plain attribute, not a buffer
+
+
 def test_materialize_refuses_what_the_file_cannot_fill():
-    with parameters_on_meta():
-        m = _BufferFromWeight()
-    assert m.lin.weight.is_meta and m.norms.is_meta
-    assert materialize(m, {"lin.weight", "lin.bias"}) is False      # a buffer computed from a meta weight
-    assert m.lin.weight.is_meta                                       # untouched
+    for cls in (_BufferFromWeight, _AttributeFromWeight):
+        with parameters_on_meta():
+            m = cls()
+        assert m.lin.weight.is_meta
+        assert materialize(m, {"lin.weight", "lin.bias"}) is False  # a tensor computed from a meta weight
+        assert m.lin.weight.is_meta                                   # untouched
 
     with parameters_on_meta():
         m = nn.Sequential(nn.Linear(4, 3), nn.LayerNorm(3))
@@ -181,3 +189,22 @@ def test_loading_never_holds_the_float_weights(tmp_path):
     # the file, its unpacked indices and the arena, 1 byte a weight each (0.63x the float bytes
     # here), where the float build peaked at 1.6x
     assert peak < 0.8 * float_bytes, f"peak {peak / 2**20:.0f} MiB for {float_bytes / 2**20:.0f} MiB of float weights"
+
+
+def test_an_architecture_that_fails_on_meta_parameters_is_built_the_float_way(tmp_path, monkeypatch):
+    import contextlib
+
+    model = _tiny_hf("bert").eval()
+    model.wclust_source = hf_source_dict(model)
+    wclust.compress(model, wclust.ClusterConfig(16, min_size=64), progress=False)
+    wclust.save(model, tmp_path / "b.wclust")
+
+    @contextlib.contextmanager
+    def failing():
+        raise RuntimeError("this architecture reads a weight's value in __init__")
+        yield
+
+    monkeypatch.setattr(architecture, "parameters_on_meta", failing)
+    loaded = wclust.load(tmp_path / "b.wclust")
+    with torch.no_grad():
+        assert torch.equal(loaded(**_inputs("bert")).last_hidden_state, model(**_inputs("bert")).last_hidden_state)

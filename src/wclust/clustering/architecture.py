@@ -82,8 +82,12 @@ def materialize(model: nn.Module, filled: set[str]) -> bool:
     """Give every meta parameter of ``model`` real (uninitialised) CPU storage, keeping shared
     parameters shared, provided each has a name in ``filled`` (so loading those names overwrites
     every byte). False, and ``model`` untouched, when some meta tensor could not be filled: a meta
-    buffer, or a parameter the file does not hold."""
+    buffer or plain tensor attribute (computed from a parameter while it was on the meta device), or
+    a parameter the file does not hold."""
     if any(b.is_meta for b in model.buffers()):
+        return False
+    if any(isinstance(v, torch.Tensor) and not isinstance(v, nn.Parameter) and v.is_meta
+           for m in model.modules() for v in vars(m).values()):
         return False
     uses: dict[int, tuple[nn.Parameter, list]] = {}
     for prefix, module in model.named_modules(remove_duplicate=False):
