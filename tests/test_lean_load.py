@@ -208,3 +208,25 @@ def test_an_architecture_that_fails_on_meta_parameters_is_built_the_float_way(tm
     loaded = wclust.load(tmp_path / "b.wclust")
     with torch.no_grad():
         assert torch.equal(loaded(**_inputs("bert")).last_hidden_state, model(**_inputs("bert")).last_hidden_state)
+
+
+def test_other_threads_build_real_parameters_meanwhile():
+    import threading
+
+    inside, done = threading.Event(), threading.Event()
+    built = {}
+
+    def loader():
+        with parameters_on_meta():
+            built["here"] = nn.Linear(3, 3)
+            inside.set()
+            done.wait(30)
+
+    t = threading.Thread(target=loader)
+    t.start()
+    assert inside.wait(30)
+    other = nn.Linear(3, 3)            # this thread, while the loader's block is open
+    done.set()
+    t.join()
+    assert built["here"].weight.is_meta and not other.weight.is_meta
+    assert nn.Module.register_parameter is _REGISTER

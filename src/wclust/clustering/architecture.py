@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import threading
 
 import torch
 from torch import nn
@@ -57,25 +58,40 @@ def build_from_source(src: dict | None) -> nn.Module:
     raise FormatError(f"source.type: unknown {kind!r} (expected 'hf' or 'timm')")
 
 
+_meta_params = threading.local()   # .depth > 0: this thread is inside parameters_on_meta
+_patch_lock = threading.Lock()
+_patch_users = 0
+_original_register = nn.Module.register_parameter
+
+
+def _register_parameter(self, name, param):
+    if getattr(_meta_params, "depth", 0) and type(param) is nn.Parameter and not param.is_meta:
+        param = nn.Parameter(param.detach().to("meta"), requires_grad=param.requires_grad)
+    _original_register(self, name, param)
+
+
 @contextlib.contextmanager
 def parameters_on_meta():
-    """Inside this block every ``nn.Parameter`` a module registers lives on the meta device (no
-    memory: its initialisation is skipped), while buffers are computed for real. A clustered file's
-    loader builds the architecture this way, then gives real storage only to the parameters the
-    file fills (``materialize``): the float weights it replaces by indices never exist. Not
-    thread-safe: it swaps ``nn.Module.register_parameter`` while the block runs."""
-    original = nn.Module.register_parameter
-
-    def register(self, name, param):
-        if type(param) is nn.Parameter and not param.is_meta:
-            param = nn.Parameter(param.detach().to("meta"), requires_grad=param.requires_grad)
-        original(self, name, param)
-
-    nn.Module.register_parameter = register
+    """Inside this block every ``nn.Parameter`` a module registers in this thread lives on the meta
+    device (no memory: its initialisation is skipped), while buffers are computed for real. A
+    clustered file's loader builds the architecture this way, then gives real storage only to the
+    parameters the file fills (``materialize``): the float weights it replaces by indices never
+    exist. ``nn.Module.register_parameter`` is swapped while any thread is inside; other threads'
+    modules are built as usual."""
+    global _patch_users
+    with _patch_lock:
+        if _patch_users == 0:
+            nn.Module.register_parameter = _register_parameter
+        _patch_users += 1
+    _meta_params.depth = getattr(_meta_params, "depth", 0) + 1
     try:
         yield
     finally:
-        nn.Module.register_parameter = original
+        _meta_params.depth -= 1
+        with _patch_lock:
+            _patch_users -= 1
+            if _patch_users == 0:
+                nn.Module.register_parameter = _original_register
 
 
 def materialize(model: nn.Module, filled: set[str]) -> bool:
