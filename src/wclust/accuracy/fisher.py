@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..clustering.conv1d import as_out_in, linear_classes, matmul_weight
 from ..errors import WclustError
 
 MAX_EXAMPLES = 64
@@ -24,7 +25,7 @@ def _weighted_modules(model: nn.Module) -> dict[str, nn.Parameter]:
     out = {}
     for fqn, m in model.named_modules():
         w = getattr(m, "weight", None)
-        if isinstance(m, (nn.Linear, nn.Embedding, nn.Conv1d, nn.Conv2d, nn.Conv3d)) and isinstance(w, nn.Parameter):
+        if isinstance(m, (*linear_classes(), nn.Embedding, nn.Conv1d, nn.Conv2d, nn.Conv3d)) and isinstance(w, nn.Parameter):
             out[fqn] = w
     return out
 
@@ -60,11 +61,12 @@ def input_hessians(model: nn.Module, evaluator, n_examples: int = MAX_EXAMPLES) 
 
 def _each_linear_input(model: nn.Module, evaluator, calib, step: int, fn) -> None:
     """Encode ``calib`` ``step`` examples at a time, calling ``fn(name, x)`` with the input rows
-    (2-D, detached) that every nn.Linear of ``model`` receives."""
+    (2-D, detached) that every nn.Linear (and transformers Conv1D) of ``model`` receives."""
     def hook(fqn):
         return lambda mod, args: fn(fqn, args[0].detach().reshape(-1, args[0].shape[-1]))
 
-    hooks = [m.register_forward_pre_hook(hook(fqn)) for fqn, m in model.named_modules() if isinstance(m, nn.Linear)]
+    hooks = [m.register_forward_pre_hook(hook(fqn)) for fqn, m in model.named_modules()
+             if isinstance(m, linear_classes())]
     try:
         with torch.inference_mode():
             for s in range(0, len(calib), step):
@@ -131,7 +133,8 @@ def activation_weights(model: nn.Module, evaluator, n_examples: int = MAX_EXAMPL
     _each_linear_input(model, evaluator, calibration_split(evaluator, n_examples), 16, add)
     out = {}
     for fqn, s in sums.items():
-        w = model.get_submodule(fqn).weight
+        m = model.get_submodule(fqn)
         e = s / counts[fqn]
-        out[fqn] = (e + 1e-3 * e.mean()).expand_as(w).contiguous()
+        # per input feature, over every output row; shaped like the module's weight (a Conv1D's is (in, out))
+        out[fqn] = as_out_in(m, (e + 1e-3 * e.mean()).expand_as(matmul_weight(m))).contiguous()
     return out

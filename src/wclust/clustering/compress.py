@@ -15,11 +15,17 @@ from tqdm.auto import tqdm
 from . import arena
 from ..sysmem import release_free_memory
 from .config import ClusterConfig
+from .conv1d import as_out_in, linear_classes, matmul_weight
 from .error_feedback import assign
 from .kmeans import Assigner, Histogram, KMeans1D
 from .modules import ClusteredParts, _Clustered, clustered_modules, swap_in
 
-_KINDS = {"linear": (nn.Linear,), "conv": (nn.Conv1d, nn.Conv2d, nn.Conv3d), "embedding": (nn.Embedding,)}
+_KINDS = {"conv": (nn.Conv1d, nn.Conv2d, nn.Conv3d), "embedding": (nn.Embedding,)}
+
+
+def kind_classes(kind: str) -> tuple[type, ...]:
+    """Module classes of a ``ClusterConfig.types`` kind ("linear" takes in transformers' Conv1D)."""
+    return linear_classes() if kind == "linear" else _KINDS[kind]
 
 
 @dataclass
@@ -32,11 +38,12 @@ class Target:
 
     @property
     def weight(self) -> torch.Tensor:
-        return self.module.weight
+        """(out, in, ...): a Conv1D's weight transposed."""
+        return matmul_weight(self.module)
 
 
 def find_targets(model: nn.Module, config: ClusterConfig, filter_fn=None) -> list[Target]:
-    kinds = tuple(t for k in config.types for t in _KINDS[k])
+    kinds = tuple(t for k in config.types for t in kind_classes(k))
     by_param: dict[int, Target] = {}
     out = []
     for fqn, m in model.named_modules():
@@ -96,10 +103,11 @@ class _Prepared:
             self.keep = keep.reshape(w.shape)
         self.sample_weight = None
         if sample_weight is not None:
-            if tuple(sample_weight.shape) != tuple(t.weight.shape):
+            if tuple(sample_weight.shape) != tuple(t.module.weight.shape):
                 raise ValueError(f"{t.fqn}: sample weight shape {tuple(sample_weight.shape)} != weight shape "
-                                 f"{tuple(t.weight.shape)}")
-            self.sample_weight = sample_weight.detach().to(torch.float32).reshape(self.rows, self.cols)
+                                 f"{tuple(t.module.weight.shape)}")
+            self.sample_weight = as_out_in(t.module, sample_weight.detach()).to(torch.float32).reshape(self.rows,
+                                                                                                   self.cols)
 
     def add_to(self, hist: Histogram, rows: slice = slice(None)) -> None:
         v = self.values[rows]
@@ -199,7 +207,7 @@ def compress(model: nn.Module, config: ClusterConfig | None = None, *, sample_we
     hs = hessians if config.error_feedback else {}
 
     def hessian(t: Target):
-        return hs.get(t.fqn) if isinstance(t.module, nn.Linear) else None
+        return hs.get(t.fqn) if isinstance(t.module, linear_classes()) else None
 
     k = config.n_clusters
     threads = config.threads or max(1, torch.get_num_threads())

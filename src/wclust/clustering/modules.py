@@ -1,6 +1,7 @@
 """Clustered modules: weights held as ``indices`` (uint8) into a ``codebook``.
 
-- ``ClusteredLinear`` replaces an ``nn.Linear`` (one ``wclust::lut_linear`` op per forward).
+- ``ClusteredLinear`` replaces an ``nn.Linear`` or a transformers ``Conv1D`` (one ``wclust::lut_linear``
+  op per forward).
 - ``ClusteredEmbedding`` replaces an ``nn.Embedding`` (rows gathered as indices, then looked up).
 - ``ClusteredConv2d`` (and ``ClusteredModule`` for any other module, e.g. a Linear subclass with
   its own forward) keeps the original module as ``inner`` without its weight and, for each call,
@@ -24,6 +25,7 @@ from torch import nn
 from ..kernels import cpu as _cpu
 from ..kernels import reference
 from ..kernels.ops import lut_linear
+from .conv1d import is_conv1d, matmul_weight
 from .packing import pack_rows_4bit
 
 
@@ -136,7 +138,8 @@ class ClusteredLinear(_Clustered):
 
     @classmethod
     def from_module(cls, module: nn.Linear, parts: ClusteredParts | None = None, n_clusters: int = 256):
-        parts = parts or fit_parts(module.weight, n_clusters)
+        """From an ``nn.Linear``, or a transformers ``Conv1D`` (its weight transposed: ``conv1d.py``)."""
+        parts = parts or fit_parts(matmul_weight(module), n_clusters)
         return cls(parts, module.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -286,7 +289,7 @@ KIND_TO_CLASS = {c.kind: c for c in CLUSTERED_TYPES}
 
 def clustered_class_for(module: nn.Module) -> type[_Clustered]:
     """The clustered class for a module: a fast native one only where forward is the stock one."""
-    if type(module).forward is nn.Linear.forward and isinstance(module, nn.Linear):
+    if (type(module).forward is nn.Linear.forward and isinstance(module, nn.Linear)) or is_conv1d(module):
         return ClusteredLinear
     if type(module).forward is nn.Embedding.forward and isinstance(module, nn.Embedding) and module.max_norm is None:
         return ClusteredEmbedding

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import FormatError
+from .conv1d import as_out_in
 from .packing import packed_nbytes
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
@@ -382,6 +383,8 @@ def check_model_fits(header: dict, model) -> None:
             except AttributeError:
                 raise FormatError(f"modules.{name}: the model has no such module") from None
             w = m._parameters.get("weight", m._buffers.get("weight"))
+            if isinstance(w, torch.Tensor):
+                w = as_out_in(m, w)   # a transformers Conv1D: clustered as (out, in)
             if not isinstance(w, torch.Tensor) or list(w.shape) != e["shape"]:
                 got = None if not isinstance(w, torch.Tensor) else list(w.shape)
                 raise FormatError(f"modules.{name}.shape: file says {e['shape']}, the model's weight is {got}")

@@ -36,6 +36,7 @@ import warnings
 import torch
 from torch import nn
 
+from ..clustering.conv1d import linears_in_place_of_conv1d
 from ..errors import WclustError
 
 VARIANTS = ("fp32", "int8_dynamic", "clustered_fp32", "clustered_bf16")
@@ -83,12 +84,13 @@ class Pressure:
 
 
 def int8_dynamic(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` with torch's dynamic int8 quantization of every nn.Linear."""
+    """A copy of ``model`` with torch's dynamic int8 quantization of every nn.Linear (and every
+    transformers Conv1D, as the Linear it is)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from torch.ao.quantization import quantize_dynamic
 
-        return quantize_dynamic(copy.deepcopy(model), {nn.Linear}, dtype=torch.qint8)
+        return quantize_dynamic(linears_in_place_of_conv1d(copy.deepcopy(model)), {nn.Linear}, dtype=torch.qint8)
 
 
 def build_variants(model: nn.Module, k: int = 64, scope: str = "layer", bf16_models: bool = False,

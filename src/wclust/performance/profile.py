@@ -24,6 +24,7 @@ from torch.utils import _pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from .. import figures
+from ..clustering.conv1d import linear_classes
 
 GROUPS = ["matmul", "softmax/attention", "layer norm", "activation", "elementwise", "copy/reshape",
           "convolution", "other"]
@@ -99,7 +100,7 @@ def param_breakdown(model: nn.Module) -> dict:
     resident = index_bytes = codebook_bytes = 0
     norm_types = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm, getattr(nn, "RMSNorm", nn.LayerNorm))
     for fqn, m in model.named_modules():
-        is_matmul = isinstance(m, (nn.Linear, nn.modules.conv._ConvNd)) or (
+        is_matmul = isinstance(m, (*linear_classes(), nn.modules.conv._ConvNd)) or (
             isinstance(m, _Clustered) and m.kind != "embedding")
         is_emb = isinstance(m, nn.Embedding) or (isinstance(m, _Clustered) and m.kind == "embedding")
         if isinstance(m, _Clustered) and id(m.indices) not in seen:
@@ -206,7 +207,7 @@ def _weight_table(model: nn.Module) -> dict[int, dict]:
     from ..clustering.modules import _Clustered
 
     try:  # the weights ``wclust.compress`` would cluster with the default config
-        clusterable = {id(t.weight) for t in find_targets(model, ClusterConfig())}
+        clusterable = {id(t.module.weight) for t in find_targets(model, ClusterConfig())}
     except ValueError:  # e.g. non-float or meta weights: nothing counts as clusterable
         clusterable = set()
     table: dict[int, dict] = {}

@@ -3,7 +3,8 @@
 
 ``arch:NAME`` builds a known architecture with random weights (transformers' own init, no download):
 for timing, profiling and clustering-speed work where pretrained weights are not needed
-(``arch:vit-b16`` = ViT-B/16 with a 1000-class head, 86.6M parameters; ``arch:deit-b`` = DeiT-B).
+(``arch:vit-b16`` = ViT-B/16 with a 1000-class head, 86.6M parameters; ``arch:deit-b`` = DeiT-B;
+``arch:gpt2`` = GPT-2 small with its LM head, 124M parameters).
 
 Every model returned carries ``model.wclust_source``: a JSON-able description from which
 ``clustering.architecture.build_from_source`` rebuilds the architecture without the original
@@ -34,6 +35,8 @@ ARCHS = {
     "vit-s16": ("ViTForImageClassification", "ViTConfig", {"image_size": 224, "patch_size": 16, "num_labels": 1000,
                                                            "hidden_size": 384, "num_attention_heads": 6,
                                                            "intermediate_size": 1536}),
+    # GPT-2 small: its attention and MLP layers are transformers Conv1D (clustered as Linears)
+    "gpt2": ("GPT2LMHeadModel", "GPT2Config", {}),
 }
 
 

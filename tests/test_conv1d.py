@@ -1,0 +1,115 @@
+"""transformers' Conv1D (GPT-2's attention and MLP layers) is clustered as the Linear it is."""
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+import wclust
+from wclust.clustering import architecture
+from wclust.clustering.architecture import hf_source_dict
+from wclust.clustering.compress import _Prepared, find_targets
+from wclust.clustering.conv1d import is_conv1d, linears_in_place_of_conv1d
+from wclust.clustering.modules import ClusteredLinear, clustered_modules
+
+transformers = pytest.importorskip("transformers")
+
+
+def _gpt2():
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(vocab_size=64, n_embd=48, n_layer=2, n_head=2, n_positions=32,
+                                  bos_token_id=0, eos_token_id=0)
+    m = transformers.GPT2LMHeadModel(cfg).eval()
+    m.wclust_source = hf_source_dict(m)
+    return m
+
+
+def _ids():
+    return torch.randint(0, 64, (2, 9), generator=torch.Generator().manual_seed(5))
+
+
+def _conv1d_names(model):
+    return sorted(n for n, m in model.named_modules() if is_conv1d(m))
+
+
+def test_every_conv1d_is_clustered_as_a_linear():
+    model = _gpt2()
+    names = _conv1d_names(model)
+    assert len(names) == 8                                  # c_attn, c_proj, c_fc, mlp.c_proj per block
+    reference = copy.deepcopy(model)
+    wclust.compress(model, wclust.ClusterConfig(64, min_size=256), progress=False)
+    clustered = clustered_modules(model)
+    for n in names:
+        m, orig = clustered[n], reference.get_submodule(n)
+        assert isinstance(m, ClusteredLinear)
+        assert m.weight_shape == (orig.nf, orig.nx)         # (out, in): the Conv1D weight transposed
+        idx = m.unpacked_indices()
+        assert int(idx.max()) < 64 and len(torch.unique(idx)) <= 64
+        w = m.dequantize(torch.float32)
+        # each clustered weight is the nearest codebook entry to the original (out, in) weight
+        cb = m.codebook[0]
+        nearest = cb[(orig.weight.t()[..., None] - cb).abs().argmin(-1)]
+        assert torch.equal(w, nearest)
+        # the module computes x @ W_clustered^T + b, checked in float64
+        x = torch.randn(5, orig.nx, generator=torch.Generator().manual_seed(1))
+        want = x.double() @ w.double().t() + orig.bias.double()
+        torch.testing.assert_close(m(x).double(), want, rtol=1e-5, atol=1e-5)
+    # the whole model equals the float GPT-2 holding the clustered weights (Conv1D ones transposed)
+    with torch.no_grad():
+        for n, m in clustered.items():
+            ref = reference.get_submodule(n)
+            w = m.dequantize(torch.float32)
+            ref.weight.copy_(w.t() if is_conv1d(ref) else w)
+        torch.testing.assert_close(model(_ids()).logits, reference(_ids()).logits, rtol=1e-4, atol=1e-5)
+
+
+def test_a_gpt2_file_round_trips_and_loads_lean(tmp_path, monkeypatch):
+    model = _gpt2()
+    wclust.compress(model, wclust.ClusterConfig(16, min_size=256), progress=False)
+    wclust.save(model, tmp_path / "g.wclust")
+    header = wclust.read_header(tmp_path / "g.wclust")
+    assert {header["modules"][n]["kind"] for n in _conv1d_names(_gpt2())} == {"linear"}
+    calls = []
+    real = architecture.materialize
+    monkeypatch.setattr(architecture, "materialize", lambda m, f: calls.append(real(m, f)) or calls[-1])
+    loaded = wclust.load(tmp_path / "g.wclust")
+    assert calls == [True]
+    assert all(isinstance(loaded.get_submodule(n), ClusteredLinear) for n in _conv1d_names(_gpt2()))
+    with torch.no_grad():
+        assert torch.equal(loaded(_ids()).logits, model(_ids()).logits)
+
+
+def test_float_conv1d_layers_stay_conv1d_in_files(tmp_path):
+    """Clustering only the embeddings leaves every Conv1D as it was, (in, out) weight in the file."""
+    model = _gpt2()
+    wclust.compress(model, wclust.ClusterConfig(16, types=("embedding",), min_size=256), progress=False)
+    wclust.save(model, tmp_path / "e.wclust")
+    loaded = wclust.load(tmp_path / "e.wclust")
+    assert _conv1d_names(loaded) == _conv1d_names(_gpt2())
+    with torch.no_grad():
+        assert torch.equal(loaded(_ids()).logits, model(_ids()).logits)
+
+
+def test_sample_weights_are_shaped_like_the_conv1d_weight():
+    model = _gpt2()
+    cfg = wclust.ClusterConfig(16, min_size=256, weighting="activation")
+    t = next(t for t in find_targets(model, cfg) if t.fqn == "transformer.h.0.attn.c_attn")
+    sw = torch.rand(t.module.weight.shape, generator=torch.Generator().manual_seed(2))   # (in, out)
+    prep = _Prepared(t, cfg, sw)
+    assert torch.equal(prep.sample_weight, sw.t())          # read in the (out, in) layout clustered
+    with pytest.raises(ValueError, match="sample weight shape"):
+        _Prepared(t, cfg, sw.t().contiguous())
+
+
+def test_int8_baseline_quantizes_conv1d_layers_too():
+    from wclust.performance.bench import int8_dynamic
+
+    model = _gpt2()
+    q = int8_dynamic(model)
+    assert not _conv1d_names(q) and _conv1d_names(model)     # the original is untouched
+    with torch.no_grad():
+        torch.testing.assert_close(q(_ids()).logits, model(_ids()).logits, rtol=0.05, atol=0.05)
+    lin = linears_in_place_of_conv1d(copy.deepcopy(model))
+    with torch.no_grad():
+        torch.testing.assert_close(lin(_ids()).logits, model(_ids()).logits, rtol=1e-5, atol=1e-6)
+    assert all(isinstance(lin.get_submodule(n), nn.Linear) for n in _conv1d_names(model))
