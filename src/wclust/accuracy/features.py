@@ -3,7 +3,8 @@
 - Vision backbones (e.g. ``Dinov2Model``): images resized to ``image_size`` (default 112 px for
   small images), grey -> 3 channels, ImageNet normalization; feature = the final CLS token
   (``pooler_output`` of Dinov2Model, else ``last_hidden_state[:, 0]``).
-- Text encoders (BERT-like): tokenized with the model's tokenizer; feature = attention-masked mean
+- Text encoders (BERT-like, or a language model's last hidden states): tokenized with the model's
+  tokenizer; feature = attention-masked mean
   of ``last_hidden_state``, L2-normalized (sentence-transformers' pooling).
 - Classifiers (HF ``*ForImageClassification``, timm): their logits.
 """
@@ -67,9 +68,12 @@ class Encoder:
                               f"{modality} task")
         self.max_length = max_length
         self.tokenizer = None
+        self._hidden_states = False
         if self.kind == "text":
             transformers = importlib.import_module("transformers")
             self.tokenizer = transformers.AutoTokenizer.from_pretrained(tokenizer_dir(model, tokenizer))
+            if self.tokenizer.pad_token is None and self.tokenizer.eos_token is not None:
+                self.tokenizer.pad_token = self.tokenizer.eos_token   # GPT-2's has none (padding is masked out)
         cfg = getattr(model, "config", None)
         native = getattr(cfg, "image_size", None) if cfg is not None else None
         native = native[0] if isinstance(native, (list, tuple)) else native
@@ -121,11 +125,17 @@ class Encoder:
             batch = {k: v.to(dt) if v.is_floating_point() else v for k, v in batch.items()}
         if self.kind == "classifier" and getattr(model, "config", None) is None:
             return model(batch["pixel_values"])
-        out = model(**batch)
+        out = model(**batch, **({"output_hidden_states": True} if self._hidden_states else {}))
         if self.kind == "classifier":
             return out.logits
         if self.kind == "text":
-            h = out.last_hidden_state
+            h = getattr(out, "last_hidden_state", None)
+            if h is None:  # a language model with its head (GPT2LMHeadModel): the last hidden states
+                hidden = getattr(out, "hidden_states", None)
+                if hidden is None:
+                    self._hidden_states = True   # asked for from the next batch on
+                    hidden = model(**batch, output_hidden_states=True).hidden_states
+                h = hidden[-1]
             m = batch["attention_mask"].to(h.dtype)[..., None]
             emb = (h * m).sum(1) / m.sum(1).clamp_min(1e-9)
             return F.normalize(emb, dim=-1)
