@@ -140,3 +140,22 @@ def test_a_language_model_gives_text_features(tmp_path):
     assert first.shape == (2, 32)
     torch.testing.assert_close(first, want)
     assert torch.equal(first, second)
+
+
+@pytest.mark.parametrize("cfg", [dict(scope="model"), dict(scope="group", group_size=16), dict(channel_scale=True),
+                                 dict(outliers=0.01), dict(n_clusters=16), dict(n_clusters=5, bits=8)],
+                         ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()))
+def test_every_clustering_option_on_conv1d_round_trips(cfg, tmp_path):
+    """Scales, outliers and group codebooks are laid out on the (out, in) weight: the clustered GPT-2
+    equals the float one holding its dequantized weights, before and after a file round trip."""
+    model = _gpt2()
+    reference = copy.deepcopy(model)
+    wclust.compress(model, wclust.ClusterConfig(**{"n_clusters": 64, "min_size": 256, **cfg}), progress=False)
+    with torch.no_grad():
+        for n, m in clustered_modules(model).items():
+            ref = reference.get_submodule(n)
+            w = m.dequantize(torch.float32)
+            ref.weight.copy_(w.t() if is_conv1d(ref) else w)
+        torch.testing.assert_close(model(_ids()).logits, reference(_ids()).logits, rtol=1e-4, atol=1e-5)
+        wclust.save(model, tmp_path / "o.wclust")
+        assert torch.equal(wclust.load(tmp_path / "o.wclust")(_ids()).logits, model(_ids()).logits)
