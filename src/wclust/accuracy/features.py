@@ -3,9 +3,9 @@
 - Vision backbones (e.g. ``Dinov2Model``): images resized to ``image_size`` (default 112 px for
   small images), grey -> 3 channels, ImageNet normalization; feature = the final CLS token
   (``pooler_output`` of Dinov2Model, else ``last_hidden_state[:, 0]``).
-- Text encoders (BERT-like, or a language model's last hidden states): tokenized with the model's
-  tokenizer; feature = attention-masked mean
-  of ``last_hidden_state``, L2-normalized (sentence-transformers' pooling).
+- Text encoders (BERT-like) and language models (GPT-2 with its head): tokenized with the model's
+  tokenizer; feature = attention-masked mean of the last hidden states, L2-normalized
+  (sentence-transformers' pooling).
 - Classifiers (HF ``*ForImageClassification``, timm): their logits.
 """
 from __future__ import annotations
