@@ -159,3 +159,22 @@ def test_every_clustering_option_on_conv1d_round_trips(cfg, tmp_path):
         torch.testing.assert_close(model(_ids()).logits, reference(_ids()).logits, rtol=1e-4, atol=1e-5)
         wclust.save(model, tmp_path / "o.wclust")
         assert torch.equal(wclust.load(tmp_path / "o.wclust")(_ids()).logits, model(_ids()).logits)
+
+
+def test_bench_variants_of_gpt2_compute_the_same_function():
+    """wclust bench's variants of a GPT-2 stay near the float logits; int8 and the clustered ones
+    replace every Conv1D (the dense bf16 model keeps them, cast)."""
+    from wclust.performance import bench
+
+    model = _gpt2()
+    variants = bench.build_variants(model, k=64, bf16_models=True)
+    assert _conv1d_names(model)                                  # the float model is untouched
+    with torch.inference_mode():
+        want = model(_ids()).logits
+        for name, (m, cdt, _) in variants.items():
+            if name not in ("fp32", "dense_bf16_model"):
+                assert not _conv1d_names(m), name
+            if cdt is not None:
+                bench.set_linear_compute_dtype(m, None if cdt == torch.float32 else cdt)
+            y = m(_ids()).logits.float()
+            assert ((y - want).norm() / want.norm()).item() < 0.1, name
