@@ -2,9 +2,9 @@
 
     .venv/bin/python benchmarks/fuzz.py [--cases 12000] [--seed 0] [--minilm 200]
 
-Base files: two TinyTransformer clusterings (4-bit groups + outliers + channel scales; 3-bit
-model scope with aliases), a tiny BERT that loads from its header's source, and (when installed)
-zoo:minilm. Each case is judged as in the tests: FormatError, or a clean load that equals the
+Base files (tests/test_fuzz.py's BASE_FILES): two TinyTransformer clusterings (4-bit groups +
+outliers + channel scales; 3-bit model scope with aliases), a tiny BERT and a tiny GPT-2 (Conv1D
+layers clustered as Linears) that load from their headers' source, and (when installed) zoo:minilm. Each case is judged as in the tests: FormatError, or a clean load that equals the
 original bit for bit (meaning unchanged) / equals what a re-signed hostile file says. Anything
 else - another exception, a wrong model, a case over --hang-cpu-s seconds of CPU time or
 --hang-wall-s seconds of wall time (a shared machine slows wall time down) - counts as "other".
@@ -51,10 +51,10 @@ def main() -> int:
     warnings.simplefilter("ignore")
     d = Path(tempfile.mkdtemp(prefix="wclust-fuzz-"))
     bases = []
-    for i, make in enumerate([lambda p: F._tiny_file(p, 0), lambda p: F._tiny_file(p, 1), F._bert_file]):
+    for i, (name, make) in enumerate(F.BASE_FILES):
         p = d / f"base{i}.wclust"
         skeleton = make(p)
-        bases.append((f"tiny{i}" if i < 2 else "bert", p.read_bytes(), skeleton,
+        bases.append((name, p.read_bytes(), skeleton,
                       F.fingerprint(wclust.load(p, model=skeleton()))))
     plan = [(i % len(bases), args.seed * 10**7 + i) for i in range(args.cases)]
     if args.minilm:
