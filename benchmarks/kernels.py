@@ -66,6 +66,9 @@ def _module(fn, compute_dtype=None):
     return mod, x
 
 
+PAGES: set[str] = set()  # where the arena placements of this run put the indices ("huge", "ordinary")
+
+
 def _module_candidates(fns, compute_dtype=None, huge=True):
     """``_module`` of each op candidate, their indices placed in one huge-page arena as
     wclust.load and wclust.compress place a model's (wclust.clustering.arena); ``huge=False``:
@@ -75,9 +78,6 @@ def _module_candidates(fns, compute_dtype=None, huge=True):
         PAGES.add("huge" if arena.consolidate(torch.nn.ModuleList([m for m, _ in mods]), min_bytes=0)
                   else "ordinary")
     return [lambda m=m, x=x: m(x) for m, x in mods]
-
-
-PAGES: set[str] = set()  # where the arena placements of this run put the indices ("huge", "ordinary")
 
 
 def clustered_layer(g, inn, out, k, bits, dtype=torch.float32):

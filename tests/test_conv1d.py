@@ -9,7 +9,7 @@ import wclust
 from wclust.clustering import architecture
 from wclust.clustering.architecture import hf_source_dict
 from wclust.clustering.compress import _Prepared, find_targets
-from wclust.clustering.conv1d import is_conv1d, linears_in_place_of_conv1d
+from wclust.clustering.conv1d import is_conv1d
 from wclust.clustering.modules import ClusteredLinear, clustered_modules
 
 transformers = pytest.importorskip("transformers")
@@ -102,7 +102,7 @@ def test_sample_weights_are_shaped_like_the_conv1d_weight():
 
 
 def test_int8_baseline_quantizes_conv1d_layers_too():
-    from wclust.performance.bench import int8_dynamic
+    from wclust.performance.bench import int8_dynamic, linears_in_place_of_conv1d
 
     model = _gpt2()
     q = int8_dynamic(model)

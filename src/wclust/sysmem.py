@@ -7,8 +7,7 @@ the first large freed chunk, so later ones come from the heap, which it shrinks 
 top). Measured on ViT-B/16 files clustered at k=64 (68 MB) and k=16 (46 MB), each loaded in a
 fresh process with transformers already imported: the load left resident memory 427 and 200 MiB
 higher before ``wclust.load`` dropped the file's tensors and called ``malloc_trim(0)``, 90 and
-49 MiB after (what the model holds); its peak, ~500 MiB above the start while the float skeleton
-is built, is unchanged.
+49 MiB after (what the model holds).
 """
 from __future__ import annotations
 

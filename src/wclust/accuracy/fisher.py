@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..clustering.compress import kind_classes
 from ..clustering.conv1d import as_out_in, linear_classes, matmul_weight
 from ..errors import WclustError
 
@@ -22,10 +23,12 @@ MAX_EXAMPLES = 64
 
 
 def _weighted_modules(model: nn.Module) -> dict[str, nn.Parameter]:
+    """The weights of every module kind ``wclust.compress`` can cluster."""
+    kinds = tuple(c for k in ("linear", "conv", "embedding") for c in kind_classes(k))
     out = {}
     for fqn, m in model.named_modules():
         w = getattr(m, "weight", None)
-        if isinstance(m, (*linear_classes(), nn.Embedding, nn.Conv1d, nn.Conv2d, nn.Conv3d)) and isinstance(w, nn.Parameter):
+        if isinstance(m, kinds) and isinstance(w, nn.Parameter):
             out[fqn] = w
     return out
 

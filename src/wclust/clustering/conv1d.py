@@ -39,24 +39,3 @@ def matmul_weight(module: nn.Module) -> torch.Tensor:
     """``module``'s weight as (out, in, ...), the layout wclust clusters."""
     return as_out_in(module, module.weight)
 
-
-def linears_in_place_of_conv1d(model: nn.Module) -> nn.Module:
-    """``model`` with each float Conv1D replaced by the ``nn.Linear`` it is (weight transposed,
-    the same parameters otherwise): for tools that know only nn.Linear (torch's dynamic int8
-    quantization). Shared Conv1D weights are left alone."""
-    counts: dict[int, int] = {}
-    for _, p in model.named_parameters(remove_duplicate=False):
-        counts[id(p)] = counts.get(id(p), 0) + 1
-    for fqn, m in list(model.named_modules()):
-        if not is_conv1d(m) or counts.get(id(m.weight), 0) > 1:
-            continue
-        lin = nn.Linear(m.weight.shape[0], m.weight.shape[1], bias=m.bias is not None,
-                        device=m.weight.device, dtype=m.weight.dtype)
-        with torch.no_grad():
-            lin.weight.copy_(m.weight.t())
-            if m.bias is not None:
-                lin.bias.copy_(m.bias)
-        lin.train(m.training)
-        parent, _, name = fqn.rpartition(".")
-        setattr(model.get_submodule(parent) if parent else model, name, lin)
-    return model

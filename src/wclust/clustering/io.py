@@ -242,7 +242,7 @@ def load(path: str | os.PathLike, model: nn.Module | None = None) -> nn.Module:
     model.eval()
     del state, parts, tensors, entries  # the file's tensors and the unpacked indices: the model holds its own
     arena.consolidate(model)
-    release_free_memory()  # all of that, and the skeleton's float weights, back to the OS
+    release_free_memory()  # all of that (and a float build's weights, where it fell back to one) back to the OS
     return model
 
 

@@ -36,7 +36,7 @@ import warnings
 import torch
 from torch import nn
 
-from ..clustering.conv1d import linears_in_place_of_conv1d
+from ..clustering.conv1d import is_conv1d
 from ..errors import WclustError
 
 VARIANTS = ("fp32", "int8_dynamic", "clustered_fp32", "clustered_bf16")
@@ -81,6 +81,29 @@ class Pressure:
                 if p.is_alive():
                     p.terminate()
         return False
+
+
+def linears_in_place_of_conv1d(model: nn.Module) -> nn.Module:
+    """``model`` with each float transformers Conv1D replaced by the ``nn.Linear`` it is (weight
+    transposed, the same parameters otherwise), for torch's dynamic int8 quantization, which knows
+    only nn.Linear. Shared Conv1D weights are left alone."""
+    from ..clustering.modules import replace_module
+
+    counts: dict[int, int] = {}
+    for _, p in model.named_parameters(remove_duplicate=False):
+        counts[id(p)] = counts.get(id(p), 0) + 1
+    for fqn, m in list(model.named_modules()):
+        if not is_conv1d(m) or counts.get(id(m.weight), 0) > 1:
+            continue
+        lin = nn.Linear(m.weight.shape[0], m.weight.shape[1], bias=m.bias is not None,
+                        device=m.weight.device, dtype=m.weight.dtype)
+        with torch.no_grad():
+            lin.weight.copy_(m.weight.t())
+            if m.bias is not None:
+                lin.bias.copy_(m.bias)
+        lin.train(m.training)
+        replace_module(model, fqn, lin)
+    return model
 
 
 def int8_dynamic(model: nn.Module) -> nn.Module:
