@@ -6,7 +6,7 @@ One process, 1 thread, rounds interleaved in a shuffled order (clock: this threa
   fp32            the dense model
   lin_plain       clustered, bf16 Linear layers, dequantize + F.linear (oneDNN repacks per call)
   lin_packed      clustered, bf16 Linear layers, dequantized into oneDNN's packed layout (kernels/onednn.py)
-  lin_amx         clustered, bf16 Linear layers, the fused LUT-GEMM on AMX tiles (csrc/lut_amx.c)
+  lin_amx         clustered, bf16 Linear layers, the fused LUT-GEMM on AMX tiles (csrc/x86/amx_bf16.c)
   model_plain     the clustered model cast to bf16 as a whole, plain path
   model_packed    the same, packed path
   model_amx       the same, AMX kernel

@@ -8,15 +8,15 @@ shuffled order per round, median and minimum of short samples), each cycling ``-
 the weights are not all cache-hot:
   dense_fp32        F.linear(x, W, b)
   <cfg>_dequant     the current many-rows path: cpu.dequantize into one reused buffer + F.linear
-  <cfg>_fused       kernels/cpu.lut_gemm (csrc/lut_gemm.c)
-  fma_peak          cpu.fma_peak: the same number of float32 operations as independent FMA chains
+  <cfg>_fused       kernels/cpu.lut_gemm (csrc/x86/avx512_gemm.c)
+  fma_peak          fma.peak: the same number of float32 operations as independent FMA chains
                     with no memory traffic (csrc/fma_peak.c), the core's FMA ceiling at that moment
 for cfg in k16_4bit (4-bit indices), k16, k64, k256 (8-bit indices). With ``--bf16``, bf16 compute
 instead (x, codebook and bias in bf16, oneDNN's bf16 matmul):
   dense_bf16        F.linear on a bf16 weight (oneDNN repacks it on every call)
   <cfg>_bf16_plain  cpu.dequantize to bf16 into one reused buffer + F.linear
   <cfg>_bf16_packed kernels/onednn.linear: dequantized into oneDNN's packed layout, no repacking
-  <cfg>_bf16_amx    kernels/cpu.amx_linear: the fused LUT-GEMM on AMX tiles (csrc/lut_amx.c), what
+  <cfg>_bf16_amx    kernels/cpu.amx_linear: the fused LUT-GEMM on AMX tiles (csrc/x86/amx_bf16.c), what
                     bf16 compute runs where the CPU has AMX
 Ratios are dense_ms / ms
 (> 1 = faster than dense fp32), from medians (``vs_dense``) and minima (``vs_dense_min``);
@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fma  # noqa: E402  (benchmarks/fma.py: the FMA ceiling probe)
 import kernels as _kb  # noqa: E402  (benchmarks/kernels.py: time_interleaved)
 
 from wclust.kernels import cpu  # noqa: E402
@@ -61,7 +62,7 @@ def _layers(g, inn, out, k, bits, copies, dtype=torch.float32):
 
 def candidates(inn, out, m, copies, configs=CONFIGS):
     g, x, _, c = _setup(inn, out, m, copies)
-    c["fma_peak"] = [lambda f=2 * m * inn * out: cpu.fma_peak(f)]
+    c["fma_peak"] = [lambda f=2 * m * inn * out: fma.peak(f)]
     buf = torch.empty(out * inn)  # the current path's reused scratch
     for name, k, bits in configs:
         deq, fused = [], []

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 stamp="$VENV/.wclust-setup"
-want="$(cat pyproject.toml setup.py scripts/setup.sh src/wclust/csrc/*.c 2>/dev/null | sha256sum | cut -c1-16)"
+want="$(cat pyproject.toml setup.py scripts/setup.sh src/wclust/csrc/*.c src/wclust/csrc/*.h src/wclust/csrc/*/*.c 2>/dev/null | sha256sum | cut -c1-16)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -z "${WCLUST_FORCE_SETUP:-}" ]; then
   exit 0
 fi

@@ -1,4 +1,4 @@
-"""bf16 compute on AMX tiles: the fused LUT-GEMM of csrc/lut_amx.c (``cpu.amx_linear``)."""
+"""bf16 compute on AMX tiles: the fused LUT-GEMM of csrc/x86/amx_bf16.c (``cpu.amx_linear``)."""
 import numpy as np
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""bf16 compute on the GEMV, for few rows of x: plans made by wc_lut_plan_new_bf16 (csrc/lut_kernels.c).
+"""bf16 compute on the GEMV, for few rows of x: plans made by wc_lut_plan_new_bf16 (csrc/api.c).
 
 The plan rounds the codebook to bf16; each call rounds x and the bias, the GEMV accumulates in
 float32 and the result is rounded to bf16. These are the values of the path it replaced: x cast to

@@ -1,4 +1,4 @@
-"""The fused C LUT-GEMM (kernels/cpu.lut_gemm, csrc/lut_gemm.c) against a float64 reference."""
+"""The fused C LUT-GEMM (kernels/cpu.lut_gemm, csrc/x86/avx512_gemm.c) against a float64 reference."""
 import itertools
 
 import pytest

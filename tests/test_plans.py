@@ -1,4 +1,4 @@
-"""Plans (a codebook's lookup tables built once, csrc/lut_kernels.c) and the GEMV's index loads.
+"""Plans (a codebook's lookup tables built once, csrc/api.c) and the GEMV's index loads.
 
 A plan must never give a stale or wrong result: codebooks changed in place, swapped, freed,
 inference tensors, copies and pickles of modules. The GEMV reads indices with loads at byte

@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "wclust.h"
+
 #define WC_KEY_SHIFT 13
 #define WC_NKEYS (1u << (32 - WC_KEY_SHIFT))
 

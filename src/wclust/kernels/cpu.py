@@ -1,14 +1,14 @@
-"""CPU kernel of ``wclust::lut_linear``: the plain-C LUT kernels (csrc/lut_kernels.c) via ctypes.
+"""CPU kernel of ``wclust::lut_linear``: the plain-C LUT kernels (csrc/api.c) via ctypes.
 
 - few rows of x (``M <= gemv_rows(...)``: 8, or 12 without the fused GEMM; bf16: 1-3 with AMX): the
   C GEMV computes on indices + codebook directly (in-register lookups), float32 accumulation. Calls
   go first through ``fast_gemv``, the per-weight cache ClusteredLinear also uses (layout checked
   once, not per call); bf16 compute there uses a bf16 plan (codebook rounded to bf16 once, x, bias
   and result rounded in C: the values of the casts around the float32 GEMV).
-- many rows, float32: the fused LUT-GEMM (``lut_gemm``, csrc/lut_gemm.c) looks indices up
+- many rows, float32: the fused LUT-GEMM (``lut_gemm``, csrc/x86/avx512_gemm.c) looks indices up
   into L1-resident weight panels inside a register-blocked GEMM: W is never materialized.
 - many rows (up to ``AMX_MAX_ROWS``), bf16, on a CPU with AMX: the fused bf16 LUT-GEMM
-  (``amx_linear``, csrc/lut_amx.c) dequantizes 32 output rows at a time into an L2-resident tile
+  (``amx_linear``, csrc/x86/amx_bf16.c) dequantizes 32 output rows at a time into an L2-resident tile
   panel and multiplies on the AMX tiles; float32 x and y straight in and out where the caller asks
   (ClusteredLinear with compute_dtype=bfloat16: no casts around the call, the same values).
 - many rows, bf16, beyond that or no AMX kernel here: dequantized straight into oneDNN's packed
@@ -76,15 +76,14 @@ _SIGNATURES = {
     # dequantize to bf16 in oneDNN's packed layout (kernels/onednn.py): ..., w, rows per block, padded in, threads
     "wc_lut_dequant_packed": (_int, [_vp, _i64, _i64, _int, _vp, _i64, _i64, _i64, _vp, _i64, _i64, _int]),
     "wc_lut_use_openmp": (_int, [ctypes.c_char_p]),
-    # plans: a codebook's lookup tables built once (csrc/lut_kernels.c), then per call only
+    # plans: a codebook's lookup tables built once (csrc/api.c), then per call only
     # (plan, codebook, x, M, indices, bias, y, threads); 2 = the codebook changed since
     "wc_lut_plan_new": (_vp, [_vp, _i64, _i64, _i64, _i64, _int, _i64]),
     "wc_lut_plan_new_bf16": (_vp, [_vp, _i64, _i64, _i64, _i64, _int, _i64]),  # same arguments
     "wc_lut_plan_free": (None, [_vp]),
     "wc_lut_plan_gemv": (_int, [_vp, _vp, _vp, _i64, _vp, _vp, _vp, _int]),
     "wc_lut_plan_gemm": (_int, [_vp, _vp, _vp, _i64, _vp, _vp, _vp, _int]),
-    "wc_fma_peak": (_i64, [_i64]),
-    # bf16 compute on AMX (csrc/lut_amx.c): x, x is bf16, M, in, indices, out, index_bits, codebook,
+    # bf16 compute on AMX (csrc/x86/amx_bf16.c): x, x is bf16, M, in, indices, out, index_bits, codebook,
     # n_groups, K, group_size, bias (float32, rounded to bf16 inside), y, y is bf16, threads
     "wc_lut_gemm_bf16": (_int, [_vp, _int, _i64, _i64, _vp, _i64, _int, _vp, _i64, _i64, _i64, _vp, _vp, _int, _int]),
     "wc_lut_amx": (_int, []),
@@ -97,8 +96,8 @@ _local = threading.local()
 def native():
     """The C library with the LUT kernels, or None (not built, or disabled by WCLUST_NO_NATIVE)."""
     global _declared, _GEMV, _GEMM, _PLAN_GEMV, _PLAN_GEMM, _PLAN_NEW, _PLAN_NEW_BF16, _PLAN_FREE
-    lib = _native.lib()
-    if lib is None or getattr(lib, "wc_lut_plan_new_bf16", None) is None:
+    lib = _native.lib()  # None (and a warning, once) for a stale build that lacks a function of wclust.h
+    if lib is None:
         return None
     if not _declared:
         _native.declare(lib, _SIGNATURES)
@@ -153,16 +152,6 @@ def _set_fused(lib) -> None:
 def isa() -> str:
     lib = native()
     return "reference" if lib is None else ISA_NAMES[lib.wc_lut_isa()]
-
-
-def fma_peak(flops: int) -> int | None:
-    """Run at least ``flops`` float32 operations as independent FMA chains at the kernels' vector
-    width (csrc/fma_peak.c: no memory traffic) and return how many ran, for benchmarks that time
-    it beside a GEMM of the same work: the core's FMA ceiling now. None without the C library."""
-    lib = native()
-    if lib is None or getattr(lib, "wc_fma_peak", None) is None:
-        return None
-    return int(lib.wc_fma_peak(int(flops)))
 
 
 @contextlib.contextmanager
@@ -413,7 +402,7 @@ def gemv(x2, indices, codebook, bias, in_features, group_size, index_bits):
 
 
 def _gemm(x2, indices, codebook, bias, in_features, group_size, index_bits) -> torch.Tensor | None:
-    """The fused LUT-GEMM (csrc/lut_gemm.c) on a layout already checked; None where this CPU (or
+    """The fused LUT-GEMM (csrc/x86/avx512_gemm.c) on a layout already checked; None where this CPU (or
     the ISA level forced by ``force_isa``) has no fused kernel."""
     if _GEMM is None:
         return None
@@ -431,7 +420,7 @@ def amx_available() -> bool:
 
 
 def bf16_path() -> str:
-    """Which kernel bf16 compute runs on here for many rows of x: ``amx`` (csrc/lut_amx.c),
+    """Which kernel bf16 compute runs on here for many rows of x: ``amx`` (csrc/x86/amx_bf16.c),
     ``onednn-packed`` (kernels/onednn.py) or ``dequantize+matmul``; ``reference`` without the C library."""
     if native() is None:
         return "reference"

@@ -10,7 +10,7 @@ values where oneDNN wants them, into a per-thread packed scratch tensor, and
 
 The packed layout belongs to oneDNN, not to us: it is probed once per (out, in, rows) by packing
 a weight of known values and reading the bytes back; only the layout the C kernel writes is
-accepted (blocks of 16k output rows, feature pairs; ``packed_at`` in csrc/lut_kernels.h), anything
+accepted (blocks of 16k output rows, feature pairs; ``packed_at`` in csrc/internal.h), anything
 else keeps the plain path (dequantize + ``F.linear``). ``WCLUST_NO_PACKED_BF16=1`` turns it off.
 """
 from __future__ import annotations

@@ -1,5 +1,5 @@
-/* AVX-512 (F/BW/VBMI/VL) LUT kernels: see lut_kernels.c for the layout and the dispatch. */
-#include "lut_kernels.h"
+/* AVX-512 (F/BW/VBMI/VL) LUT kernels: see api.c for the layout and the dispatch. */
+#include "../internal.h"
 
 #ifdef WC_X86
 /* ---- AVX-512 ------------------------------------------------------------------------------- */
@@ -214,7 +214,7 @@ T512 void wc_lut_deq_avx512(const job_t *j, int64_t r0, int64_t r1) {
         }
     }
 }
-/* Packed bf16 dequantize (layout: packed_at in lut_kernels.h), units of 16 rows of one block.
+/* Packed bf16 dequantize (layout: packed_at in internal.h), units of 16 rows of one block.
  * bf16_pieces of one vector v of 64 index bytes gives two finished 64-byte pieces of the packed
  * weight (16 rows x the 2 features of one pair) when lane L of v holds rows 4 L .. 4 L + 3 as
  * [row 4 L: feature 0, 1; row 4 L + 1: 0, 1; ...] of the first pair, then the same for the second
@@ -355,7 +355,7 @@ T512 void wc_lut_deq_packed_avx512(const job_t *j, int64_t u0, int64_t u1) {
     }
 }
 
-/* d[i] = s[i] rounded to bf16 (bf16_round of lut_kernels.h, 16 at a time); d may be s */
+/* d[i] = s[i] rounded to bf16 (bf16_round of internal.h, 16 at a time); d may be s */
 T512 void wc_bf16_round_avx512(float *d, const float *s, int64_t n) {
     for (int64_t i = 0; i < n; i += 16) {
         const __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);

@@ -15,236 +15,17 @@
  *   bfloat16 buffer, byte-plane lookups with the indices pre-permuted into natural order.
  * Threads: output rows split across the host's OpenMP team when the caller registered PyTorch's
  *   OpenMP runtime (wc_lut_use_openmp), else across a persistent pthread pool (torch's count).
- * This file: dispatch, thread pool, portable C and AVX2; the AVX-512 kernels are in lut_avx512.c.
- * ISA chosen once (AVX-512 F/BW/VBMI -> AVX2/FMA -> portable); wc_lut_force_isa lowers it (tests).
+ * This file: plans and the exported entry points (every one declared in wclust.h), which pick a
+ * kernel for the ISA runtime.c chose (AVX-512 F/BW/VBMI -> AVX2/FMA -> portable; wc_lut_force_isa
+ * lowers it for tests) and split its rows over runtime.c's threads. Kernels: portable/ (plain C),
+ * x86/ (AVX2, AVX-512, AMX), arm64/ (NEON).
  */
-#define _GNU_SOURCE /* RTLD_NOLOAD */
-#include <dlfcn.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "lut_kernels.h"
-
-enum { ISA_C = 0, ISA_AVX2 = 1, ISA_AVX512 = 2 };
-static int g_isa = -1, g_force = -1;
-
-static int detect_isa(void) {
-#ifdef WC_X86
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512vl"))
-        return ISA_AVX512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return ISA_AVX2;
-#endif
-    return ISA_C;
-}
-
-static int isa(void) {
-    if (g_isa < 0) g_isa = detect_isa();
-    return (g_force >= 0 && g_force < g_isa) ? g_force : g_isa;
-}
-
-int wc_lut_isa(void) { return isa(); }
-/* Lower the ISA used (for tests); -1 restores the detected one. Returns the one now in use. */
-int wc_lut_force_isa(int level) { g_force = level; return isa(); }
-
-typedef struct { const job_t *job; range_fn fn; int64_t r0, r1; } task_t;
-
-/* A small persistent pool (creating threads per call costs tens of microseconds, as much as a
- * small GEMV). One parallel region at a time: a caller that finds the pool busy (e.g. another
- * Python thread) runs its rows alone. Workers spin briefly, then sleep on a condition variable. */
-#define POOL_MAX 64
-static pthread_mutex_t pool_call = PTHREAD_MUTEX_INITIALIZER;
-static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t pool_wake = PTHREAD_COND_INITIALIZER, pool_done = PTHREAD_COND_INITIALIZER;
-static task_t pool_tasks[POOL_MAX];
-static int pool_started = 0, pool_active = 0, pool_pending = 0;
-static unsigned long pool_gen = 0;
-
-static void run_task(const task_t *t) {
-    if (t->r1 > t->r0) t->fn(t->job, t->r0, t->r1);
-}
-
-static void *pool_worker(void *arg) {
-    int me = (int)(intptr_t)arg;  /* task index, >= 1 */
-    unsigned long seen = 0;
-    for (;;) {
-        for (int spin = 0; spin < 2000 && __atomic_load_n(&pool_gen, __ATOMIC_ACQUIRE) == seen; spin++) {
-#ifdef WC_X86
-            _mm_pause();
-#endif
-        }
-        pthread_mutex_lock(&pool_mu);
-        while (pool_gen == seen) pthread_cond_wait(&pool_wake, &pool_mu);
-        seen = pool_gen;
-        int active = me < pool_active;
-        pthread_mutex_unlock(&pool_mu);
-        if (!active) continue;
-        run_task(&pool_tasks[me]);
-        pthread_mutex_lock(&pool_mu);
-        if (--pool_pending == 0) pthread_cond_signal(&pool_done);
-        pthread_mutex_unlock(&pool_mu);
-    }
-    return NULL;
-}
-
-/* The host's OpenMP team (the runtime PyTorch already loaded, found by the caller and passed to
- * wc_lut_use_openmp): when set, parallel regions run on the same threads as torch's own ops. A
- * private pool would fight torch's OpenMP workers, which spin for a while after every op: on 2
- * cores that cost a 2-thread clustered ViT-B 2x (measured 0.50x of dense fp32). Resolved with
- * dlsym against the already-loaded library, so nothing links against an OpenMP runtime. */
-typedef void (*gomp_parallel_fn)(void (*)(void *), void *, unsigned, unsigned);
-typedef int (*omp_int_fn)(void);
-static gomp_parallel_fn g_gomp_parallel;
-static omp_int_fn g_omp_thread_num, g_omp_num_threads;
-
-int wc_lut_use_openmp(const char *path) {
-    g_gomp_parallel = NULL;
-    if (!path) return 0;
-    void *h = dlopen(path, RTLD_NOW | RTLD_NOLOAD);  /* only a library that is already loaded */
-    if (!h) return -1;
-    gomp_parallel_fn p = (gomp_parallel_fn)dlsym(h, "GOMP_parallel");
-    omp_int_fn t = (omp_int_fn)dlsym(h, "omp_get_thread_num"), n = (omp_int_fn)dlsym(h, "omp_get_num_threads");
-    if (!p || !t || !n) return -1;
-    g_omp_thread_num = t; g_omp_num_threads = n; g_gomp_parallel = p;
-    return 1;
-}
-
-typedef struct { const task_t *tasks; int ntasks; } omp_arg_t;
-
-static void omp_body(void *arg) {
-    const omp_arg_t *a = (const omp_arg_t *)arg;
-    int me = g_omp_thread_num(), nth = g_omp_num_threads();
-    if (nth < 1) nth = 1;
-    for (int t = me; t < a->ntasks; t += nth) run_task(&a->tasks[t]);  /* fewer threads than asked: loop */
-}
-
-static void split_rows(task_t *tasks, const job_t *job, range_fn fn, int64_t rows, int nthreads) {
-    for (int t = 0; t < nthreads; t++) {  /* boundaries on multiples of 4 rows (GEMV row tiles) */
-        tasks[t].job = job; tasks[t].fn = fn;
-        tasks[t].r0 = t ? (rows * t / nthreads) & ~(int64_t)3 : 0;
-        tasks[t].r1 = t + 1 < nthreads ? (rows * (t + 1) / nthreads) & ~(int64_t)3 : rows;
-    }
-}
-
-static void parallel_rows(const job_t *job, range_fn fn, int64_t rows, int nthreads) {
-    if (nthreads > POOL_MAX) nthreads = POOL_MAX;
-    if (nthreads > rows / 16) nthreads = (int)(rows / 16);
-    if (nthreads >= 2 && g_gomp_parallel) {
-        task_t tasks[POOL_MAX];
-        split_rows(tasks, job, fn, rows, nthreads);
-        omp_arg_t a = {tasks, nthreads};
-        g_gomp_parallel(omp_body, &a, (unsigned)nthreads, 0);
-        return;
-    }
-    if (nthreads < 2 || pthread_mutex_trylock(&pool_call) != 0) { fn(job, 0, rows); return; }
-    while (pool_started < nthreads - 1) {  /* workers are detached and live for the process */
-        pthread_t th;
-        if (pthread_create(&th, NULL, pool_worker, (void *)(intptr_t)(pool_started + 1)) != 0) break;
-        pthread_detach(th);
-        pool_started++;
-    }
-    if (nthreads > pool_started + 1) nthreads = pool_started + 1;
-    if (nthreads < 2) { pthread_mutex_unlock(&pool_call); fn(job, 0, rows); return; }
-    split_rows(pool_tasks, job, fn, rows, nthreads);
-    pthread_mutex_lock(&pool_mu);
-    pool_active = nthreads;
-    pool_pending = nthreads - 1;
-    __atomic_store_n(&pool_gen, pool_gen + 1, __ATOMIC_RELEASE);
-    pthread_cond_broadcast(&pool_wake);
-    pthread_mutex_unlock(&pool_mu);
-    run_task(&pool_tasks[0]);
-    pthread_mutex_lock(&pool_mu);
-    while (pool_pending > 0) pthread_cond_wait(&pool_done, &pool_mu);
-    pthread_mutex_unlock(&pool_mu);
-    pthread_mutex_unlock(&pool_call);
-}
-
-/* ---- portable C ---------------------------------------------------------------------------- */
-static void gemv_c(const job_t *j, int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; r++) {
-        const float *t = j->tab + (r / j->group_size) * 256;
-        for (int64_t m = 0; m < j->M; m++) {
-            const float *x = j->x + m * j->ldx;
-            float acc = 0.f;
-            for (int64_t c = 0; c < j->in; c++) acc += x[c] * t[idx_at(j, r, c)];
-            j->y[m * j->out + r] = acc + (j->bias ? j->bias[r] : 0.f);
-        }
-    }
-}
-
-static void deq_c(const job_t *j, int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; r++) {
-        const float *t = j->tab + (r / j->group_size) * 256;
-        if (j->out_bf16) {
-            uint16_t *w = (uint16_t *)j->w + r * j->in;
-            for (int64_t c = 0; c < j->in; c++) w[c] = f32_to_bf16_bits(t[idx_at(j, r, c)]);
-        } else {
-            float *w = (float *)j->w + r * j->in;
-            for (int64_t c = 0; c < j->in; c++) w[c] = t[idx_at(j, r, c)];
-        }
-    }
-}
-
-static void deq_packed_c(const job_t *j, int64_t u0, int64_t u1) {
-    int64_t r1 = u1 * 16 < j->out ? u1 * 16 : j->out;
-    deq_packed_scalar(j, u0 * 16, r1, 0);
-}
-
-#ifdef WC_X86
-/* ---- AVX2: gathers ------------------------------------------------------------------------- */
-T256 static inline __m256i idx8_avx2(const job_t *j, const uint8_t *row, int64_t c) {
-    if (j->index_bits == 8) return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(row + c)));
-    int32_t v; memcpy(&v, row + c / 2, 4);
-    __m256i s = _mm256_srlv_epi32(_mm256_set1_epi32(v), _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28));
-    return _mm256_and_si256(s, _mm256_set1_epi32(15));
-}
-
-T256 static inline float hsum256(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-T256 static void gemv_avx2(const job_t *j, int64_t r0, int64_t r1) {
-    int64_t full = j->in & ~(int64_t)7;
-    for (int64_t r = r0; r < r1; r++) {
-        const float *t = j->tab + (r / j->group_size) * 256;
-        const uint8_t *row = j->idx + r * j->rowbytes;
-        for (int64_t m0 = 0; m0 < j->M; m0 += 4) {
-            int mb = (int)(j->M - m0 < 4 ? j->M - m0 : 4);
-            __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-            for (int64_t c = 0; c < full; c += 8) {
-                __m256 w = _mm256_i32gather_ps(t, idx8_avx2(j, row, c), 4);
-                for (int m = 0; m < mb; m++)
-                    acc[m] = _mm256_fmadd_ps(w, _mm256_loadu_ps(j->x + (m0 + m) * j->ldx + c), acc[m]);
-            }
-            for (int m = 0; m < mb; m++) {
-                const float *x = j->x + (m0 + m) * j->ldx;
-                float s = hsum256(acc[m]);
-                for (int64_t c = full; c < j->in; c++) s += x[c] * t[idx_at(j, r, c)];
-                j->y[(m0 + m) * j->out + r] = s + (j->bias ? j->bias[r] : 0.f);
-            }
-        }
-    }
-}
-
-T256 static void deq_avx2(const job_t *j, int64_t r0, int64_t r1) {
-    if (j->out_bf16) { deq_c(j, r0, r1); return; }
-    int64_t full = j->in & ~(int64_t)7;
-    for (int64_t r = r0; r < r1; r++) {
-        const float *t = j->tab + (r / j->group_size) * 256;
-        const uint8_t *row = j->idx + r * j->rowbytes;
-        float *w = (float *)j->w + r * j->in;
-        for (int64_t c = 0; c < full; c += 8) _mm256_storeu_ps(w + c, _mm256_i32gather_ps(t, idx8_avx2(j, row, c), 4));
-        for (int64_t c = full; c < j->in; c++) w[c] = t[idx_at(j, r, c)];
-    }
-}
-
-#endif /* WC_X86 */
+#include "internal.h"
+#include "wclust.h"
 
 /* ---- entry points -------------------------------------------------------------------------- */
 /* A plan: what a weight's kernels need besides the indices, built once per codebook instead of
@@ -281,7 +62,7 @@ void wc_lut_plan_free(wc_plan_t *p) {
 /* d[i] = s[i] rounded to bf16, n values (d may be s) */
 static void round_bf16(float *d, const float *s, int64_t n) {
 #ifdef WC_X86
-    if (isa() == ISA_AVX512) { wc_bf16_round_avx512(d, s, n); return; }
+    if (wc_isa() == ISA_AVX512) { wc_bf16_round_avx512(d, s, n); return; }
 #endif
     for (int64_t i = 0; i < n; i++) d[i] = bf16_round(s[i]);
 }
@@ -368,9 +149,9 @@ int wc_lut_plan_gemv(const wc_plan_t *p, const float *cb, const float *x, int64_
     job_t j;
     init_linear_job(&j, p, M, idx, bias, y);
     float *xp = NULL;
-    range_fn fn = gemv_c;
+    range_fn fn = wc_gemv_c;
 #ifdef WC_X86
-    int level = isa();
+    int level = wc_isa();
     if (level == ISA_AVX512) {
         /* x permuted per lookup block to the order the lookups produce weights in, zero padded
          * to whole blocks; 64-byte aligned, so no load of x splits a cache line */
@@ -393,11 +174,11 @@ int wc_lut_plan_gemv(const wc_plan_t *p, const float *cb, const float *x, int64_
         j.x = xp;
         fn = wc_lut_gemv_avx512;
     } else if (level == ISA_AVX2) {
-        fn = gemv_avx2;
+        fn = wc_gemv_avx2;
     }
 #endif
     if (!j.x) { j.x = x; j.ldx = p->in; }
-    parallel_rows(&j, fn, p->out, nthreads);
+    wc_parallel_rows(&j, fn, p->out, nthreads);
     free(xp);
     if (p->bf16) {
         round_bf16(y, y, M * p->out);
@@ -406,7 +187,7 @@ int wc_lut_plan_gemv(const wc_plan_t *p, const float *cb, const float *x, int64_
     return 0;
 }
 
-/* Fused LUT-GEMM (lut_gemm.c), float32, with a plan: y (M, out) = x (M, in) . W^T + bias, computed
+/* Fused LUT-GEMM (x86/avx512_gemm.c), float32, with a plan: y (M, out) = x (M, in) . W^T + bias, computed
  * from the indices without materializing W (for many rows of x; the GEMV above is for few).
  * Returns 0; 1 when this CPU / forced ISA level has no fused kernel (the caller falls back, e.g.
  * to wc_lut_dequant + its BLAS); 2 stale plan, as for the GEMV; -1 bad arguments or out of memory. */
@@ -415,7 +196,7 @@ int wc_lut_plan_gemm(const wc_plan_t *p, const float *cb, const float *x, int64_
     if (!p || M < 0 || p->bf16) return -1;  /* bf16 plans are for the GEMV */
     if (!plan_current(p, cb)) return 2;
 #ifdef WC_X86
-    if (isa() != ISA_AVX512) return 1;
+    if (wc_isa() != ISA_AVX512) return 1;
     if (M == 0 || p->out == 0) return 0;
     if (p->in == 0) {
         for (int64_t m = 0; m < M; m++)
@@ -425,7 +206,7 @@ int wc_lut_plan_gemm(const wc_plan_t *p, const float *cb, const float *x, int64_
     job_t j;
     init_linear_job(&j, p, M, idx, bias, y);
     j.x = x;
-    parallel_rows(&j, wc_lut_gemm_avx512, 4 * ((p->out + 31) / 32), nthreads);
+    wc_parallel_rows(&j, wc_lut_gemm_avx512, 4 * ((p->out + 31) / 32), nthreads);
     return 0;
 #else
     (void)x; (void)idx; (void)bias; (void)y; (void)nthreads;
@@ -474,13 +255,13 @@ static int dequant_job(const uint8_t *idx, int64_t out, int64_t in, int index_bi
     job_t j;
     init_linear_job(&j, p, 0, idx, NULL, NULL);
     j.w = w; j.out_bf16 = out_bf16 != 0; j.pnb = pnb; j.pkp2 = pkp2;
-    range_fn fn = pnb ? deq_packed_c : deq_c;
+    range_fn fn = pnb ? wc_deq_packed_c : wc_deq_c;
 #ifdef WC_X86
-    int level = isa();
+    int level = wc_isa();
     if (level == ISA_AVX512) fn = pnb ? wc_lut_deq_packed_avx512 : wc_lut_deq_avx512;
-    else if (level == ISA_AVX2 && !pnb) fn = deq_avx2;
+    else if (level == ISA_AVX2 && !pnb) fn = wc_deq_avx2;
 #endif
-    parallel_rows(&j, fn, pnb ? (out + 15) / 16 : out, nthreads);
+    wc_parallel_rows(&j, fn, pnb ? (out + 15) / 16 : out, nthreads);
     wc_lut_plan_free(p);
     return 0;
 }
@@ -493,7 +274,7 @@ int wc_lut_dequant(const uint8_t *idx, int64_t out, int64_t in, int index_bits, 
 }
 
 /* w = codebook[indices] as bfloat16 bits in oneDNN's packed matmul layout (packed_at in
- * lut_kernels.h): blocks of nb rows (a multiple of 16), kpad features per row (even, >= in);
+ * internal.h): blocks of nb rows (a multiple of 16), kpad features per row (even, >= in);
  * padding is not written. The codebook values must be bf16-representable. 0, or -1 on bad
  * arguments / out of memory. */
 int wc_lut_dequant_packed(const uint8_t *idx, int64_t out, int64_t in, int index_bits, const float *cb,
@@ -506,13 +287,13 @@ int wc_lut_dequant_packed(const uint8_t *idx, int64_t out, int64_t in, int index
 /* 1 where wc_lut_gemm_bf16 runs on AMX here (CPU, OS permission, ISA level not lowered), else 0 */
 int wc_lut_amx(void) {
 #ifdef WC_AMX
-    return isa() == ISA_AVX512 && wc_amx_ready();
+    return wc_isa() == ISA_AVX512 && wc_amx_ready();
 #else
     return 0;
 #endif
 }
 
-/* bf16 compute on AMX (lut_amx.c): y (M, out) = x (M, in) . W^T + bias with the codebook rounded to
+/* bf16 compute on AMX (x86/amx_bf16.c): y (M, out) = x (M, in) . W^T + bias with the codebook rounded to
  * bf16, x rounded to bf16 (x_bf16 == 0: float32 x) or given as bf16 bits (x_bf16 == 1), float32
  * accumulation, bias (float32) rounded to bf16 and added, the result rounded to bf16 and written as bf16 bits
  * (y_bf16 == 1) or as the float32 of that bf16 (y_bf16 == 0). Returns 0; 1 where this CPU, OS or
@@ -537,7 +318,7 @@ int wc_lut_gemm_bf16(const void *x, int x_bf16, int64_t M, int64_t in, const uin
     job_t j;
     init_linear_job(&j, p, M, idx, br, (float *)y);
     j.out_bf16 = y_bf16 != 0; j.xb = xb; j.ldxb = ldxb; j.fail = &fail;
-    parallel_rows(&j, wc_lut_gemm_amx, 4 * ((out + 31) / 32), nthreads);
+    wc_parallel_rows(&j, wc_lut_gemm_amx, 4 * ((out + 31) / 32), nthreads);
     wc_lut_plan_free(p);
     free(br);
     return fail ? -1 : 0;

@@ -7,7 +7,7 @@
  *   16 x 32 A tile loads directly.
  * - per panel of 32 output rows, the weight is dequantized into a per-thread buffer in the VNNI
  *   layout a B tile loads (feature pairs outermost, then the 32 rows, then the pair's 2 features:
- *   the packed layout of lut_kernels.h with 32-row blocks, written by the same AVX-512 dequantize
+ *   the packed layout of internal.h with 32-row blocks, written by the same AVX-512 dequantize
  *   as oneDNN's packed bf16 weight), then reused by every row of a chunk of x (in L2: 64 bytes
  *   per feature, 192 KiB at 3072 features). Chunks of rows of x of AMX_XCHUNK bytes stay in L2
  *   while all panels pass; a panel is dequantized once per chunk (one chunk up to 256 rows at
@@ -19,7 +19,7 @@
  * where the CPU, the compiler or the OS says no, wc_amx_ready() is 0 and callers keep the oneDNN
  * path. */
 #define _GNU_SOURCE /* syscall */
-#include "lut_kernels.h"
+#include "../internal.h"
 
 #ifdef WC_AMX
 #include <cpuid.h>

@@ -1,5 +1,5 @@
 /* Fused LUT-GEMM (AVX-512 F/BW/VBMI/VL): y (M, out) = x (M, in) . W^T + bias, W given as indices +
- * codebook (layout: lut_kernels.c), float32 compute and accumulation. For many rows of x.
+ * codebook (layout: api.c), float32 compute and accumulation. For many rows of x.
  *
  * BLIS-style blocking, with the weights as the vector operand:
  * - x is packed per thread, in slices (up to GEMM_MCB m-blocks of <= GEMM_MR rows, one k-block of
@@ -19,10 +19,10 @@
  *   broadcasts, 2*mr FMAs; the C tile is written (first k-block, + bias) or accumulated into y.
  * - loop order per thread: m-chunks, chunks of panels (y's chunk <= GEMM_YCHUNK bytes, at least
  *   GEMM_NCP panels), k-blocks, panels, m-blocks (the packed x slice and y's chunk stay in L2).
- * Threads: the pool splits output panels (lut_kernels.c: wc_lut_gemm_f32).
+ * Threads: the pool splits output panels (api.c: wc_lut_gemm_f32).
  * Rows of a 16-row half that span several codebook groups are handled with masked stores, one
  * lookup pass per group (plain stores otherwise: masked ones made the build much slower). */
-#include "lut_kernels.h"
+#include "../internal.h"
 
 #ifdef WC_X86
 #include <pthread.h>
@@ -88,7 +88,7 @@ T512 static void pack_x(const float *x, int64_t M, int64_t in, int64_t nb, int64
     }
 }
 
-/* byte-plane slot s -> weight, so that the byte unpacks come out in natural order (as lut_avx512.c) */
+/* byte-plane slot s -> weight, so that the byte unpacks come out in natural order (as x86/avx512_lut.c) */
 static int q_f32(int s) { int L = s / 16, v = (s / 4) % 4, e = s % 4; return 16 * v + 4 * L + e; }
 
 typedef struct { __m512i ia, ib, io0, io1; } tperm_t;

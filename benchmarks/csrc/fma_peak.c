@@ -1,16 +1,19 @@
 /* The float32 FMA ceiling of the calling core, for benchmarks: how close a GEMM comes to the rate
- * at which this core can issue fused multiply-adds at all (with the widest vectors the LUT kernels
- * use here, wc_lut_isa). 24 independent accumulator chains, enough to cover the FMA latency on
+ * at which this core can issue fused multiply-adds at all (with the widest vectors this CPU has, or
+ * `lanes` when given). 24 independent accumulator chains, enough to cover the FMA latency on
  * every x86 core with two FMA ports; nothing is loaded or stored inside the loop.
  *
  * wc_fma_peak(flops) runs at least `flops` float32 operations (an FMA counts as 2) and returns how
  * many it ran; the caller times the call. The result of the chains goes to a volatile sink so the
  * compiler keeps them. */
 #include <stdint.h>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define WC_X86 1
+#define T512 __attribute__((target("avx512f")))
+#define T256 __attribute__((target("avx2,fma")))
+#endif
 
-#include "lut_kernels.h"
-
-int wc_lut_isa(void);
 static volatile float sink;
 
 #define CHAINS 24
@@ -56,8 +59,19 @@ static float chains_c(int64_t n) {
     return s;
 }
 
-int64_t wc_fma_peak(int64_t flops) {
-    const int lanes = wc_lut_isa() == 2 ? 16 : wc_lut_isa() == 1 ? 8 : 1;
+static int widest(void) {
+#ifdef WC_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) return 16;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 8;
+#endif
+    return 1;
+}
+
+/* lanes: 16, 8 or 1 (at most what this CPU has), 0 = the widest */
+int64_t wc_fma_peak(int64_t flops, int lanes) {
+    const int top = widest();
+    if (lanes <= 0 || lanes > top) lanes = top;
     const int64_t per_iter = 2 * CHAINS * (int64_t)lanes; /* AVX2: 2 steps of 12 chains per iteration */
     const int64_t n = flops <= 0 ? 1 : (flops + per_iter - 1) / per_iter;
 #ifdef WC_X86

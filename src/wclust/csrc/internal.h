@@ -1,7 +1,7 @@
-/* Shared by the LUT kernel sources (lut_kernels.c: dispatch, pool, portable C, AVX2;
- * lut_avx512.c: AVX-512 lookups). Internal: not part of the library's C API. */
-#ifndef WCLUST_LUT_KERNELS_H
-#define WCLUST_LUT_KERNELS_H
+/* Shared by the kernel sources (runtime.c: ISA and threads; api.c: plans and entry points;
+ * portable/, x86/, arm64/: kernels). Internal: hidden, not part of the library's C API (wclust.h). */
+#ifndef WCLUST_INTERNAL_H
+#define WCLUST_INTERNAL_H
 #include <stdint.h>
 #include <string.h>
 
@@ -28,9 +28,30 @@ typedef struct {
     const uint16_t *xb;     /* AMX GEMM: x as bf16 bits, (M rounded up to 16, ldxb), zero padded */
     int64_t ldxb;           /* AMX GEMM: features per row of xb (in rounded up to 32) */
     int *fail;              /* AMX GEMM: set to 1 by a thread that could not allocate its buffer */
+    const uint8_t *xq;      /* int8 compute: x quantized (M, ldx bytes), 7-bit unsigned */
+    const float *xs;        /* int8 compute: per row of x, its scale */
+    const int32_t *xz;      /* int8 compute: per row of x, its zero point */
+    const int8_t *qtab;     /* int8 compute: (n_groups, 256) codebook rounded to int8, zero padded */
+    const float *qs;        /* int8 compute: (n_groups) codebook scales */
 } job_t;
 
 typedef void (*range_fn)(const job_t *, int64_t, int64_t);
+
+/* runtime.c */
+enum { ISA_C = 0, ISA_AVX2 = 1, ISA_AVX512 = 2 };
+WC_HIDDEN int wc_isa(void); /* the ISA level in use: detected once, lowered by wc_lut_force_isa */
+/* fn(job, r0, r1) over [0, rows) split across up to nthreads threads (boundaries on multiples of 4) */
+WC_HIDDEN void wc_parallel_rows(const job_t *job, range_fn fn, int64_t rows, int nthreads);
+
+/* portable/lut_c.c */
+WC_HIDDEN void wc_gemv_c(const job_t *j, int64_t r0, int64_t r1);
+WC_HIDDEN void wc_deq_c(const job_t *j, int64_t r0, int64_t r1);
+WC_HIDDEN void wc_deq_packed_c(const job_t *j, int64_t u0, int64_t u1); /* units of 16 rows */
+
+/* portable/int8_c.c: integer compute (the numeric is described there) */
+WC_HIDDEN void wc_i8_quantize_x(const float *x, int64_t M, int64_t in, uint8_t *xq, int64_t ldq, float *xs, int32_t *xz);
+WC_HIDDEN void wc_i8_quantize_codebook(const float *cb, int64_t n_groups, int64_t K, int8_t *qtab, float *qs);
+WC_HIDDEN void wc_i8_gemv_c(const job_t *j, int64_t r0, int64_t r1);
 
 static inline int idx_at(const job_t *j, int64_t r, int64_t c) {
     const uint8_t *row = j->idx + r * j->rowbytes;
@@ -70,6 +91,12 @@ static inline void deq_packed_scalar(const job_t *j, int64_t r0, int64_t r1, int
     }
 }
 
+/* int8 compute: y[m, r] from the exact integer sums acc = sum xq q and rs = sum q */
+static inline float wc_i8_out(const job_t *j, int64_t m, int64_t g, int32_t acc, int32_t rs, int64_t r) {
+    const float v = (float)((int64_t)acc - (int64_t)j->xz[m] * rs) * (j->xs[m] * j->qs[g]);
+    return v + (j->bias ? j->bias[r] : 0.f);
+}
+
 enum { MODE_A8_16 = 1, MODE_A8_32, MODE_A4, MODE_BP1, MODE_BP2, MODE_BP4 };
 
 #ifdef WC_X86
@@ -107,7 +134,13 @@ T512 static WC_INLINE void wc_bp_floats(const __m512i P[4][4], __m512i v, const 
     f[3] = _mm512_castsi512_ps(_mm512_unpackhi_epi16(hi01, hi23));
 }
 
-/* lut_avx512.c */
+/* x86/avx2_int8.c: GEMV over rows [r0, r1); GEMM over units [u0, u1) of 16-row panels times 4 */
+WC_HIDDEN void wc_i8_gemv_avx2(const job_t *j, int64_t r0, int64_t r1);
+WC_HIDDEN void wc_i8_gemm_avx2(const job_t *j, int64_t u0, int64_t u1);
+/* x86/avx2_lut.c */
+WC_HIDDEN void wc_gemv_avx2(const job_t *j, int64_t r0, int64_t r1);
+WC_HIDDEN void wc_deq_avx2(const job_t *j, int64_t r0, int64_t r1);
+/* x86/avx512_lut.c */
 WC_HIDDEN void wc_lut_gemv_avx512(const job_t *j, int64_t r0, int64_t r1);
 WC_HIDDEN void wc_lut_deq_avx512(const job_t *j, int64_t r0, int64_t r1);
 WC_HIDDEN void wc_lut_deq_packed_avx512(const job_t *j, int64_t u0, int64_t u1);
@@ -115,7 +148,7 @@ WC_HIDDEN void wc_lut_deq_packed_avx512(const job_t *j, int64_t u0, int64_t u1);
 WC_HIDDEN int wc_lut_xperm(int mode, int p);
 WC_HIDDEN void wc_bf16_round_avx512(float *d, const float *s, int64_t n);
 #endif
-/* lut_gemm.c: fused LUT-GEMM (many rows of x). Blocking: m-blocks of <= GEMM_MR rows of x, k-blocks
+/* x86/avx512_gemm.c: fused LUT-GEMM (many rows of x). Blocking: m-blocks of <= GEMM_MR rows of x, k-blocks
  * of GEMM_KC features (a multiple of 16), chunks of GEMM_NCP panels of 32 output rows, m-chunks of
  * GEMM_MCB m-blocks. */
 #ifndef GEMM_MR
@@ -136,7 +169,7 @@ WC_HIDDEN void wc_bf16_round_avx512(float *d, const float *s, int64_t n);
 #ifndef GEMM_XBUF /* bytes: x packed for all k-blocks at once only up to this size */
 #define GEMM_XBUF (1024 * 1024)
 #endif
-/* lut_amx.c: fused LUT-GEMM in bf16 on AMX tiles (built where the compiler and OS have them) */
+/* x86/amx_bf16.c: fused LUT-GEMM in bf16 on AMX tiles (built where the compiler and OS have them) */
 #if defined(WC_X86) && defined(__linux__) && (__GNUC__ >= 11 || defined(__clang__))
 #define WC_AMX 1
 #endif
