@@ -27,7 +27,7 @@ from ..clustering.modules import _Clustered, clustered_modules, dense_view
 from .tasks import Task, get_task, interval95, paired_interval95
 
 QUICK = {"n_train": 1000, "n_test": 500}
-COMPUTE = ("fp32", "bf16", "bf16-model")
+COMPUTE = ("fp32", "bf16", "bf16-model", "int8")
 
 
 # -- torch.distributed ---------------------------------------------------------------------------------
@@ -256,7 +256,8 @@ def evaluate(source, task: str | Task, *, config=None, reference=None, quick: bo
 
     With ``config`` (a ClusterConfig) the float model is clustered first. ``compute`` (one of
     COMPUTE): ``bf16`` runs the clustered modules with bf16 compute (activations between them stay
-    float32), ``bf16-model`` casts the whole model to bf16 (a float model too: bf16's own effect);
+    float32), ``bf16-model`` casts the whole model to bf16 (a float model too: bf16's own effect),
+    ``int8`` runs the clustered Linear layers on integer compute (kernels/int8.py);
     both run the kernels themselves. Returns a plain dict: top1, top5 (>= 5 classes), their 95%
     half-widths, n, bytes, seconds, compute, plus the fp32 row.
     """
@@ -267,8 +268,8 @@ def evaluate(source, task: str | Task, *, config=None, reference=None, quick: bo
     start = time.perf_counter()
     model = load_source(source) if isinstance(source, str) else source
     clustered = bool(clustered_modules(model))
-    if compute == "bf16" and not clustered and config is None:
-        raise WclustError("compute bf16 sets the clustered layers' compute dtype; this model has none "
+    if compute in ("bf16", "int8") and not clustered and config is None:
+        raise WclustError(f"compute {compute} sets the clustered layers' compute dtype; this model has none "
                           "(cluster it with -k, or use bf16-model for the whole float model in bf16)")
     ref = reference_for(model, reference) if clustered else model
     if not isinstance(task, Task):
@@ -297,8 +298,8 @@ def with_compute(model: nn.Module, compute: str) -> nn.Module:
     """``model`` (changed in place) set to compute in ``compute`` (one of COMPUTE)."""
     from ..clustering.modules import set_compute_dtype
 
-    if compute == "bf16":
-        return set_compute_dtype(model, torch.bfloat16)
+    if compute in ("bf16", "int8"):
+        return set_compute_dtype(model, compute)
     if compute == "bf16-model":
         return model.to(torch.bfloat16)
     return model

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..kernels import cpu as _cpu
+from ..kernels import int8 as _int8
 from ..kernels import reference
 from ..kernels.ops import lut_linear
 from .conv1d import is_conv1d, matmul_weight
@@ -174,6 +175,8 @@ class ClusteredLinear(_Clustered):
                 y = _cpu.fast_gemv(*args, bf16=True)
                 if y is not None:
                     return y.to(torch.bfloat16)
+        if cdt is torch.int8:
+            return self._forward_int8(x, bufs, bias, scale, oi)
         dtype = cdt or x.dtype
         xin = x if x.dtype == dtype else x.to(dtype)
         y = lut_linear(xin, bufs["indices"], bufs["codebook"], bias if scale is None else None,
@@ -186,6 +189,27 @@ class ClusteredLinear(_Clustered):
             r = self.residual(dtype)
             x2 = xin.reshape(-1, self.in_features)
             y = y + torch.sparse.mm(r, x2.t()).t().reshape(y.shape)
+        return y if y.dtype == x.dtype else y.to(x.dtype)
+
+
+    def _forward_int8(self, x, bufs, bias, scale, oi) -> torch.Tensor:
+        """Integer compute (kernels/int8.py): the C kernels where they take the call, else the
+        numeric's reference; per-channel scales and float outliers applied on the float32 result."""
+        xf = x if x.dtype is torch.float32 else x.float()
+        args = (xf, bufs["indices"], bufs["codebook"], bias if scale is None else None, self.in_features,
+                self.group_size, self.index_bits)
+        y = None
+        if xf.is_cpu and not (xf.requires_grad and torch.is_grad_enabled()):
+            y = _int8.linear(*args)
+        if y is None:
+            y = _int8.reference_linear(*args).float()
+        if scale is not None:
+            y = y * scale.float()
+            if bias is not None:
+                y = y + bias.float()
+        if oi is not None and oi.numel():
+            x2 = xf.reshape(-1, self.in_features)
+            y = y + torch.sparse.mm(self.residual(torch.float32), x2.t()).t().reshape(y.shape)
         return y if y.dtype == x.dtype else y.to(x.dtype)
 
 
@@ -328,11 +352,24 @@ def clustered_modules(model: nn.Module) -> dict[str, _Clustered]:
     return {n: m for n, m in model.named_modules() if isinstance(m, _Clustered)}
 
 
-def set_compute_dtype(model: nn.Module, dtype: torch.dtype | None) -> nn.Module:
-    """Compute every clustered module in ``dtype`` (e.g. torch.bfloat16), None = the input's dtype."""
+COMPUTE_DTYPES = {"fp32": None, "float32": None, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+                  "int8": torch.int8}
+
+
+def set_compute_dtype(model: nn.Module, dtype: torch.dtype | str | None) -> nn.Module:
+    """Compute every clustered module in ``dtype``: None or "fp32" (the input's dtype),
+    torch.bfloat16 / "bf16" (bf16 matrix units), or torch.int8 / "int8": integer compute on the
+    indices (kernels/int8.py), which only matrix products have, so it is set on ClusteredLinear
+    modules alone (the others keep the input's dtype)."""
+    if isinstance(dtype, str):
+        if dtype not in COMPUTE_DTYPES:
+            raise ValueError(f"compute dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {dtype!r}")
+        dtype = COMPUTE_DTYPES[dtype]
+    if dtype not in (None, torch.float32, torch.bfloat16, torch.float16, torch.int8):
+        raise ValueError(f"compute dtype must be a float dtype, torch.int8 or None, got {dtype}")
     for m in model.modules():
         if isinstance(m, _Clustered):
-            m.compute_dtype = dtype
+            m.compute_dtype = dtype if dtype is not torch.int8 or isinstance(m, ClusteredLinear) else None
     return model
 
 

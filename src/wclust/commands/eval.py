@@ -27,7 +27,8 @@ def register(sub) -> None:
     p.add_argument("--kernel", action="store_true", help="run the clustered modules themselves (slower on CPU)")
     p.add_argument("--compute", choices=COMPUTE, default="fp32",
                    help="bf16: clustered layers compute in bf16 (activations float32); bf16-model: the whole "
-                        "model cast to bf16 (also a float model). Both run the kernels (default fp32)")
+                        "model cast to bf16 (also a float model); int8: clustered Linear layers on integer compute "
+                        "(int8 codebooks, 7-bit per-token activations). All run the kernels (default fp32)")
     p.set_defaults(func=run)
 
 

@@ -40,6 +40,8 @@ struct wc_plan {
     int xperm[128];               /* AVX-512 GEMV: position in a lookup block -> feature in it */
     int bf16;                     /* bf16 compute (wc_lut_plan_new_bf16): tab holds the codebook rounded */
     float *src;                   /* bf16 plans: the codebook's values as given, for plan_current */
+    int8_t *qtab;                 /* int8 compute: (n_groups, 256) codebook rounded to int8 (portable/int8_c.c) */
+    float *qs;                    /* int8 compute: (n_groups) their scales */
 };
 typedef struct wc_plan wc_plan_t;
 
@@ -56,7 +58,7 @@ static int lut_mode(int index_bits, int64_t K) {
 
 void wc_lut_plan_free(wc_plan_t *p) {
     if (!p) return;
-    free(p->tab); free(p->planes); free(p->src); free(p);
+    free(p->tab); free(p->planes); free(p->src); free(p->qtab); free(p->qs); free(p);
 }
 
 /* d[i] = s[i] rounded to bf16, n values (d may be s) */
@@ -79,7 +81,10 @@ static wc_plan_t *plan_build(const float *cb, int64_t n_groups, int64_t K, int64
     p->tab = (float *)calloc((size_t)n_groups * 256, sizeof(float));
     p->planes = (uint8_t *)malloc((size_t)n_groups * 1024);
     if (bf16) p->src = (float *)malloc((size_t)(n_groups * K) * sizeof(float) + 1);
-    if (!p->tab || !p->planes || (bf16 && !p->src)) { wc_lut_plan_free(p); return NULL; }
+    p->qtab = (int8_t *)malloc((size_t)n_groups * 256);
+    p->qs = (float *)malloc((size_t)n_groups * sizeof(float));
+    if (!p->tab || !p->planes || (bf16 && !p->src) || !p->qtab || !p->qs) { wc_lut_plan_free(p); return NULL; }
+    wc_i8_quantize_codebook(cb, n_groups, K, p->qtab, p->qs);
     if (bf16) memcpy(p->src, cb, (size_t)(n_groups * K) * sizeof(float));
     for (int64_t g = 0; g < n_groups; g++) {
         float *t = p->tab + g * 256;
@@ -212,6 +217,65 @@ int wc_lut_plan_gemm(const wc_plan_t *p, const float *cb, const float *x, int64_
     (void)x; (void)idx; (void)bias; (void)y; (void)nthreads;
     return 1;
 #endif
+}
+
+/* int8 compute (portable/int8_c.c has the numeric): x quantized per row here, then the GEMV
+ * (gemm == 0: few rows) or the GEMM (many rows) on the indices. 0, 2 stale plan, -1 bad
+ * arguments / out of memory. */
+static int plan_linear_i8(const wc_plan_t *p, const float *cb, const float *x, int64_t M, const uint8_t *idx,
+                          const float *bias, float *y, int nthreads, int gemm) {
+    if (!p || M < 0 || p->bf16) return -1;
+    if (!plan_current(p, cb)) return 2;
+    if (M == 0 || p->out == 0) return 0;
+    const int64_t ldx = ((p->in + 63) & ~(int64_t)63) + 64;
+    uint8_t *xq = (uint8_t *)aligned_alloc(64, (size_t)(M * ldx));
+    float *xs = (float *)malloc((size_t)M * sizeof(float));
+    int32_t *xz = (int32_t *)malloc((size_t)M * sizeof(int32_t));
+    if (!xq || !xs || !xz) { free(xq); free(xs); free(xz); return -1; }
+#ifdef WC_X86
+    if (wc_isa() >= ISA_AVX2) wc_i8_quantize_x_avx2(x, M, p->in, xq, ldx, xs, xz);
+    else
+#endif
+        wc_i8_quantize_x(x, M, p->in, xq, ldx, xs, xz);
+    job_t j;
+    init_linear_job(&j, p, M, idx, bias, y);
+    j.xq = xq; j.ldx = ldx; j.xs = xs; j.xz = xz; j.qtab = p->qtab; j.qs = p->qs;
+    int fail = 0;
+    j.fail = &fail;
+    range_fn fn = wc_i8_gemv_c;
+    int64_t units = p->out;
+#ifdef WC_X86
+    if (wc_isa() >= ISA_AVX2) {
+        if (gemm) {
+            fn = wc_i8_gemm_avx2;
+            units = 4 * ((p->out + 15) / 16);
+        } else {
+            fn = wc_i8_gemv_avx2;
+            if (p->index_bits == 4) { /* per whole block of 64: even features, then odd (the nibbles' order) */
+                uint8_t tmp[64];
+                for (int64_t m = 0; m < M; m++)
+                    for (int64_t c = 0; c + 64 <= p->in; c += 64) {
+                        uint8_t *b = xq + m * ldx + c;
+                        for (int e = 0; e < 32; e++) { tmp[e] = b[2 * e]; tmp[32 + e] = b[2 * e + 1]; }
+                        memcpy(b, tmp, 64);
+                    }
+            }
+        }
+    }
+#endif
+    wc_parallel_rows(&j, fn, units, nthreads);
+    free(xq); free(xs); free(xz);
+    return fail ? -1 : 0;
+}
+
+int wc_lut_plan_gemv_i8(const wc_plan_t *p, const float *cb, const float *x, int64_t M, const uint8_t *idx,
+                        const float *bias, float *y, int nthreads) {
+    return plan_linear_i8(p, cb, x, M, idx, bias, y, nthreads, 0);
+}
+
+int wc_lut_plan_gemm_i8(const wc_plan_t *p, const float *cb, const float *x, int64_t M, const uint8_t *idx,
+                        const float *bias, float *y, int nthreads) {
+    return plan_linear_i8(p, cb, x, M, idx, bias, y, nthreads, 1);
 }
 
 typedef int (*plan_linear_fn)(const wc_plan_t *, const float *, const float *, int64_t, const uint8_t *,

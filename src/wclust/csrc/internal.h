@@ -2,6 +2,7 @@
  * portable/, x86/, arm64/: kernels). Internal: hidden, not part of the library's C API (wclust.h). */
 #ifndef WCLUST_INTERNAL_H
 #define WCLUST_INTERNAL_H
+#include "wclust.h"
 #include <stdint.h>
 #include <string.h>
 
@@ -49,8 +50,7 @@ WC_HIDDEN void wc_deq_c(const job_t *j, int64_t r0, int64_t r1);
 WC_HIDDEN void wc_deq_packed_c(const job_t *j, int64_t u0, int64_t u1); /* units of 16 rows */
 
 /* portable/int8_c.c: integer compute (the numeric is described there) */
-WC_HIDDEN void wc_i8_quantize_x(const float *x, int64_t M, int64_t in, uint8_t *xq, int64_t ldq, float *xs, int32_t *xz);
-WC_HIDDEN void wc_i8_quantize_codebook(const float *cb, int64_t n_groups, int64_t K, int8_t *qtab, float *qs);
+/* wc_i8_quantize_x, wc_i8_quantize_codebook: exported, in wclust.h */
 WC_HIDDEN void wc_i8_gemv_c(const job_t *j, int64_t r0, int64_t r1);
 
 static inline int idx_at(const job_t *j, int64_t r, int64_t c) {
@@ -135,6 +135,8 @@ T512 static WC_INLINE void wc_bp_floats(const __m512i P[4][4], __m512i v, const 
 }
 
 /* x86/avx2_int8.c: GEMV over rows [r0, r1); GEMM over units [u0, u1) of 16-row panels times 4 */
+WC_HIDDEN void wc_i8_quantize_x_avx2(const float *x, int64_t M, int64_t in, uint8_t *xq, int64_t ldq, float *xs,
+                                      int32_t *xz);
 WC_HIDDEN void wc_i8_gemv_avx2(const job_t *j, int64_t r0, int64_t r1);
 WC_HIDDEN void wc_i8_gemm_avx2(const job_t *j, int64_t u0, int64_t u1);
 /* x86/avx2_lut.c */

@@ -66,6 +66,17 @@ WC_API int wc_lut_dequant(const uint8_t *idx, int64_t out, int64_t in, int index
 WC_API int wc_lut_dequant_packed(const uint8_t *idx, int64_t out, int64_t in, int index_bits, const float *cb,
                                  int64_t n_groups, int64_t K, int64_t group_size, uint16_t *w, int64_t nb,
                                  int64_t kpad, int nthreads);
+/* int8 compute (the numeric: portable/int8_c.c): x quantized per row to 7 bits with a zero point,
+ * the codebook to int8 with a scale per group, exact int32 sums, float32 y. GEMV: few rows of x;
+ * GEMM: many (W never materialized beyond a 16-row panel). Same arguments as wc_lut_plan_gemv. */
+WC_API int wc_lut_plan_gemv_i8(const wc_plan_t *p, const float *cb, const float *x, int64_t M, const uint8_t *idx,
+                               const float *bias, float *y, int nthreads);
+WC_API int wc_lut_plan_gemm_i8(const wc_plan_t *p, const float *cb, const float *x, int64_t M, const uint8_t *idx,
+                               const float *bias, float *y, int nthreads);
+/* the numeric's two quantizers: x (M, in) -> xq (M, ldq bytes, zero padded), scales, zero points;
+ * codebook (n_groups, K) -> qtab (n_groups, 256, zero padded), scales */
+WC_API void wc_i8_quantize_x(const float *x, int64_t M, int64_t in, uint8_t *xq, int64_t ldq, float *xs, int32_t *xz);
+WC_API void wc_i8_quantize_codebook(const float *cb, int64_t n_groups, int64_t K, int8_t *qtab, float *qs);
 /* bf16 compute on AMX tiles: x float32 or bf16 bits (x_bf16), y float32 or bf16 bits (y_bf16) */
 WC_API int wc_lut_gemm_bf16(const void *x, int x_bf16, int64_t M, int64_t in, const uint8_t *idx, int64_t out,
                             int index_bits, const float *cb, int64_t n_groups, int64_t K, int64_t group_size,

@@ -87,6 +87,12 @@ _SIGNATURES = {
     # n_groups, K, group_size, bias (float32, rounded to bf16 inside), y, y is bf16, threads
     "wc_lut_gemm_bf16": (_int, [_vp, _int, _i64, _i64, _vp, _i64, _int, _vp, _i64, _i64, _i64, _vp, _vp, _int, _int]),
     "wc_lut_amx": (_int, []),
+    # int8 compute (kernels/int8.py): the same arguments as wc_lut_plan_gemv
+    "wc_lut_plan_gemv_i8": (_int, [_vp, _vp, _vp, _i64, _vp, _vp, _vp, _int]),
+    "wc_lut_plan_gemm_i8": (_int, [_vp, _vp, _vp, _i64, _vp, _vp, _vp, _int]),
+    # its quantizers: x, M, in, xq, ldq, scales, zero points; codebook, n_groups, K, qtab, scales
+    "wc_i8_quantize_x": (None, [_vp, _i64, _i64, _vp, _i64, _vp, _vp]),
+    "wc_i8_quantize_codebook": (None, [_vp, _i64, _i64, _vp, _vp]),
 }
 _declared = False
 _GEMV = _GEMM = _PLAN_GEMV = _PLAN_GEMM = _PLAN_NEW = _PLAN_NEW_BF16 = _PLAN_FREE = None
@@ -277,6 +283,16 @@ def plan(cb: torch.Tensor, in_features: int, n_out: int, index_bits: int, group_
     ref = weakref.ref(cb, lambda r, k=slot: _drop_plan(k, r))
     _plans[slot] = (ref, key, p)
     return p
+
+
+def one_off_plan(cb: torch.Tensor, in_features: int, n_out: int, index_bits: int, group_size: int) -> _Plan:
+    """A plan not kept in the cache (freed with the object): for codebooks of many groups."""
+    if _PLAN_NEW is None:
+        native()
+    ptr = _PLAN_NEW(cb.data_ptr(), cb.shape[0], cb.shape[1], in_features, n_out, index_bits, group_size)
+    if not ptr:
+        raise MemoryError("wc_lut_plan_new failed")
+    return _Plan(ptr)
 
 
 def _linear(planned, once, x2, indices, codebook, bias, in_features, group_size, index_bits) -> tuple[int, torch.Tensor]:

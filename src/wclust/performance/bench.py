@@ -39,7 +39,7 @@ from torch import nn
 from ..clustering.conv1d import is_conv1d
 from ..errors import WclustError
 
-VARIANTS = ("fp32", "int8_dynamic", "clustered_fp32", "clustered_bf16")
+VARIANTS = ("fp32", "int8_dynamic", "clustered_fp32", "clustered_bf16", "clustered_int8")
 BF16_MODEL_VARIANTS = ("dense_bf16_model", "clustered_bf16_model")
 STREAM_MB = 256
 
@@ -124,8 +124,8 @@ def build_variants(model: nn.Module, k: int = 64, scope: str = "layer", bf16_mod
     is (``k`` and ``scope`` unused); ``fp32`` is then its dense twin: the same architecture holding
     the dequantized weights in float32, which runs as fast as the fp32 model it came from.
 
-    ``clustered_fp32`` and ``clustered_bf16`` share one module (compute_dtype of its clustered
-    Linear layers switched; activations, attention and norms stay float32). With
+    ``clustered_fp32``, ``clustered_bf16`` and ``clustered_int8`` share one module (compute_dtype
+    of its clustered Linear layers switched; activations, attention and norms stay float32). With
     ``bf16_models``: ``dense_bf16_model`` (the fp32 model cast to bf16) and
     ``clustered_bf16_model`` (the clustered model cast to bf16: codebooks, norms, activations
     and attention in bf16, indices unchanged), both fed bf16 inputs.
@@ -140,7 +140,8 @@ def build_variants(model: nn.Module, k: int = 64, scope: str = "layer", bf16_mod
     else:
         clustered = compress(copy.deepcopy(model), ClusterConfig(n_clusters=k, scope=scope), progress=progress)
     out = {"fp32": (model, None, None), "int8_dynamic": (int8_dynamic(model), None, None),
-           "clustered_fp32": (clustered, torch.float32, None), "clustered_bf16": (clustered, torch.bfloat16, None)}
+           "clustered_fp32": (clustered, torch.float32, None), "clustered_bf16": (clustered, torch.bfloat16, None),
+           "clustered_int8": (clustered, torch.int8, None)}
     if bf16_models:
         bf = torch.bfloat16
         out["dense_bf16_model"] = (copy.deepcopy(model).to(bf), None, bf)
