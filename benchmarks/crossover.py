@@ -54,7 +54,7 @@ def main(argv=None) -> int:
                 cands = {
                     "gemv": [lambda: cpu.gemv(x, idx, cb, None, i, o, bits)],
                     "gemm": [lambda: cpu.lut_gemm(x, idx, cb, None, i, o, bits)],
-                    "dequant_sgemm": [lambda: F.linear(x, cpu.dequantize(idx, cb, i, o, bits, out=scratch))],
+                    "dequant_sgemm": [lambda: F.linear(x, cpu.dequantize_into(idx, cb, i, o, bits, out=scratch))],
                 }
                 med, _ = _kb.time_interleaved(cands, args.repeats)
                 out["runs"].append({"shape": f"{o}x{i}", "config": name, "M": m,

@@ -7,14 +7,14 @@ all float32 compute, timed interleaved in one run (``time_interleaved`` of bench
 shuffled order per round, median and minimum of short samples), each cycling ``--copies`` weight copies so
 the weights are not all cache-hot:
   dense_fp32        F.linear(x, W, b)
-  <cfg>_dequant     the current many-rows path: cpu.dequantize into one reused buffer + F.linear
+  <cfg>_dequant     the current many-rows path: cpu.dequantize_into into one reused buffer + F.linear
   <cfg>_fused       kernels/cpu.lut_gemm (csrc/x86/avx512_gemm.c)
   fma_peak          fma.peak: the same number of float32 operations as independent FMA chains
                     with no memory traffic (csrc/fma_peak.c), the core's FMA ceiling at that moment
 for cfg in k16_4bit (4-bit indices), k16, k64, k256 (8-bit indices). With ``--bf16``, bf16 compute
 instead (x, codebook and bias in bf16, oneDNN's bf16 matmul):
   dense_bf16        F.linear on a bf16 weight (oneDNN repacks it on every call)
-  <cfg>_bf16_plain  cpu.dequantize to bf16 into one reused buffer + F.linear
+  <cfg>_bf16_plain  cpu.dequantize_into to bf16 into one reused buffer + F.linear
   <cfg>_bf16_packed kernels/onednn.linear: dequantized into oneDNN's packed layout, no repacking
   <cfg>_bf16_amx    kernels/cpu.amx_linear: the fused LUT-GEMM on AMX tiles (csrc/x86/amx_bf16.c), what
                     bf16 compute runs where the CPU has AMX
@@ -68,7 +68,7 @@ def candidates(inn, out, m, copies, configs=CONFIGS):
         deq, fused = [], []
         for idx, cb, b in _layers(g, inn, out, k, bits, copies):
             deq.append(lambda idx=idx, cb=cb, b=b, bits=bits:
-                       F.linear(x, cpu.dequantize(idx, cb, inn, out, bits, torch.float32, out=buf), b))
+                       F.linear(x, cpu.dequantize_into(idx, cb, inn, out, bits, torch.float32, out=buf), b))
             fused.append(lambda idx=idx, cb=cb, b=b, bits=bits: cpu.lut_gemm(x, idx, cb, b, inn, out, bits))
         want = deq[0]()
         got = fused[0]()
@@ -92,7 +92,7 @@ def candidates_bf16(inn, out, m, copies, configs=CONFIGS):
         for idx, cb, b in _layers(g, inn, out, k, bits, copies, bf):
             amx.append(lambda idx=idx, cb=cb, b=b, bits=bits: cpu.amx_linear(xb, idx, cb, b, inn, out, bits, bf))
             plain.append(lambda idx=idx, cb=cb, b=b, bits=bits:
-                         F.linear(xb, cpu.dequantize(idx, cb, inn, out, bits, bf, out=buf), b))
+                         F.linear(xb, cpu.dequantize_into(idx, cb, inn, out, bits, bf, out=buf), b))
             packed.append(lambda idx=idx, cb=cb, b=b, bits=bits:
                           onednn.linear(cpu.native(), xb, idx, cb, b, inn, out, bits))
         want, got = plain[0](), packed[0]()

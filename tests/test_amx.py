@@ -93,7 +93,7 @@ def test_switched_off_by_flag(monkeypatch):
     """WCLUST_NO_AMX=1 (cpu.AMX_ENABLED): bf16 compute takes oneDNN's path, the GEMV keeps its rows."""
     idx, cb, gs, ib = make_layer(96, 64, 64, 8, seed=4)
     x = torch.randn(40, 64).to(torch.bfloat16)
-    assert cpu.bf16_path() == "amx"
+    assert cpu.bf16_path() == "amx-bf16"
     monkeypatch.setattr(cpu, "AMX_ENABLED", False)
     assert not cpu.amx_available() and cpu.gemv_rows(64, torch.bfloat16) == cpu.GEMV_MAX_ROWS
     assert cpu.bf16_path() in ("onednn-packed", "dequantize+matmul")

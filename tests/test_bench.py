@@ -175,7 +175,7 @@ def test_cli_table_warns_when_the_fp32_runs_spread(monkeypatch, capsys, runs, no
         lat = {"median_ms": 104.0, "min_ms": min(runs), "runs_ms": runs, "speedup_vs_fp32": 1.0,
                "speedup_paired": 1.0, "speedup_min": 1.0}
         return {"source": "x", "n_clusters": 64, "scope": "layer", "threads": 1, "repeats": 3, "kernel_isa": "c",
-                "bf16_kernel": "amx", "clock": "thread", "seq_len": None, "latency": {"fp32": lat},
+                "bf16_kernel": "amx-bf16", "clock": "thread", "seq_len": None, "latency": {"fp32": lat},
                 "memory": {"fp32": {"param_mb": 1.0}}}
 
     monkeypatch.setattr(bench, "run_bench", fake)

@@ -91,8 +91,8 @@ def test_dequantize_matches_reference(level, bits):
         for inn in (1, 63, 64, 130):
             idx, cb, gs, ib = make_layer(21, inn, k, bits, n_groups=4, seed=k + inn)
             with cpu.force_isa(level):
-                w32 = cpu.dequantize(idx, cb, inn, gs, ib, torch.float32)
-                w16 = cpu.dequantize(idx, cb, inn, gs, ib, torch.bfloat16)
+                w32 = cpu.dequantize_into(idx, cb, inn, gs, ib, torch.float32)
+                w16 = cpu.dequantize_into(idx, cb, inn, gs, ib, torch.bfloat16)
             assert torch.equal(w32, reference.dequantize(idx, cb, inn, gs, ib))
             assert torch.equal(w16, reference.dequantize(idx, cb, inn, gs, ib, dtype=torch.bfloat16))
 

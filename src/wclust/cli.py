@@ -10,7 +10,7 @@ import importlib
 import os
 import sys
 
-COMMANDS = ["compress", "info", "eval", "sweep", "bench", "profile", "estimate", "study"]
+COMMANDS = ["compress", "info", "eval", "sweep", "bench", "profile", "estimate", "study", "doctor"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -20,9 +20,38 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"wclust: error: {message} (see: {self.prog} --help)\n")
 
 
+def version_line() -> str:
+    """wclust's version, torch's, and the C kernels' ISA level on this CPU."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import torch
+
+    from .kernels import cpu, machine
+
+    try:
+        v = version("wclust")
+    except PackageNotFoundError:
+        v = "unknown (not installed)"
+    return (f"wclust {v}, torch {torch.__version__}, kernels {cpu.isa()}{' + AMX' if cpu.amx_available() else ''} "
+            f"on {machine.describe()}")
+
+
+class _Version(argparse.Action):
+    """--version: computed only when asked (it loads torch and the C library)."""
+
+    def __init__(self, option_strings, dest, **kw):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kw)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_line())
+        parser.exit(0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="wclust", description="Cluster transformer weights; measure what it costs and buys.")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    p.add_argument("--version", action=_Version,
+                   help="the version, torch's, and the kernels' ISA level on this CPU")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMANDS:

@@ -34,35 +34,28 @@ import torch
 import torch.nn.functional as F
 
 from .. import _native
-from . import reference
-from . import onednn
+from . import choice, onednn, reference
 from .ops import register_kernel
 
-GEMV_MAX_ROWS = 12  # measured crossover vs dequantize + sgemm: 12..16 rows (ViT-B shapes, 1 thread)
+# crossovers and the choice of kernel: kernels/choice.py (one table)
+GEMV_MAX_ROWS, AMX_MAX_ROWS = choice.GEMV_MAX_ROWS, choice.AMX_MAX_ROWS
 _fused = False  # the fused LUT-GEMM runs here (AVX-512 VBMI, not lowered by force_isa)
 _amx = False  # the AMX bf16 kernel runs here (AMX tiles allowed by the OS, not lowered by force_isa)
 AMX_ENABLED = not os.environ.get("WCLUST_NO_AMX")  # WCLUST_NO_AMX=1: bf16 compute takes oneDNN's path
-# Most rows of x the AMX kernel takes: beyond, oneDNN's packed path is ahead (time ratio oneDNN /
-# AMX over five ViT shapes, 1 thread, ad-hoc interleaved run: 1.01-1.33 at 197 rows, 0.89-1.19 at
-# 320, 0.80-1.02 at 512, 0.55-1.39 at 2048): the AMX kernel multiplies every 32-row panel of the
-# weight against all rows of x, where oneDNN blocks both operands for its caches.
-AMX_MAX_ROWS = 384
+
+
+def case(rows: int, index_bits: int, k: int, compute: str = "fp32", device: str = "cpu") -> choice.Case:
+    """The kernel-choice case of a call on this machine as it runs now (ISA level, AMX, oneDNN)."""
+    lib = native()
+    return choice.Case(device, isa(), compute, rows, index_bits, k, amx_available(),
+                       lib is not None and _fused and onednn.ENABLED and onednn._ops() is not None)
 
 
 def gemv_rows(k: int, dtype: torch.dtype = torch.float32) -> int:
-    """Most rows of x the C GEMV takes for a codebook of ``k`` entries; more go to the fused
-    LUT-GEMM (float32, where this CPU has it) or to dequantize + matmul. The GEMV reads the indices
-    once per 8 rows of x, so against the fused GEMM it pays up to ~8 rows, for every
-    k (benchmarks/results/crossover_1thread.json, 1 thread, ViT-B shapes: fused GEMM time / GEMV
-    time 0.99-1.23 at 8 rows, 0.74-1.00 at 12); against dequantize + sgemm up to 12..16."""
-    if dtype is torch.bfloat16 and amx_available():
-        # the AMX kernel (bf16 compute) is ahead of the GEMV from 4 rows of x for k <= 64 and from
-        # 2 beyond (time ratio GEMV / AMX at 2, 4, 8 rows: 0.61-1.2, 0.82-1.43, 1.42-2.63; ViT-B
-        # shapes, 1 thread, ad-hoc interleaved run)
-        return 1 if k > 64 else 3
-    if not (_fused and dtype is torch.float32):
-        return GEMV_MAX_ROWS
-    return 8
+    """Most rows of x the C GEMV takes for a codebook of ``k`` entries (choice.gemv_rows)."""
+    return choice.gemv_rows(case(1, 8, k, "bf16" if dtype is torch.bfloat16 else "fp32"))
+
+
 ISA_NAMES = {0: "portable-c", 1: "avx2", 2: "avx512-vbmi"}
 
 _vp, _i64, _int = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
@@ -217,8 +210,9 @@ def layout_supported(indices, codebook, bias, in_features, group_size, index_bit
     return bias is None or (bias.is_cpu and bias.dim() == 1 and bias.shape[0] == out)
 
 
-def dequantize(indices, codebook, in_features, group_size, index_bits, dtype=torch.float32, out=None):
-    """(out, in) weight in float32 or bfloat16 from the C kernel (``codebook`` already in ``dtype``)."""
+def dequantize_into(indices, codebook, in_features, group_size, index_bits, dtype=torch.float32, out=None):
+    """(out, in) weight in float32 or bfloat16 from the C kernel (``codebook`` already in ``dtype``), written
+    into ``out`` where given (a reused buffer); ``reference.dequantize`` is the pure-torch one."""
     lib = native()
     n_out = indices.shape[0]
     cb = codebook.to(dtype).float().contiguous()
@@ -436,13 +430,8 @@ def amx_available() -> bool:
 
 
 def bf16_path() -> str:
-    """Which kernel bf16 compute runs on here for many rows of x: ``amx`` (csrc/x86/amx_bf16.c),
-    ``onednn-packed`` (kernels/onednn.py) or ``dequantize+matmul``; ``reference`` without the C library."""
-    if native() is None:
-        return "reference"
-    if amx_available():
-        return "amx"
-    return "onednn-packed" if _fused and onednn.ENABLED and onednn._ops() is not None else "dequantize+matmul"
+    """Which kernel bf16 compute runs on here for many rows of x (choice.choose at 197 rows)."""
+    return choice.choose(case(197, 8, 64, "bf16"))
 
 
 def amx_linear(x2, indices, codebook, bias, in_features, group_size, index_bits, out_dtype) -> torch.Tensor | None:
@@ -512,17 +501,19 @@ def lut_linear_cpu(x, indices, codebook, bias, in_features, group_size, index_bi
         return x.new_empty(*x.shape[:-1], out)
     cb = codebook if codebook.dtype == dt else codebook.to(dt)  # the values the reference computes with
     b = None if bias is None else (bias if bias.dtype == dt else bias.to(dt))
-    if m <= gemv_rows(codebook.shape[1], dt):
+    kernel = choice.choose(case(m, index_bits, codebook.shape[1], "bf16" if bf16 else "fp32"))
+    y = None
+    if kernel in ("gemv", "gemv-bf16"):
         y = gemv(x2, indices, cb, b, in_features, group_size, index_bits)
         if dt != torch.float32:
             y = y.to(dt)
-    else:
-        y = _gemm(x2, indices, cb, b, in_features, group_size, index_bits) if dt == torch.float32 else None
-        if dt is torch.bfloat16 and m <= AMX_MAX_ROWS:  # bf16: the AMX kernel where there is one
-            y = amx_linear(x2, indices, cb, b, in_features, group_size, index_bits, dt)
-        if y is None and dt is torch.bfloat16:  # else dequantized into oneDNN's packed layout
-            y = onednn.linear(native(), x2, indices, cb, b, in_features, group_size, index_bits)
-        if y is None:  # or no AVX-512 VBMI: dequantize the layer, then torch's matmul
-            w = dequantize(indices, cb, in_features, group_size, index_bits, dt, out=_scratch(out * in_features, dt))
-            y = F.linear(x2, w, b)
+    elif kernel == "fused-gemm":
+        y = _gemm(x2, indices, cb, b, in_features, group_size, index_bits)
+    elif kernel == "amx-bf16":
+        y = amx_linear(x2, indices, cb, b, in_features, group_size, index_bits, dt)
+    if y is None and kernel in ("amx-bf16", "onednn-packed"):  # dequantized into oneDNN's packed layout
+        y = onednn.linear(native(), x2, indices, cb, b, in_features, group_size, index_bits)
+    if y is None:  # dequantize the layer, then torch's matmul
+        w = dequantize_into(indices, cb, in_features, group_size, index_bits, dt, out=_scratch(out * in_features, dt))
+        y = F.linear(x2, w, b)
     return y if x.dim() == 2 else y.reshape(*x.shape[:-1], out)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from . import cpu, reference
+from . import choice, cpu, reference
 
 QMAX_X = 127  # 7-bit activations: u8 x s8 pair sums of vpmaddubsw cannot saturate
 QMAX_W = 127
@@ -60,10 +60,6 @@ def reference_linear(x, indices, codebook, bias, in_features, group_size, index_
     return y.reshape(*x.shape[:-1], out)
 
 
-# rows of x up to which the GEMV runs (it reads the indices once per 4 rows of x); more: the GEMM
-GEMV_MAX_ROWS = 4
-
-
 def available() -> bool:
     """Whether the C int8 kernels are here (any CPU: portable C where there is no SIMD kernel)."""
     lib = cpu.native()
@@ -87,7 +83,8 @@ def linear(x, indices, codebook, bias, in_features, group_size, index_bits) -> t
     y = torch.empty(m, out, dtype=torch.float32)
     if m:
         lib = cpu.native()
-        fn = lib.wc_lut_plan_gemv_i8 if m <= GEMV_MAX_ROWS else lib.wc_lut_plan_gemm_i8
+        gemv = choice.choose(cpu.case(m, index_bits, cb.shape[1], "int8")) == "int8-gemv"
+        fn = lib.wc_lut_plan_gemv_i8 if gemv else lib.wc_lut_plan_gemm_i8
         args = (cb.data_ptr(), xf.data_ptr(), m, idx.data_ptr(), None if b is None else b.data_ptr(), y.data_ptr(),
                 torch.get_num_threads())
         if cb.shape[0] <= cpu.PLAN_MAX_GROUPS:  # a model's codebook: its plan is kept

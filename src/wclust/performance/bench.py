@@ -294,7 +294,7 @@ def run_bench(source, k: int = 64, threads: int = 1, pressure: int = 0, repeats:
 
     ``clock``: "wall", "thread" (CPU time of the calling thread; only meaningful at threads=1)
     or "auto" (thread at one thread, wall otherwise)."""
-    from ..kernels import cpu
+    from ..kernels import cpu, machine
     from ..sources.models import example_inputs, load_source
 
     model = load_source(source) if isinstance(source, str) else source
@@ -329,7 +329,8 @@ def run_bench(source, k: int = 64, threads: int = 1, pressure: int = 0, repeats:
             "source": source if isinstance(source, str) else type(source).__name__,
             "n_clusters": k, "scope": scope, "stored": stored, "threads": threads, "repeats": repeats, "batch": batch,
             "seq_len": None if ids is None else int(ids.shape[-1]),
-            "kernel_isa": cpu.isa(), "bf16_kernel": cpu.bf16_path(), "torch": torch.__version__, "clock": clock,
+            "cpu": machine.describe(), "kernel_isa": cpu.isa(), "bf16_kernel": cpu.bf16_path(),
+            "torch": torch.__version__, "clock": clock,
             "index_pages": "huge" if placed(variants["clustered_fp32"][0]) else "ordinary",
             "latency": time_variants(variants, inputs, repeats, warmup=warmup, clock=clk, bar=bar),
         }

@@ -138,7 +138,7 @@ def measure_host(threads: int | None = None) -> dict:
 
     try:  # the dequantize the clustered model's many-row matmuls use: the C kernel when built
         from ..kernels import cpu as _cpu
-        dequantize = _cpu.dequantize if _cpu.native() is not None else reference.dequantize
+        dequantize = _cpu.dequantize_into if _cpu.native() is not None else reference.dequantize
         kernel = "C dequantize (wclust.kernels.cpu)" if _cpu.native() is not None else "reference"
     except ImportError:
         dequantize, kernel = reference.dequantize, "reference"
