@@ -56,7 +56,8 @@ def run(args) -> int:
         return 0
     stored = " (as stored; fp32 = its dense twin)" if res.get("stored") else ""
     tokens = f" seq_len={res['seq_len']}" if res.get("seq_len") else ""
-    print(f"CPU: {res['cpu']}")
+    if res.get("cpu"):
+        print(f"CPU: {res['cpu']}")
     print(f"{res['source']}  k={res['n_clusters']} scope={res['scope']}{stored}{tokens} threads={res['threads']} "
           f"repeats={res['repeats']} kernel={res['kernel_isa']} bf16={res.get('bf16_kernel')} "
           f"indices={res.get('index_pages')} pages clock={res['clock']}")
