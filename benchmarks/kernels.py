@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from wclust.clustering import arena
 from wclust.clustering.modules import ClusteredLinear, ClusteredParts
-from wclust.kernels import cpu, reference
+from wclust.kernels import cpu, machine, reference
 from wclust.clustering.packing import pack_rows_4bit
 from wclust.kernels.ops import lut_linear
 from wclust.performance.bench import round_order
@@ -90,11 +90,12 @@ def clustered_layer(g, inn, out, k, bits, dtype=torch.float32):
     return idx, cb.to(dtype), b.to(dtype)
 
 
-def candidates(inn, out, m, copies, bf16, shapes=None, modules=False, page_twins=False):
+def candidates(inn, out, m, copies, bf16, shapes=None, modules=False, page_twins=False, int8=True, configs=None):
     """name -> list of callables, one per weight copy (``shapes``: a list of (in, out), one each).
     ``modules``: also each configuration through ClusteredLinear modules (what a model runs: eager
     inference at few rows skips the dispatcher), float32 and (with ``bf16``) bf16 compute, against
-    nn.Linear."""
+    nn.Linear. ``int8``: each configuration through ClusteredLinear modules with int8 compute
+    (``lut_*_int8_module``, at every m). ``configs``: the names of CONFIGS to time (default all)."""
     shapes = shapes or [(inn, out)] * copies
     g = torch.Generator().manual_seed(inn * out + m)
     xs = {i: torch.randn(m, i, generator=g) for i in {s[0] for s in shapes}}
@@ -108,6 +109,8 @@ def candidates(inn, out, m, copies, bf16, shapes=None, modules=False, page_twins
     if modules:
         c["dense_fp32_module"] = [lambda lin=_nn_linear(w, b), x=xs[w.shape[1]]: lin(x) for w, b in ws]
     for name, k, bits in CONFIGS:
+        if configs and name not in configs:
+            continue
         fns, fnb = [], []
         layers = [clustered_layer(g, inn, out, k, bits) for inn, out in shapes]
         placed = arena.place([idx for idx, _, _ in layers])  # side by side in huge pages, as in a loaded model
@@ -121,6 +124,8 @@ def candidates(inn, out, m, copies, bf16, shapes=None, modules=False, page_twins
             fnb.append(lambda idx=idx, cb=cb, bits=bits, xb=xb, b=b, inn=inn, out=out:
                        lut_linear(xb, idx, cb, b, inn, out, bits))
         c[f"lut_{name}_fp32"] = fns
+        if int8:
+            c[f"lut_{name}_int8_module"] = _module_candidates(fns, torch.int8)
         if bf16:
             c[f"lut_{name}_bf16"] = fnb
         if modules:
@@ -182,12 +187,15 @@ def main(argv=None) -> int:
     p.add_argument("--page-twins", action="store_true",
                    help="also time the 4-bit and k=64 float32 modules with their indices in ordinary 4 KiB "
                         "pages (*_4k_pages_fp32_module) beside the same modules in the huge-page arena")
+    p.add_argument("--no-bf16", action="store_true", help="leave out the bf16 candidates (slow where the CPU has "
+                   "no bf16 instructions: they only add minutes)")
+    p.add_argument("--configs", nargs="+", choices=[c[0] for c in CONFIGS], help="clustered configurations to time")
     p.add_argument("--clock", choices=["wall", "thread"], default="thread",
                    help="thread: CPU time of the calling thread, used at 1 thread (time taken by other jobs on "
                         "a shared machine is not counted); runs with more threads always use wall time")
     args = p.parse_args(argv)
     global CLOCK
-    results = {"kernel_isa": cpu.isa(), "torch": torch.__version__, "copies": args.copies,
+    results = {"cpu": machine.describe(), "kernel_isa": cpu.isa(), "torch": torch.__version__, "copies": args.copies,
                "repeats": args.repeats, "clock_at_1_thread": args.clock, "runs": []}
     old = torch.get_num_threads()
     with torch.inference_mode():
@@ -198,8 +206,8 @@ def main(argv=None) -> int:
                 mods = m <= 8  # rows ClusteredLinear's own fast path takes (cpu.gemv_rows: 8..12)
                 block, block_min = {}, {}
                 for inn, out in SHAPES:
-                    ms, mn = time_interleaved(candidates(inn, out, m, args.copies, bf16=True, modules=mods,
-                                                               page_twins=args.page_twins), args.repeats)
+                    ms, mn = time_interleaved(candidates(inn, out, m, args.copies, bf16=not args.no_bf16, modules=mods,
+                                                         page_twins=args.page_twins, configs=args.configs), args.repeats)
                     for n in ms:
                         block[n] = block.get(n, 0.0) + ms[n]
                         block_min[n] = block_min.get(n, 0.0) + mn[n]
@@ -208,8 +216,8 @@ def main(argv=None) -> int:
                 results["runs"].append(_row(threads, m, "block", block, block_min))
                 print(json.dumps(results["runs"][-1]["vs_dense_fp32_min"]), file=sys.stderr)
                 if args.model_pass:
-                    cands = candidates(0, 0, m, 48, bf16=True, shapes=SHAPES * 12, modules=mods,
-                                       page_twins=args.page_twins)
+                    cands = candidates(0, 0, m, 48, bf16=not args.no_bf16, shapes=SHAPES * 12, modules=mods,
+                                       page_twins=args.page_twins, configs=args.configs)
                     for warm, label in ((False, "vit_b_48_matrices"), (True, "vit_b_48_matrices_warm")):
                         ms, mn = time_interleaved(cands, max(5, args.repeats // 3), min_sample_s=0.0, warm=warm)
                         ms = {n: v * 48 for n, v in ms.items()}

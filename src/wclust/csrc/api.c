@@ -242,6 +242,7 @@ static int plan_linear_i8(const wc_plan_t *p, const float *cb, const float *x, i
     j.xq = xq; j.ldx = ldx; j.xs = xs; j.xz = xz; j.qtab = p->qtab; j.qs = p->qs;
     int fail = 0;
     j.fail = &fail;
+    uint8_t *xa = NULL;
     range_fn fn = wc_i8_gemv_c;
     int64_t units = p->out;
 #ifdef WC_X86
@@ -260,11 +261,21 @@ static int plan_linear_i8(const wc_plan_t *p, const float *cb, const float *x, i
                         memcpy(b, tmp, 64);
                     }
             }
+            /* x without its zero point (int8), and its magnitude: the GEMV's operands */
+            xa = (uint8_t *)malloc((size_t)(M * ldx));
+            if (!xa) { free(xq); free(xs); free(xz); return -1; }
+            for (int64_t m = 0; m < M; m++)
+                for (int64_t c = 0; c < ldx; c++) {
+                    const int v = c < p->in ? (int)xq[m * ldx + c] - xz[m] : 0;
+                    xq[m * ldx + c] = (uint8_t)(int8_t)v;
+                    xa[m * ldx + c] = (uint8_t)(v < 0 ? -v : v);
+                }
+            j.xa = xa;
         }
     }
 #endif
     wc_parallel_rows(&j, fn, units, nthreads);
-    free(xq); free(xs); free(xz);
+    free(xq); free(xs); free(xz); free(xa);
     return fail ? -1 : 0;
 }
 

@@ -29,7 +29,8 @@ typedef struct {
     const uint16_t *xb;     /* AMX GEMM: x as bf16 bits, (M rounded up to 16, ldxb), zero padded */
     int64_t ldxb;           /* AMX GEMM: features per row of xb (in rounded up to 32) */
     int *fail;              /* AMX GEMM: set to 1 by a thread that could not allocate its buffer */
-    const uint8_t *xq;      /* int8 compute: x quantized (M, ldx bytes), 7-bit unsigned */
+    const uint8_t *xq;      /* int8 compute: x quantized (M, ldx bytes), 7-bit unsigned (AVX2 GEMV: xq - z, int8) */
+    const uint8_t *xa;      /* int8 compute, AVX2 GEMV: |xq - z| */
     const float *xs;        /* int8 compute: per row of x, its scale */
     const int32_t *xz;      /* int8 compute: per row of x, its zero point */
     const int8_t *qtab;     /* int8 compute: (n_groups, 256) codebook rounded to int8, zero padded */

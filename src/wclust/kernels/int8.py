@@ -66,11 +66,41 @@ def available() -> bool:
     return lib is not None and getattr(lib, "wc_lut_plan_gemv_i8", None) is not None
 
 
+def _fast(x, indices, codebook, bias, in_features, group_size, index_bits) -> torch.Tensor | None:
+    """A model's weight (float32 codebook and bias, contiguous, few groups) through its cached
+    entry and plan (cpu._fast_entry: the layout checked once), straight to the C call: at one
+    token a layer's whole product takes tens of microseconds, so the Python around it counts."""
+    if x.dtype is not torch.float32 or not x.is_contiguous() or x.shape[-1] != in_features:
+        return None
+    e = cpu._fast_entry(indices, codebook, bias, in_features, group_size, index_bits)
+    if e[4] is None:
+        return None
+    sig, m = e[0], x.numel() // in_features
+    lib = cpu.native()
+    fn = lib.wc_lut_plan_gemv_i8 if m <= choice.INT8_GEMV_MAX_ROWS else lib.wc_lut_plan_gemm_i8
+    y = torch.empty(*x.shape[:-1], sig[3][0], dtype=torch.float32)
+    if m == 0:
+        return y
+    args = (sig[1], x.data_ptr(), m, sig[0], sig[2], y.data_ptr(), torch.get_num_threads())
+    rc = fn(e[4].ptr, *args)
+    if rc == cpu.STALE:  # the codebook's values were changed in place: a new plan
+        cpu._fast[False].pop(id(indices), None)
+        rc = fn(cpu.plan(codebook, in_features, indices.shape[0], index_bits, group_size, fresh=True).ptr, *args)
+    if rc:
+        raise MemoryError("wc_lut_plan_gemv_i8 / gemm_i8 failed")
+    return y
+
+
 def linear(x, indices, codebook, bias, in_features, group_size, index_bits) -> torch.Tensor | None:
     """float32 y = x @ W^T + bias in the int8 numeric, by the C kernels (GEMV for few rows of x,
     GEMM for many); None where they do not take the call (no C library, a layout or dtype they do
     not take: the caller goes to ``reference_linear``)."""
-    if not available() or x.shape[-1] != in_features or not cpu.layout_supported(
+    if not available():
+        return None
+    y = _fast(x, indices, codebook, bias, in_features, group_size, index_bits)
+    if y is not None:
+        return y
+    if x.shape[-1] != in_features or not cpu.layout_supported(
             indices, codebook, bias, in_features, group_size, index_bits):
         return None
     x2 = x.reshape(-1, in_features)

@@ -8,7 +8,8 @@
  * 2 * 127 * 128 = 32512, so never saturated) then vpmaddwd by ones (int32), added in int32.
  * - GEMV (few rows of x, bandwidth-bound): 32 weights a step (8-bit indices) or 64 (4-bit: the
  *   low and high nibbles of 32 index bytes, the even and odd weights: x is permuted per block of
- *   64 to match by the caller); the row sum of the weights (for the zero point) by vpsadbw.
+ *   64 to match by the caller); x comes with its zero point taken off (xq - z, int8) and as
+ *   |xq - z|, so vpsignb moves each sign onto the weight and no row sum of the weights is needed.
  * - GEMM (many rows): per panel of 16 output rows, the rows are looked up into a buffer, their
  *   sums taken, and interleaved 4 features at a time into the panel [in / 4][16 rows][4 bytes]
  *   (in L2); an I8_MR x 16 microkernel broadcasts 4 bytes of each of I8_MR rows of x and multiplies
@@ -110,47 +111,50 @@ T256 void wc_i8_quantize_x_avx2(const float *x, int64_t M, int64_t in, uint8_t *
 }
 
 /* ---- GEMV ---------------------------------------------------------------------------------- */
-/* one output row r against rows m0 .. m0 + mb - 1 of x: acc[m], and the row's weight sum */
+/* acc += sx (the zero-point-free x, s8) . w (s8), as |sx| (u8) . sign(w, sx): 32 products into 8 int32 */
+T256 static AI __m256i sdot32(__m256i acc, __m256i ax, __m256i sx, __m256i w, __m256i ones) {
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(w, sx)), ones));
+}
+
+/* one output row r against rows m0 .. m0 + mb - 1 of x: acc[m] = sum (xq - z) q, exactly. The
+ * caller gives x as sx = xq - z (int8, j->xq) and |sx| (j->xa), so no row sum of the weights is
+ * needed (|sx| <= 127 and |q| <= 127: the pair sums of vpmaddubsw stay below 32767). */
 T256 static AI void gemv_row(const job_t *j, const __m256i *T, const int nt, int64_t r, int64_t m0, const int mb,
-                             int32_t *acc_out, int32_t *rs_out) {
+                             int32_t *acc_out) {
     const uint8_t *row = j->idx + r * j->rowbytes;
-    const __m256i ones = _mm256_set1_epi16(1), flip = _mm256_set1_epi8((char)0x80), z = _mm256_setzero_si256();
-    __m256i acc[4] = {z, z, z, z}, sad = z;
-    int64_t c = 0, nsad = 0;
-    const uint8_t *x0 = j->xq + m0 * j->ldx;
+    const __m256i ones = _mm256_set1_epi16(1), z = _mm256_setzero_si256();
+    __m256i acc[4] = {z, z, z, z};
+    int64_t c = 0;
+    const uint8_t *s0 = j->xq + m0 * j->ldx, *a0 = j->xa + m0 * j->ldx;
     if (j->index_bits == 4) {
         const __m256i m15 = _mm256_set1_epi8(15);
         for (; c + 64 <= j->in; c += 64) {
             const __m256i b = _mm256_loadu_si256((const __m256i *)(row + c / 2));
             const __m256i we = _mm256_shuffle_epi8(T[0], _mm256_and_si256(b, m15));
             const __m256i wo = _mm256_shuffle_epi8(T[0], _mm256_and_si256(_mm256_srli_epi16(b, 4), m15));
-            sad = _mm256_add_epi64(sad, _mm256_sad_epu8(_mm256_xor_si256(we, flip), z));
-            sad = _mm256_add_epi64(sad, _mm256_sad_epu8(_mm256_xor_si256(wo, flip), z));
-            for (int m = 0; m < mb; m++) {
-                const uint8_t *xm = x0 + m * j->ldx + c; /* even features, then odd (permuted) */
-                acc[m] = dot32(acc[m], _mm256_loadu_si256((const __m256i *)xm), we, ones);
-                acc[m] = dot32(acc[m], _mm256_loadu_si256((const __m256i *)(xm + 32)), wo, ones);
+            for (int m = 0; m < mb; m++) { /* even features, then odd (x permuted to match) */
+                const uint8_t *sm = s0 + m * j->ldx + c, *am = a0 + m * j->ldx + c;
+                acc[m] = sdot32(acc[m], _mm256_loadu_si256((const __m256i *)am),
+                                _mm256_loadu_si256((const __m256i *)sm), we, ones);
+                acc[m] = sdot32(acc[m], _mm256_loadu_si256((const __m256i *)(am + 32)),
+                                _mm256_loadu_si256((const __m256i *)(sm + 32)), wo, ones);
             }
         }
     } else {
         for (; c + 32 <= j->in; c += 32) {
             const __m256i w = lookup(T, _mm256_loadu_si256((const __m256i *)(row + c)), nt);
-            sad = _mm256_add_epi64(sad, _mm256_sad_epu8(_mm256_xor_si256(w, flip), z));
             for (int m = 0; m < mb; m++)
-                acc[m] = dot32(acc[m], _mm256_loadu_si256((const __m256i *)(x0 + m * j->ldx + c)), w, ones);
+                acc[m] = sdot32(acc[m], _mm256_loadu_si256((const __m256i *)(a0 + m * j->ldx + c)),
+                                _mm256_loadu_si256((const __m256i *)(s0 + m * j->ldx + c)), w, ones);
         }
     }
-    nsad = c;
     const int8_t *t = j->qtab + (r / j->group_size) * 256;
-    int32_t rs = (int32_t)(hsum_i64(sad) - 128 * nsad);
     int32_t tail[4] = {0, 0, 0, 0};
     for (int64_t cc = c; cc < j->in; cc++) { /* the tail: natural order */
         const int w = t[idx_at(j, r, cc)];
-        rs += w;
-        for (int m = 0; m < mb; m++) tail[m] += (int32_t)x0[m * j->ldx + cc] * w;
+        for (int m = 0; m < mb; m++) tail[m] += (int32_t)(int8_t)s0[m * j->ldx + cc] * w;
     }
     for (int m = 0; m < mb; m++) acc_out[m] = hsum_i32(acc[m]) + tail[m];
-    *rs_out = rs;
 }
 
 T256 static void gemv_rows(const job_t *j, int64_t r0, int64_t r1, const int nt) {
@@ -162,14 +166,14 @@ T256 static void gemv_rows(const job_t *j, int64_t r0, int64_t r1, const int nt)
         if (g != g_loaded) { load_tables(j, g, T, nt); g_loaded = g; }
         for (int64_t m0 = 0; m0 < j->M; m0 += 4) {
             const int mb = j->M - m0 < 4 ? (int)(j->M - m0) : 4;
-            int32_t acc[4], rs;
+            int32_t acc[4];
             switch (mb) { /* constant row counts: the accumulators stay in registers */
-            case 1: gemv_row(j, T, nt, r, m0, 1, acc, &rs); break;
-            case 2: gemv_row(j, T, nt, r, m0, 2, acc, &rs); break;
-            case 3: gemv_row(j, T, nt, r, m0, 3, acc, &rs); break;
-            default: gemv_row(j, T, nt, r, m0, 4, acc, &rs); break;
+            case 1: gemv_row(j, T, nt, r, m0, 1, acc); break;
+            case 2: gemv_row(j, T, nt, r, m0, 2, acc); break;
+            case 3: gemv_row(j, T, nt, r, m0, 3, acc); break;
+            default: gemv_row(j, T, nt, r, m0, 4, acc); break;
             }
-            for (int m = 0; m < mb; m++) j->y[(m0 + m) * j->out + r] = wc_i8_out(j, m0 + m, g, acc[m], rs, r);
+            for (int m = 0; m < mb; m++) j->y[(m0 + m) * j->out + r] = wc_i8_out(j, m0 + m, g, acc[m], 0, r);
         }
     }
 }
