@@ -37,6 +37,7 @@ def tradeoff_rows(sweep: dict, bench: dict | None, estimate: dict | None) -> lis
         if k in speed:
             row["speedup_fp32"] = speed[k].get("speedup_fp32")
             row["speedup_bf16"] = speed[k].get("speedup_bf16")
+            row["speedup_int8_compute"] = speed[k].get("speedup_int8_compute")
         if estimate:
             row["energy_saving_pct"] = {name: p["k"][str(k)]["energy_saving_pct"]
                                         for name, p in estimate["platforms"].items() if str(k) in p["k"]}
@@ -135,10 +136,12 @@ def render_markdown(res: dict) -> str:
               f"`{bench.get('kernel_isa', '?')}`, bf16 compute on `{bench.get('bf16_kernel') or '?'}`"
               + (f", indices in {bench['index_pages']} pages" if bench.get("index_pages") else "") + "; all "
               "variants timed side by side in one run.", "",
-              _table(["k", "fp32 ms", "int8 dynamic ms", "clustered fp32 ms", "clustered bf16 ms",
-                      "speed-up fp32", "speed-up bf16"],
+              _table(["k", "fp32 ms", "int8 dynamic ms", "clustered fp32 ms", "clustered bf16 ms", "clustered int8 ms",
+                      "speed-up fp32", "speed-up bf16", "speed-up int8", "int8 dynamic"],
                      [[k, _f(b["fp32_ms"]), _f(b.get("int8_ms")), _f(b["clustered_ms"]), _f(b.get("clustered_bf16_ms")),
-                       _f(b["speedup_fp32"], "{:.2f}x"), _f(b.get("speedup_bf16"), "{:.2f}x")]
+                       _f(b.get("clustered_int8_ms")), _f(b["speedup_fp32"], "{:.2f}x"),
+                       _f(b.get("speedup_bf16"), "{:.2f}x"), _f(b.get("speedup_int8_compute"), "{:.2f}x"),
+                       _f(b.get("speedup_int8"), "{:.2f}x")]
                       for k, b in sorted(bench["by_k"].items(), key=lambda x: int(x[0]))]), ""]
         if "bench.png" in res.get("figures", []):
             L += [f"Every timed run at k={bench['figure_k']} (each dot one forward pass, in the order they ran; "
@@ -164,10 +167,11 @@ def render_markdown(res: dict) -> str:
                       for k in est_p["ks"]]), ""]
     plats = sorted({n for r in res["tradeoff"] for n in (r.get("energy_saving_pct") or {})})
     L += ["## Trade-off", "", "![trade-off](tradeoff.png)", "",
-          _table(["scope", "k", "top-1", "drop (pt)", "weights MiB", "smaller", "speed fp32", "speed bf16"]
-                 + [f"energy {n}" for n in plats],
+          _table(["scope", "k", "top-1", "drop (pt)", "weights MiB", "smaller", "speed fp32", "speed bf16",
+                  "speed int8"] + [f"energy {n}" for n in plats],
                  [[r["scope"], r["k"], _f(r["top1"]), _f(r["drop"]), _mb(r["bytes"]), _f(r["bytes_ratio"], "{:.1f}x"),
-                   _f(r.get("speedup_fp32"), "{:.2f}x"), _f(r.get("speedup_bf16"), "{:.2f}x")]
+                   _f(r.get("speedup_fp32"), "{:.2f}x"), _f(r.get("speedup_bf16"), "{:.2f}x"),
+                   _f(r.get("speedup_int8_compute"), "{:.2f}x")]
                   + [_f(-(r.get("energy_saving_pct") or {}).get(n, float("nan")), "{:+.1f}%") for n in plats]
                   for r in res["tradeoff"]]), "",
           "Speed: measured on this machine (batch 1); energy: modelled, no memory pressure.", ""]
@@ -179,6 +183,8 @@ def render_markdown(res: dict) -> str:
             extra += f", {rec['speedup_fp32']:.2f}x measured speed (fp32 compute)"
         if rec.get("speedup_bf16"):
             extra += f", {rec['speedup_bf16']:.2f}x with bf16 compute"
+        if rec.get("speedup_int8_compute"):
+            extra += f", {rec['speedup_int8_compute']:.2f}x with int8 compute"
         if rec.get("energy_saving_pct"):
             extra += ", modelled energy " + ", ".join(f"{n} {-v:+.1f}%" for n, v in rec["energy_saving_pct"].items())
         L.append(f"**{rec['label']}**: the smallest configuration within {rec['max_drop']} pt of fp32 top-1 "

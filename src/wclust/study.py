@@ -60,6 +60,8 @@ def _bench_part(model, ks, quick: bool, threads: int, source: str) -> dict:
         by_k[str(k)] = {"fp32_ms": lat["fp32"]["median_ms"], "int8_ms": lat["int8_dynamic"]["median_ms"],
                         "clustered_ms": lat["clustered_fp32"]["median_ms"],
                         "clustered_bf16_ms": lat["clustered_bf16"]["median_ms"],
+                        "clustered_int8_ms": lat["clustered_int8"]["median_ms"],
+                        "speedup_int8_compute": lat["clustered_int8"]["speedup_vs_fp32"],
                         "speedup_fp32": lat["clustered_fp32"]["speedup_vs_fp32"],
                         "speedup_bf16": lat["clustered_bf16"]["speedup_vs_fp32"],
                         "speedup_int8": lat["int8_dynamic"]["speedup_vs_fp32"]}
@@ -86,10 +88,12 @@ def _plot_bench_part(bench: dict, rec: dict | None, path: str) -> str | None:
 
 def run_study(source: str | None = None, task: str | None = None, ks=None, scopes=("layer", "model"),
               max_drop: float = 0.5, quick: bool = False, out_dir: str = "study", fresh: bool = False,
-              threads: int = 1, progress: bool = True, log=print, sizes: dict | None = None) -> dict:
+              threads: int = 1, progress: bool = True, log=print, sizes: dict | None = None,
+              compute: str = "fp32") -> dict:
     """Run every part and write DIR/report.md, DIR/results.json and the figures.
 
     ``sizes`` overrides the sweep's data sizes (n_train, n_test, image_size), e.g. for tests.
+    ``compute``: what the clustered layers compute in for the accuracy sweep (fp32, bf16, int8...).
     """
     from .performance import platforms, profile
     from . import report
@@ -118,7 +122,8 @@ def run_study(source: str | None = None, task: str | None = None, ks=None, scope
     profile.plot_memory(prof, os.path.join(out_dir, "profile_memory.png"))
 
     log(f"[3/5] accuracy sweep on {task}: k={ks}, scopes={list(scopes)}")
-    sw = sweeps.sweep(model, task, ks, scopes, out_dir, quick=quick, fresh=fresh, progress=progress, **(sizes or {}))
+    sw = sweeps.sweep(model, task, ks, scopes, out_dir, quick=quick, fresh=fresh, progress=progress, compute=compute,
+                      **(sizes or {}))
     fp32_row = next(r for r in sw["rows"] if r["scope"] == "fp32")
     sweep_view = {"fp32": {"top1": fp32_row["top1"], "top5": fp32_row.get("top5"), "ci95": fp32_row.get("top1_ci95"),
                            "bytes": fp32_row["bytes"], "n": fp32_row.get("n")},

@@ -30,19 +30,24 @@ def sweep(source, task, ks=(16, 32, 64, 128, 256), scopes=("layer", "model"), ou
           quick: bool = False, fresh: bool = False, options: dict | None = None, variants: list | None = None,
           n_train: int | None = None, n_test: int | None = None, image_size: int | None = None,
           tokenizer: str | None = None, batch_size: int = 64, fisher_examples: int = 64,
-          progress: bool = True) -> dict:
+          progress: bool = True, compute: str = "fp32") -> dict:
     """Score the float model ``source`` (source string or nn.Module) clustered at every (scope, k).
+
+    ``compute``: what the clustered layers compute in (evaluate.COMPUTE): fp32 scores the dense
+    view of each clustered model (the same math), the others run the kernels themselves.
 
     ``options``: ClusterConfig fields applied to every row (e.g. {"outliers": 0.001}).
     ``variants``: extra rows, each a dict of ClusterConfig fields plus an optional "label".
     """
     from tqdm.auto import tqdm
 
-    from .evaluate import QUICK, Evaluator, _hf_dir, _is_text, cluster_copy, dist_context
+    from .evaluate import COMPUTE, QUICK, Evaluator, _hf_dir, _is_text, cluster_copy, dist_context, with_compute
     from ..sources.models import load_source
     from .tasks import Task, get_task
 
     start = time.perf_counter()
+    if compute not in COMPUTE:
+        raise WclustError(f"compute must be one of {', '.join(COMPUTE)}, got {compute!r}")
     options = dict(options or {})
     bad = set(options) - set(SHARED_OPTIONS)
     if bad:
@@ -64,6 +69,8 @@ def sweep(source, task, ks=(16, 32, 64, 128, 256), scopes=("layer", "model"), ou
     rank = dist_context()[0]
     header = {"source": name, "task": task.name, "n_train": len(task.split("train")), "n_test": len(ev.test),
               "image_size": ev.encoder.image_size if ev.encoder.modality != "text" else None, "options": options}
+    if compute != "fp32":  # an fp32 sweep's header stays as before (its finished rows are reused)
+        header["compute"] = compute
     path = os.path.join(out_dir, "sweep.json") if out_dir else None
     done = {}
     if path and not fresh and os.path.isfile(path):
@@ -95,7 +102,7 @@ def sweep(source, task, ks=(16, 32, 64, 128, 256), scopes=("layer", "model"), ou
             t0 = time.perf_counter()
             sw, hs = calibrated(cfg)
             clustered = cluster_copy(model, cfg, ev, sample_weights=sw, hessians=hs)
-            row = ev.score(clustered)
+            row = ev.score(with_compute(clustered, compute), kernel=compute != "fp32")
             row.update(scope=cfg.scope, k=cfg.n_clusters, label=label, key=key, config=cfg.to_dict(),
                        sqnr_db=clustered.wclust_info["stats"]["sqnr_db"], seconds=time.perf_counter() - t0)
             del clustered

@@ -15,6 +15,8 @@ def register(sub) -> None:
     p.add_argument("--quick", action="store_true", help="fewer k values and examples, same report")
     p.add_argument("--fresh", action="store_true", help="recompute every part instead of resuming")
     p.add_argument("--threads", type=int, default=1, help="threads for the timed parts (default 1)")
+    p.add_argument("--compute", choices=["fp32", "bf16", "bf16-model", "int8"], default="fp32",
+                   help="what the clustered layers compute in for the accuracy sweep (speed is timed for all)")
     p.add_argument("-o", "--output", default="study", help="output directory (default ./study)")
     p.set_defaults(func=run)
 
@@ -31,7 +33,8 @@ def run(args) -> int:
         raise WclustError("--max-drop must be >= 0")
     out = check_output_dir(args.output)
     res = run_study(args.source, args.task, args.n_clusters, args.scope, args.max_drop, args.quick, out,
-                    args.fresh, args.threads, log=lambda s: print(s, file=sys.stderr, flush=True))
+                    args.fresh, args.threads, log=lambda s: print(s, file=sys.stderr, flush=True),
+                    compute=args.compute)
     fp32 = res["sweep"]["fp32"]
     print(f"\n{res['model']['source']} on {res['task']['name']}: fp32 top-1 {fp32['top1']:.2f}")
     print(f"{'config':<16}{'top-1':>8}{'drop':>7}{'MiB':>9}{'smaller':>9}{'speed':>8}")

@@ -15,6 +15,8 @@ def register(sub) -> None:
     add_task_options(p)
     p.add_argument("-o", "--output", required=True, help="output directory")
     p.add_argument("--fresh", action="store_true", help="recompute every row (default: reuse finished rows)")
+    p.add_argument("--compute", choices=["fp32", "bf16", "bf16-model", "int8"], default="fp32",
+                   help="what the clustered layers compute in (bf16, int8: the kernels run themselves)")
     p.set_defaults(func=run)
 
 
@@ -39,7 +41,7 @@ def run(args) -> int:
     out = check_output_dir(args.output)  # removed again if the run fails while it is empty (cli._run)
     result = sweep(args.source, args.task, args.n_clusters, args.scope, out, quick=args.quick, fresh=args.fresh,
                    options=options, n_train=args.n_train, n_test=args.n_test, image_size=args.image_size,
-                   tokenizer=args.tokenizer, batch_size=args.batch_size, progress=True)
+                   tokenizer=args.tokenizer, batch_size=args.batch_size, progress=True, compute=args.compute)
     if dist_context()[0] != 0:
         return 0
     if args.json:
