@@ -262,6 +262,15 @@ T256 static void gemm_panels(const job_t *j, int64_t p0, int64_t p1, const int n
         /* interleave: P[q][n][0..3] = rows[n][4q .. 4q + 3] */
         for (int64_t q = 0; q < kq4; q++)
             for (int n = 0; n < NR; n++) memcpy(P + q * 64 + 4 * n, rows + n * kp + 4 * q, 4);
+        /* the output stage, 16 outputs at a time: their group scales, biases and weight sums */
+        const int full = r0 + NR <= j->out && j->in < (1 << 16); /* int32 holds acc - z rs below 2^16 features */
+        float qsn[NR], bn[NR];
+        for (int n = 0; n < NR; n++) {
+            const int64_t r = r0 + n < j->out ? r0 + n : j->out - 1;
+            qsn[n] = j->qs[r / j->group_size];
+            bn[n] = j->bias ? j->bias[r] : 0.f;
+        }
+        const __m256i rs0 = _mm256_loadu_si256((const __m256i *)rs), rs1 = _mm256_loadu_si256((const __m256i *)(rs + 8));
         for (int64_t m0 = 0; m0 < j->M; m0 += I8_MR) {
             const int mb = j->M - m0 < I8_MR ? (int)(j->M - m0) : I8_MR;
             const uint8_t *x[I8_MR];
@@ -269,12 +278,24 @@ T256 static void gemm_panels(const job_t *j, int64_t p0, int64_t p1, const int n
             __m256i acc[I8_MR][2];
             micro(x, P, kq4, acc);
             for (int i = 0; i < mb; i++) {
-                int32_t a[NR];
-                _mm256_storeu_si256((__m256i *)a, acc[i][0]);
-                _mm256_storeu_si256((__m256i *)(a + 8), acc[i][1]);
-                float *y = j->y + (m0 + i) * j->out;
-                for (int n = 0; n < NR && r0 + n < j->out; n++)
-                    y[r0 + n] = wc_i8_out(j, m0 + i, (r0 + n) / j->group_size, a[n], rs[n], r0 + n);
+                const int64_t m = m0 + i;
+                float *y = j->y + m * j->out + r0;
+                if (full) { /* the same float operations as wc_i8_out, 8 lanes at a time */
+                    const __m256i z = _mm256_set1_epi32(j->xz[m]);
+                    const __m256 xs = _mm256_set1_ps(j->xs[m]);
+                    for (int h = 0; h < 2; h++) {
+                        const __m256i t = _mm256_sub_epi32(acc[i][h], _mm256_mullo_epi32(z, h ? rs1 : rs0));
+                        const __m256 sc = _mm256_mul_ps(xs, _mm256_loadu_ps(qsn + 8 * h));
+                        _mm256_storeu_ps(y + 8 * h, _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(t), sc),
+                                                                  _mm256_loadu_ps(bn + 8 * h)));
+                    }
+                } else {
+                    int32_t a[NR];
+                    _mm256_storeu_si256((__m256i *)a, acc[i][0]);
+                    _mm256_storeu_si256((__m256i *)(a + 8), acc[i][1]);
+                    for (int n = 0; n < NR && r0 + n < j->out; n++)
+                        y[n] = wc_i8_out(j, m, (r0 + n) / j->group_size, a[n], rs[n], r0 + n);
+                }
             }
         }
     }
