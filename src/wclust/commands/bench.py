@@ -24,6 +24,9 @@ def register(sub) -> None:
     p.add_argument("--no-memory", action="store_true", help="skip the per-variant memory subprocesses")
     p.add_argument("--no-bf16-models", action="store_true",
                    help="skip the whole-model bf16 variants (dense and clustered cast to bf16)")
+    p.add_argument("--variants", nargs="+", default=None,
+                   help="time only these (fp32 always): int8_dynamic clustered_fp32 clustered_bf16 clustered_int8 "
+                        "dense_bf16_model clustered_bf16_model")
     p.add_argument("--clock", choices=["auto", "wall", "thread"], default="auto",
                    help="thread: CPU time of the calling thread (auto: at --threads 1; wall otherwise)")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -45,7 +48,7 @@ def run(args) -> int:
     res = run_bench(args.source, k=args.n_clusters or 64, threads=args.threads, pressure=args.pressure,
                     repeats=args.repeats, quick=args.quick, scope=args.scope or "layer", memory=not args.no_memory,
                     batch=args.batch, bf16_models=not args.no_bf16_models, clock=args.clock,
-                    progress=not args.json, seq_len=args.seq_len)
+                    progress=not args.json, seq_len=args.seq_len, variants=args.variants)
     if out_dir:
         from ..performance.bench import plot_bench
 

@@ -287,10 +287,11 @@ def param_bytes(model: nn.Module) -> int:
 def run_bench(source, k: int = 64, threads: int = 1, pressure: int = 0, repeats: int | None = None,
               quick: bool = False, scope: str = "layer", memory: bool = True, inputs: dict | None = None,
               batch: int = 1, bf16_models: bool = True, clock: str = "auto", progress: bool = False,
-              seq_len: int | None = None) -> dict:
+              seq_len: int | None = None, variants: list[str] | None = None) -> dict:
     """Benchmark ``source`` (a source string or an nn.Module); a JSON-ready dict. ``progress``:
     bars on stderr for the clustering, the timed runs and the memory subprocesses. ``seq_len``:
     tokens per input of a text model (default 128; few tokens time the few-rows GEMV path).
+    ``variants``: the variants to time (default all; fp32, the baseline, always).
 
     ``clock``: "wall", "thread" (CPU time of the calling thread; only meaningful at threads=1)
     or "auto" (thread at one thread, wall otherwise)."""
@@ -321,7 +322,13 @@ def run_bench(source, k: int = 64, threads: int = 1, pressure: int = 0, repeats:
     try:
         from tqdm.auto import tqdm
 
+        wanted = variants
         variants = build_variants(model, k, scope, bf16_models, progress)
+        if wanted:
+            unknown = set(wanted) - set(variants)
+            if unknown:
+                raise WclustError(f"unknown variant(s) {sorted(unknown)}; known: {', '.join(variants)}")
+            variants = {n: v for n, v in variants.items() if n == "fp32" or n in wanted}
         warmup = 1 if quick else 2
         runs = len(variants) * (repeats + warmup) + (len(variants) * (repeats + 1) if pressure > 0 else 0)
         bar = tqdm(total=runs, desc="timing", unit="run", disable=not progress, leave=False)
@@ -331,7 +338,8 @@ def run_bench(source, k: int = 64, threads: int = 1, pressure: int = 0, repeats:
             "seq_len": None if ids is None else int(ids.shape[-1]),
             "cpu": machine.describe(), "kernel_isa": cpu.isa(), "bf16_kernel": cpu.bf16_path(),
             "torch": torch.__version__, "clock": clock,
-            "index_pages": "huge" if placed(variants["clustered_fp32"][0]) else "ordinary",
+            "index_pages": "huge" if placed(next(m for n, (m, _, _) in variants.items() if n.startswith("clustered")
+                                                 ) if len(variants) > 1 else model) else "ordinary",
             "latency": time_variants(variants, inputs, repeats, warmup=warmup, clock=clk, bar=bar),
         }
         if pressure > 0:

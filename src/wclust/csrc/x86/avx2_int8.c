@@ -44,6 +44,13 @@ T256 static AI __m256i lookup(const __m256i *T, __m256i v, const int nt) {
     return r[0];
 }
 
+/* the int8 weights of 64 4-bit indices (32 bytes at p): even features in *we, odd in *wo */
+T256 static AI void nibbles(__m256i t, const uint8_t *p, __m256i *we, __m256i *wo) {
+    const __m256i b = _mm256_loadu_si256((const __m256i *)p), m15 = _mm256_set1_epi8(15);
+    *we = _mm256_shuffle_epi8(t, _mm256_and_si256(b, m15));
+    *wo = _mm256_shuffle_epi8(t, _mm256_and_si256(_mm256_srli_epi16(b, 4), m15));
+}
+
 T256 static AI int32_t hsum_i32(__m256i v) {
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
     s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
@@ -127,11 +134,9 @@ T256 static AI void gemv_row(const job_t *j, const __m256i *T, const int nt, int
     int64_t c = 0;
     const uint8_t *s0 = j->xq + m0 * j->ldx, *a0 = j->xa + m0 * j->ldx;
     if (j->index_bits == 4) {
-        const __m256i m15 = _mm256_set1_epi8(15);
         for (; c + 64 <= j->in; c += 64) {
-            const __m256i b = _mm256_loadu_si256((const __m256i *)(row + c / 2));
-            const __m256i we = _mm256_shuffle_epi8(T[0], _mm256_and_si256(b, m15));
-            const __m256i wo = _mm256_shuffle_epi8(T[0], _mm256_and_si256(_mm256_srli_epi16(b, 4), m15));
+            __m256i we, wo;
+            nibbles(T[0], row + c / 2, &we, &wo);
             for (int m = 0; m < mb; m++) { /* even features, then odd (x permuted to match) */
                 const uint8_t *sm = s0 + m * j->ldx + c, *am = a0 + m * j->ldx + c;
                 acc[m] = sdot32(acc[m], _mm256_loadu_si256((const __m256i *)am),
@@ -196,11 +201,9 @@ T256 static AI void lookup_row(const job_t *j, const __m256i *T, const int nt, i
     const uint8_t *row = j->idx + r * j->rowbytes;
     int64_t c = 0;
     if (j->index_bits == 4) {
-        const __m256i m15 = _mm256_set1_epi8(15);
         for (; c + 64 <= j->in; c += 64) {
-            const __m256i b = _mm256_loadu_si256((const __m256i *)(row + c / 2));
-            const __m256i we = _mm256_shuffle_epi8(T[0], _mm256_and_si256(b, m15));
-            const __m256i wo = _mm256_shuffle_epi8(T[0], _mm256_and_si256(_mm256_srli_epi16(b, 4), m15));
+            __m256i we, wo;
+            nibbles(T[0], row + c / 2, &we, &wo);
             const __m256i lo = _mm256_unpacklo_epi8(we, wo), hi = _mm256_unpackhi_epi8(we, wo);
             _mm256_storeu_si256((__m256i *)(buf + c), _mm256_permute2x128_si256(lo, hi, 0x20));
             _mm256_storeu_si256((__m256i *)(buf + c + 32), _mm256_permute2x128_si256(lo, hi, 0x31));
