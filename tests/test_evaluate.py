@@ -8,7 +8,8 @@ import torch
 
 import wclust
 from wclust.cli import main
-from wclust.accuracy.evaluate import Evaluator, cluster_copy, dense_view, evaluate, plot_sweep, sweep, weight_bytes
+from wclust.accuracy.evaluate import Evaluator, cluster_copy, dense_view, evaluate, weight_bytes
+from wclust.accuracy.sweeps import plot_sweep, sweep
 from wclust.accuracy.tasks import get_task
 
 from .helpers_eval import digits_evaluator, save_tiny, tiny_dinov2

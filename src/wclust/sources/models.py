@@ -24,7 +24,7 @@ from ..errors import WclustError
 # zoo name -> "module:function" returning an nn.Module with wclust_source set; loaded lazily
 ZOO = {
     "minilm": "wclust.sources.zoo:load_minilm",
-    "dinov2-s": "wclust.sources.zoo:load_dinov2_s",
+    "dinov2-s": "wclust.sources.dinov2:load_dinov2_s",
 }
 
 

@@ -38,9 +38,3 @@ def load_minilm():
     model = transformers.AutoModel.from_pretrained(minilm_dir())
     model.wclust_source = dict(hf_source_dict(model), zoo="minilm")
     return model.eval()
-
-
-def load_dinov2_s():
-    from .dinov2 import load_dinov2_s as _load
-
-    return _load()
