@@ -24,10 +24,10 @@ SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 
 # On a floor whose name has " | " (accuracy | performance) the groups do not import each other.
 # The package root (the public API) and the CLI sit on top.
 FLOORS = [
-    ("base", ["wclust.errors", "wclust.sysmem", "wclust._native"]),
+    ("base", ["wclust.errors", "wclust.paths", "wclust.atomic", "wclust.sysmem", "wclust._native",
+              "wclust.figures"]),
     ("kernels", ["wclust.kernels"]),
     ("clustering", ["wclust.clustering"]),
-    ("figures", ["wclust.figures"]),
     ("sources", ["wclust.sources"]),
     ("accuracy | performance", ["wclust.accuracy", "wclust.performance"]),
     ("study / report", ["wclust.study", "wclust.report"]),
@@ -146,7 +146,8 @@ def floor_of(module: str) -> tuple[int, str]:
     best = None
     for i, (_, groups) in enumerate(FLOORS):
         for grp in groups:
-            if (module == grp or module.startswith(grp + ".")) and (best is None or len(grp) > len(best[1])):
+            inside = module == grp or (grp != PACKAGE and module.startswith(grp + "."))
+            if inside and (best is None or len(grp) > len(best[1])):
                 best = (i, grp)
     if best is None:
         raise KeyError(f"{module} is on no floor: add it to FLOORS in {__file__}")

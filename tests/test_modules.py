@@ -186,3 +186,23 @@ def test_torch_compile_of_a_clustered_model_matches_eager(dtype, rows):
         got = torch.compile(m)(x)  # the op's fake kernel traces it; its CPU kernel runs it
     tol = 1e-5 if dtype == torch.float32 else 1e-2   # inductor may round the GELU differently
     torch.testing.assert_close(got, want, rtol=tol, atol=tol)
+
+
+def test_set_compute_dtype_all_or_some_kinds_and_dense_view_dtype():
+    from wclust.clustering.modules import dense_view, set_compute_dtype
+
+    lin = ClusteredLinear(_parts(6, 8, 4, 2), None)
+    conv = ClusteredConv2d.from_module(torch.nn.Conv2d(2, 3, 2), n_clusters=4)
+    model = torch.nn.Sequential(lin, conv)
+    assert set_compute_dtype(model, torch.bfloat16, kinds=(ClusteredLinear,)) is model
+    assert (lin.compute_dtype, conv.compute_dtype) == (torch.bfloat16, None)
+    set_compute_dtype(model, torch.bfloat16)
+    assert conv.compute_dtype == torch.bfloat16
+    set_compute_dtype(model, None)
+    assert (lin.compute_dtype, conv.compute_dtype) == (None, None)
+    half = ClusteredLinear(_parts(6, 8, 4, 2), torch.ones(6))
+    half.codebook = half.codebook.to(torch.bfloat16)
+    own, f32 = dense_view(torch.nn.Sequential(half)), dense_view(torch.nn.Sequential(half), torch.float32)
+    assert type(own[0]) is torch.nn.Linear and own[0].weight.dtype == torch.bfloat16
+    assert f32[0].weight.dtype == torch.float32
+    assert torch.equal(f32[0].weight, half.dequantize(torch.float32)) and torch.equal(f32[0].bias, torch.ones(6))

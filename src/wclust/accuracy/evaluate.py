@@ -1,7 +1,7 @@
 """Accuracy of a (clustered) model on a task: one evaluation, or a sweep over n_clusters x scope.
 
 A backbone without a classifier is scored with a linear probe fitted once on the fp32 model's
-features of the train split and frozen; fp32 features are cached on disk (``dinov2.cache_dir()``).
+features of the train split and frozen; fp32 features are cached on disk (``wclust.paths.cache_dir("features")``).
 Under ``torchrun`` (WORLD_SIZE > 1) batches are sharded over processes (gloo on CPU, nccl on GPU)
 and gathered, so every process reports the numbers one process would.
 
@@ -21,7 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..atomic import atomic_save_npy
 from ..errors import WclustError
+from ..paths import cache_dir
 from .features import Encoder, fit_probe
 from ..clustering.modules import _Clustered, clustered_modules, dense_view
 from .tasks import Task, get_task, interval95, paired_interval95
@@ -108,19 +110,6 @@ def fingerprint(model: nn.Module) -> str:
     return h.hexdigest()
 
 
-def _cache_dir() -> str:
-    from ..sources.dinov2 import cache_dir
-    return os.path.join(cache_dir(), "features")
-
-
-def _atomic_save_npy(path: str, arr: np.ndarray) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as f:
-        np.save(f, arr)
-    os.replace(tmp, path)
-
-
 # -- evaluation ----------------------------------------------------------------------------------------
 class Evaluator:
     """Scores models on a task against one fp32 reference (its features, probe and predictions)."""
@@ -172,7 +161,7 @@ class Evaluator:
     def features(self, model: nn.Module, split: str = "test", cache_name: str | None = None) -> np.ndarray:
         path = None
         if cache_name and self._key:
-            path = os.path.join(_cache_dir(), f"{self._key}-{cache_name}.npy")
+            path = cache_dir("features", f"{self._key}-{cache_name}.npy")
             if os.path.isfile(path):
                 return np.load(path)
         data = self.task.split(split)
@@ -190,7 +179,7 @@ class Evaluator:
         finally:
             bar.close()
         if path and dist_context()[0] == 0:
-            _atomic_save_npy(path, feats)
+            atomic_save_npy(path, feats)
         return feats
 
     def logits(self, feats: np.ndarray) -> torch.Tensor:

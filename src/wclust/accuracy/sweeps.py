@@ -20,7 +20,7 @@ import time
 
 from ..clustering.config import ClusterConfig
 from ..errors import WclustError
-from ..clustering.io import atomic_write_json
+from ..atomic import atomic_write_json
 
 SHARED_OPTIONS = ("bits", "group_size", "outliers", "channel_scale", "weighting", "error_feedback", "exclude",
                   "include", "min_size")

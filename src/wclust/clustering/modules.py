@@ -328,26 +328,28 @@ def clustered_modules(model: nn.Module) -> dict[str, _Clustered]:
     return {n: m for n, m in model.named_modules() if isinstance(m, _Clustered)}
 
 
-def set_compute_dtype(model: nn.Module, dtype: torch.dtype | None) -> nn.Module:
-    """Compute every clustered module in ``dtype`` (e.g. torch.bfloat16), None = the input's dtype."""
+def set_compute_dtype(model: nn.Module, dtype: torch.dtype | None, kinds: tuple[type, ...] = ()) -> nn.Module:
+    """Compute every clustered module (or only those of the classes ``kinds``) in ``dtype`` (e.g.
+    torch.bfloat16), None = the input's dtype. Returns ``model``."""
     for m in model.modules():
-        if isinstance(m, _Clustered):
+        if isinstance(m, _Clustered) and (not kinds or isinstance(m, kinds)):
             m.compute_dtype = dtype
     return model
 
 
-def dense_view(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` whose clustered modules are plain float modules holding the dequantized weights."""
+def dense_view(model: nn.Module, dtype: torch.dtype | None = None) -> nn.Module:
+    """A copy of ``model`` whose clustered modules are plain float modules holding the dequantized
+    weights, in ``dtype`` (None: each codebook's own dtype)."""
     out = copy.deepcopy(model)
     for fqn, m in list(out.named_modules()):
         if not isinstance(m, _Clustered):
             continue
-        w = m.dequantize(torch.float32 if m.codebook.dtype == torch.float32 else m.codebook.dtype)
+        w = m.dequantize(dtype or m.codebook.dtype)
         if isinstance(m, ClusteredLinear):
             new = nn.Linear(m.in_features, m.out_features, bias=m.bias is not None, device="meta")
             new.weight = nn.Parameter(w.reshape(m.out_features, m.in_features), requires_grad=False)
-            if m.bias is not None:
-                new.bias = nn.Parameter(m.bias.detach().clone(), requires_grad=False)
+            if m.bias is not None:   # the copy's own bias (``out`` is a deep copy)
+                new.bias = nn.Parameter(m.bias.detach(), requires_grad=False)
         elif isinstance(m, ClusteredEmbedding):
             new = nn.Embedding.from_pretrained(w, freeze=True, padding_idx=m.padding_idx)
         elif isinstance(m, ClusteredModule):

@@ -156,13 +156,11 @@ def stored_config(model: nn.Module) -> tuple:
 
 
 def set_linear_compute_dtype(model: nn.Module, dtype) -> None:
-    """compute_dtype on ClusteredLinear modules only (a ClusteredModule such as the patch
-    convolution does not cast its input to compute_dtype, so it stays in the input's dtype)."""
-    from ..clustering.modules import ClusteredLinear
+    """``set_compute_dtype`` on ClusteredLinear modules only (the patch convolution stays in the
+    input's dtype), the bf16 variants' setting; kept by this name for the scripts in benchmarks/."""
+    from ..clustering.modules import ClusteredLinear, set_compute_dtype
 
-    for m in model.modules():
-        if isinstance(m, ClusteredLinear):
-            m.compute_dtype = dtype
+    set_compute_dtype(model, dtype, kinds=(ClusteredLinear,))
 
 
 def _call(model, inputs):
