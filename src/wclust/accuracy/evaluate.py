@@ -25,7 +25,7 @@ from ..atomic import atomic_save_npy
 from ..errors import WclustError
 from ..paths import cache_dir
 from .features import Encoder, fit_probe
-from ..clustering.modules import _Clustered, clustered_modules, dense_view
+from ..clustering.modules import ClusteredModule, clustered_modules, dense_view
 from .tasks import Task, get_task, interval95, paired_interval95
 
 QUICK = {"n_train": 1000, "n_test": 500}
@@ -84,7 +84,7 @@ def weight_bytes(model: nn.Module) -> int:
     """Bytes of the weights as stored: packed indices, codebooks, scales, outliers, other tensors as they are."""
     total, seen = 0, set()
     for m in model.modules():
-        if isinstance(m, _Clustered):
+        if isinstance(m, ClusteredModule):
             if id(m.indices) in seen:
                 continue
             seen.add(id(m.indices))

@@ -15,10 +15,10 @@ from tqdm.auto import tqdm
 from . import arena
 from ..sysmem import release_free_memory
 from .config import ClusterConfig
-from .conv1d import as_out_in, linear_classes, matmul_weight
+from .gpt2_conv1d import as_out_in, linear_classes, matmul_weight
 from .error_feedback import assign
 from .kmeans import Assigner, Histogram, KMeans1D
-from .modules import ClusteredParts, _Clustered, clustered_modules, swap_in
+from .modules import ClusteredModule, ClusteredParts, clustered_modules, swap_in
 
 _KINDS = {"conv": (nn.Conv1d, nn.Conv2d, nn.Conv3d), "embedding": (nn.Embedding,)}
 
@@ -47,7 +47,7 @@ def find_targets(model: nn.Module, config: ClusterConfig, filter_fn=None) -> lis
     by_param: dict[int, Target] = {}
     out = []
     for fqn, m in model.named_modules():
-        if isinstance(m, _Clustered) or not isinstance(m, kinds):
+        if isinstance(m, ClusteredModule) or not isinstance(m, kinds):
             continue
         w = getattr(m, "weight", None)
         if not isinstance(w, torch.Tensor) or not config.selects(fqn):

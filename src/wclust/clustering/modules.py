@@ -1,9 +1,11 @@
 """Clustered modules: weights held as ``indices`` (uint8) into a ``codebook``.
 
+``ClusteredModule`` is the base of them all (``isinstance(m, ClusteredModule)``: m is clustered):
+
 - ``ClusteredLinear`` replaces an ``nn.Linear`` or a transformers ``Conv1D`` (one ``wclust::lut_linear``
   op per forward).
 - ``ClusteredEmbedding`` replaces an ``nn.Embedding`` (rows gathered as indices, then looked up).
-- ``ClusteredConv2d`` (and ``ClusteredModule`` for any other module, e.g. a Linear subclass with
+- ``ClusteredConv2d`` (and ``ClusteredWrapper`` for any other module, e.g. a Linear subclass with
   its own forward) keeps the original module as ``inner`` without its weight and, for each call,
   hands it the dequantized weight: its own forward runs unchanged, so its math cannot change.
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +28,7 @@ from torch import nn
 from ..kernels import cpu as _cpu
 from ..kernels import reference
 from ..kernels.ops import lut_linear
-from .conv1d import is_conv1d, matmul_weight
+from .gpt2_conv1d import is_conv1d, matmul_weight
 from .packing import pack_rows_4bit
 
 
@@ -42,6 +45,11 @@ except ImportError:  # pragma: no cover  (a torch without it: never take the sho
         return True
 
 
+def _warn_old_wrapper_name() -> None:
+    warnings.warn("ClusteredModule as the wrap-any-module class is deprecated: use ClusteredWrapper "
+                  "(ClusteredModule is the base class of every clustered module)", DeprecationWarning, stacklevel=3)
+
+
 @dataclass
 class ClusteredParts:
     """Everything that defines one clustered weight (what is fitted, saved and loaded)."""
@@ -56,8 +64,26 @@ class ClusteredParts:
     outlier_value: torch.Tensor | None = None  # exact values at those positions
 
 
-class _Clustered(nn.Module):
+class ClusteredModule(nn.Module):
+    """The base of every clustered module: the buffers, views of the weight, and their bookkeeping.
+
+    Called as the wrap-any-module class it was named before (``ClusteredModule(parts, inner)`` or
+    ``ClusteredModule.from_module(m)``), it builds a ``ClusteredWrapper`` with a DeprecationWarning."""
+
     kind = "?"
+
+    def __new__(cls, *args, **kwargs):
+        if cls is ClusteredModule and (args or kwargs):
+            _warn_old_wrapper_name()
+            cls = ClusteredWrapper
+        return super().__new__(cls)
+
+    @classmethod
+    def from_module(cls, module: nn.Module, parts: ClusteredParts | None = None, n_clusters: int = 256):
+        if cls is not ClusteredModule:
+            raise NotImplementedError(f"{cls.__name__}.from_module")
+        _warn_old_wrapper_name()
+        return ClusteredWrapper.from_module(module, parts, n_clusters)
 
     def _set_parts(self, p: ClusteredParts) -> None:
         self.weight_shape = tuple(int(s) for s in p.shape)
@@ -128,7 +154,7 @@ class _Clustered(nn.Module):
                 f"n_codebooks={self.codebook.shape[0]}, bits={self.bits}")
 
 
-class ClusteredLinear(_Clustered):
+class ClusteredLinear(ClusteredModule):
     kind = "linear"
 
     def __init__(self, parts: ClusteredParts, bias: torch.Tensor | None):
@@ -138,7 +164,7 @@ class ClusteredLinear(_Clustered):
 
     @classmethod
     def from_module(cls, module: nn.Linear, parts: ClusteredParts | None = None, n_clusters: int = 256):
-        """From an ``nn.Linear``, or a transformers ``Conv1D`` (its weight transposed: ``conv1d.py``)."""
+        """From an ``nn.Linear``, or a transformers ``Conv1D`` (its weight transposed: ``gpt2_conv1d.py``)."""
         parts = parts or fit_parts(matmul_weight(module), n_clusters)
         return cls(parts, module.bias)
 
@@ -189,7 +215,7 @@ class ClusteredLinear(_Clustered):
         return y if y.dtype == x.dtype else y.to(x.dtype)
 
 
-class ClusteredEmbedding(_Clustered):
+class ClusteredEmbedding(ClusteredModule):
     kind = "embedding"
 
     def __init__(self, parts: ClusteredParts, padding_idx: int | None = None):
@@ -221,7 +247,7 @@ class ClusteredEmbedding(_Clustered):
         return rows.reshape(*input.shape, self.in_features)
 
 
-class ClusteredModule(_Clustered):
+class ClusteredWrapper(ClusteredModule):
     """Any module with a weight: its own forward runs with the dequantized weight injected."""
 
     kind = "wrapped"
@@ -268,7 +294,7 @@ class ClusteredModule(_Clustered):
             return getattr(inner, name)
 
 
-class ClusteredConv2d(ClusteredModule):
+class ClusteredConv2d(ClusteredWrapper):
     kind = "conv"
 
 
@@ -283,11 +309,11 @@ def fit_parts(weight: torch.Tensor, n_clusters: int, bits: int | None = None) ->
     return ClusteredParts(tuple(weight.shape), idx, cb, weight.shape[0], bits or bits_for(n_clusters))
 
 
-CLUSTERED_TYPES = (ClusteredLinear, ClusteredEmbedding, ClusteredConv2d, ClusteredModule)
+CLUSTERED_TYPES = (ClusteredLinear, ClusteredEmbedding, ClusteredConv2d, ClusteredWrapper)
 KIND_TO_CLASS = {c.kind: c for c in CLUSTERED_TYPES}
 
 
-def clustered_class_for(module: nn.Module) -> type[_Clustered]:
+def clustered_class_for(module: nn.Module) -> type[ClusteredModule]:
     """The clustered class for a module: a fast native one only where forward is the stock one."""
     if (type(module).forward is nn.Linear.forward and isinstance(module, nn.Linear)) or is_conv1d(module):
         return ClusteredLinear
@@ -295,7 +321,7 @@ def clustered_class_for(module: nn.Module) -> type[_Clustered]:
         return ClusteredEmbedding
     if isinstance(module, nn.Conv2d):
         return ClusteredConv2d
-    return ClusteredModule
+    return ClusteredWrapper
 
 
 CLUSTERED_BUFFERS = ("indices", "codebook", "scale", "outlier_index", "outlier_value")
@@ -307,7 +333,7 @@ def replace_module(model: nn.Module, fqn: str, new: nn.Module) -> None:
     setattr(parent, child, new)
 
 
-def swap_in(model: nn.Module, fqn: str, parts: ClusteredParts, tied=(), cls: type | None = None) -> _Clustered:
+def swap_in(model: nn.Module, fqn: str, parts: ClusteredParts, tied=(), cls: type | None = None) -> ClusteredModule:
     """Replace module ``fqn`` (and the modules ``tied`` to its weight) by clustered modules built
     from ``parts``; the tied ones share the very same index and codebook tensors."""
     skel = model.get_submodule(fqn)
@@ -323,16 +349,16 @@ def swap_in(model: nn.Module, fqn: str, parts: ClusteredParts, tied=(), cls: typ
     return new
 
 
-def clustered_modules(model: nn.Module) -> dict[str, _Clustered]:
+def clustered_modules(model: nn.Module) -> dict[str, ClusteredModule]:
     """The clustered modules of ``model`` by name (empty for a float model)."""
-    return {n: m for n, m in model.named_modules() if isinstance(m, _Clustered)}
+    return {n: m for n, m in model.named_modules() if isinstance(m, ClusteredModule)}
 
 
 def set_compute_dtype(model: nn.Module, dtype: torch.dtype | None, kinds: tuple[type, ...] = ()) -> nn.Module:
     """Compute every clustered module (or only those of the classes ``kinds``) in ``dtype`` (e.g.
     torch.bfloat16), None = the input's dtype. Returns ``model``."""
     for m in model.modules():
-        if isinstance(m, _Clustered) and (not kinds or isinstance(m, kinds)):
+        if isinstance(m, ClusteredModule) and (not kinds or isinstance(m, kinds)):
             m.compute_dtype = dtype
     return model
 
@@ -342,7 +368,7 @@ def dense_view(model: nn.Module, dtype: torch.dtype | None = None) -> nn.Module:
     weights, in ``dtype`` (None: each codebook's own dtype)."""
     out = copy.deepcopy(model)
     for fqn, m in list(out.named_modules()):
-        if not isinstance(m, _Clustered):
+        if not isinstance(m, ClusteredModule):
             continue
         w = m.dequantize(dtype or m.codebook.dtype)
         if isinstance(m, ClusteredLinear):
@@ -352,10 +378,13 @@ def dense_view(model: nn.Module, dtype: torch.dtype | None = None) -> nn.Module:
                 new.bias = nn.Parameter(m.bias.detach(), requires_grad=False)
         elif isinstance(m, ClusteredEmbedding):
             new = nn.Embedding.from_pretrained(w, freeze=True, padding_idx=m.padding_idx)
-        elif isinstance(m, ClusteredModule):
+        elif isinstance(m, ClusteredWrapper):
             new = m.inner
             new.weight = nn.Parameter(w, requires_grad=False)
         else:
             continue
         replace_module(out, fqn, new)
     return out
+
+
+_Clustered = ClusteredModule   # the name benchmarks/accuracy_options.py imports

@@ -36,7 +36,7 @@ import warnings
 import torch
 from torch import nn
 
-from ..clustering.conv1d import is_conv1d
+from ..clustering.gpt2_conv1d import is_conv1d
 from ..errors import WclustError
 
 VARIANTS = ("fp32", "int8_dynamic", "clustered_fp32", "clustered_bf16")

@@ -24,7 +24,7 @@ from torch.utils import _pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from .. import figures
-from ..clustering.conv1d import linear_classes
+from ..clustering.gpt2_conv1d import linear_classes
 
 GROUPS = ["matmul", "softmax/attention", "layer norm", "activation", "elementwise", "copy/reshape",
           "convolution", "other"]
@@ -93,7 +93,7 @@ def param_breakdown(model: nn.Module) -> dict:
     Clustered weights count their indices at ``bits`` per index (the stored width) plus codebooks;
     ``resident_bytes`` is what the tensors occupy in memory now (indices one or two per byte).
     """
-    from ..clustering.modules import _Clustered
+    from ..clustering.modules import ClusteredModule
 
     kinds = dict.fromkeys(PARAM_KINDS, 0)
     seen: set[int] = set()
@@ -101,9 +101,9 @@ def param_breakdown(model: nn.Module) -> dict:
     norm_types = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm, getattr(nn, "RMSNorm", nn.LayerNorm))
     for fqn, m in model.named_modules():
         is_matmul = isinstance(m, (*linear_classes(), nn.modules.conv._ConvNd)) or (
-            isinstance(m, _Clustered) and m.kind != "embedding")
-        is_emb = isinstance(m, nn.Embedding) or (isinstance(m, _Clustered) and m.kind == "embedding")
-        if isinstance(m, _Clustered) and id(m.indices) not in seen:
+            isinstance(m, ClusteredModule) and m.kind != "embedding")
+        is_emb = isinstance(m, nn.Embedding) or (isinstance(m, ClusteredModule) and m.kind == "embedding")
+        if isinstance(m, ClusteredModule) and id(m.indices) not in seen:
             seen.update((id(m.indices), id(m.codebook)))
             ib = math.ceil(m.out_features * m.in_features * m.bits / 8)
             cb = m.codebook.numel() * m.codebook.element_size()
@@ -204,7 +204,7 @@ def _weight_table(model: nn.Module) -> dict[int, dict]:
     in their huge-page arena, wclust.clustering.arena) are found by their own data pointers."""
     from ..clustering.compress import find_targets
     from ..clustering.config import ClusterConfig
-    from ..clustering.modules import _Clustered
+    from ..clustering.modules import ClusteredModule
 
     try:  # the weights ``wclust.compress`` would cluster with the default config
         clusterable = {id(t.module.weight) for t in find_targets(model, ClusterConfig())}
@@ -221,7 +221,7 @@ def _weight_table(model: nn.Module) -> dict[int, dict]:
                 continue
             info = {"name": f"{fqn}.{name}" if fqn else name, "bytes": _nbytes(t), "numel": t.numel(),
                     "clusterable": id(t) in clusterable}
-            if isinstance(m, _Clustered) and name in ("indices", "codebook"):
+            if isinstance(m, ClusteredModule) and name in ("indices", "codebook"):
                 info["clustered"] = {"bits": m.bits, "n_clusters": int(m.codebook.shape[1])}
                 info["numel"] = m.out_features * m.in_features if name == "indices" else 0
             table[ptr] = info
