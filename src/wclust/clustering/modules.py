@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import copy
 import math
+import threading
 import warnings
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -248,7 +250,11 @@ class ClusteredEmbedding(ClusteredModule):
 
 
 class ClusteredWrapper(ClusteredModule):
-    """Any module with a weight: its own forward runs with the dequantized weight injected."""
+    """Any module with a weight: its own forward runs with the dequantized weight injected.
+
+    The weight is set on ``inner`` for the length of one call, under a lock of this module's own: one
+    model may be called from several threads (each wrapped layer runs one call at a time; different
+    layers, and every other kind of clustered module, run in parallel)."""
 
     kind = "wrapped"
 
@@ -270,16 +276,18 @@ class ClusteredWrapper(ClusteredModule):
         in_dtype = next((a.dtype for a in args if isinstance(a, torch.Tensor) and a.is_floating_point()), None)
         if cdt is not None and in_dtype is not None and cdt != in_dtype:
             args = tuple(a.to(cdt) if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args)
-        inner.weight = self.dequantize(cdt or in_dtype)
-        bias = inner._parameters.get("bias")
-        try:
-            if cdt is not None and bias is not None and bias.dtype != cdt:
-                inner._parameters["bias"] = nn.Parameter(bias.detach().to(cdt), requires_grad=False)
-            out = inner(*args, **kwargs)
-        finally:
-            del inner.weight
-            if bias is not None:
-                inner._parameters["bias"] = bias
+        weight = self.dequantize(cdt or in_dtype)
+        with _lock_of(self):
+            inner.weight = weight
+            bias = inner._parameters.get("bias")
+            try:
+                if cdt is not None and bias is not None and bias.dtype != cdt:
+                    inner._parameters["bias"] = nn.Parameter(bias.detach().to(cdt), requires_grad=False)
+                out = inner(*args, **kwargs)
+            finally:
+                del inner.weight
+                if bias is not None:
+                    inner._parameters["bias"] = bias
         if cdt is not None and in_dtype is not None and isinstance(out, torch.Tensor) and out.dtype != in_dtype:
             out = out.to(in_dtype)
         return out
@@ -292,6 +300,18 @@ class ClusteredWrapper(ClusteredModule):
             if inner is None or name == "inner":
                 raise
             return getattr(inner, name)
+
+
+_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()   # wrapper -> its lock (not in the module:
+_LOCKS_GUARD = threading.Lock()                                      # deepcopy and pickle stay plain)
+
+
+def _lock_of(module: nn.Module) -> threading.RLock:
+    lock = _LOCKS.get(module)
+    if lock is None:
+        with _LOCKS_GUARD:
+            lock = _LOCKS.setdefault(module, threading.RLock())
+    return lock
 
 
 class ClusteredConv2d(ClusteredWrapper):
