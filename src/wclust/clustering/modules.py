@@ -21,8 +21,6 @@ import math
 import threading
 import warnings
 import weakref
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from torch import nn
@@ -32,6 +30,7 @@ from ..kernels import reference
 from ..kernels.ops import lut_linear
 from .gpt2_conv1d import is_conv1d, matmul_weight
 from .packing import pack_rows_4bit
+from .parts import ClusteredParts, fit_parts  # noqa: F401  (importable from here too)
 
 
 def _observed() -> bool:
@@ -50,20 +49,6 @@ except ImportError:  # pragma: no cover  (a torch without it: never take the sho
 def _warn_old_wrapper_name() -> None:
     warnings.warn("ClusteredModule as the wrap-any-module class is deprecated: use ClusteredWrapper "
                   "(ClusteredModule is the base class of every clustered module)", DeprecationWarning, stacklevel=3)
-
-
-@dataclass
-class ClusteredParts:
-    """Everything that defines one clustered weight (what is fitted, saved and loaded)."""
-
-    shape: tuple[int, ...]
-    indices: np.ndarray          # uint8 (out, in), unpacked
-    codebook: torch.Tensor       # (n_groups, K), the weight's dtype
-    group_size: int
-    bits: int
-    scale: torch.Tensor | None = None          # (out,)
-    outlier_index: torch.Tensor | None = None  # int64 flat positions, sorted
-    outlier_value: torch.Tensor | None = None  # exact values at those positions
 
 
 class ClusteredModule(nn.Module):
@@ -316,17 +301,6 @@ def _lock_of(module: nn.Module) -> threading.RLock:
 
 class ClusteredConv2d(ClusteredWrapper):
     kind = "conv"
-
-
-def fit_parts(weight: torch.Tensor, n_clusters: int, bits: int | None = None) -> ClusteredParts:
-    """A per-tensor clustering of one weight (what ``from_module`` uses when given no parts)."""
-    from .kmeans import KMeans1D
-    from .packing import bits_for
-
-    km = KMeans1D(n_clusters).fit(weight)
-    idx = km.predict(weight).reshape(weight.shape[0], -1)
-    cb = torch.from_numpy(km.codebook_).to(weight.dtype)[None, :]
-    return ClusteredParts(tuple(weight.shape), idx, cb, weight.shape[0], bits or bits_for(n_clusters))
 
 
 CLUSTERED_TYPES = (ClusteredLinear, ClusteredEmbedding, ClusteredConv2d, ClusteredWrapper)
