@@ -10,7 +10,7 @@ import torch
 
 import wclust
 from tests.conftest import TinyTransformer
-from tests.test_fuzz import fingerprint
+from tests.fuzzing import fingerprint
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,7 +12,7 @@ from wclust.accuracy.evaluate import Evaluator, cluster_copy, dense_view, evalua
 from wclust.accuracy.sweeps import plot_sweep, sweep
 from wclust.accuracy.tasks import get_task
 
-from .helpers_eval import digits_evaluator, save_tiny, tiny_dinov2
+from tests.helpers_eval import digits_evaluator, save_tiny, tiny_dinov2
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from .helpers_eval import save_tiny
+from tests.helpers_eval import save_tiny
 
 TIMEOUT_S = 300
 
