@@ -14,10 +14,6 @@ OVER_LIMIT = {
     "src/wclust/kernels/cpu.py": 520,
     # the AVX-512 GEMM kernels (fp32 and bf16 tiles of one blocking scheme); csrc/ is split by ISA on its own branch
     "src/wclust/csrc/x86/avx512_gemm.c": 420,
-    # op-level timing and memory of a forward pass, its hooks and its table printer: one concern
-    "src/wclust/performance/profile.py": 440,
-    # measured speed: the variants of a model, the timing loop and the plot of its result
-    "src/wclust/performance/bench.py": 430,
 }
 
 
