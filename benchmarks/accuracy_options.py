@@ -20,10 +20,10 @@ import time
 import torch
 
 import wclust
-from wclust.accuracy.evaluate import Evaluator, _is_text, cluster_copy
+from wclust.accuracy.evaluate import Evaluator, cluster_copy, is_text
 from wclust.clustering.io import atomic_write_json
 from wclust.sources.models import load_source
-from wclust.clustering.modules import _Clustered
+from wclust.clustering.modules import ClusteredModule
 from wclust.accuracy.tasks import get_task
 
 
@@ -88,7 +88,7 @@ def layer_kind(fqn: str) -> str:
 def sqnr_by_kind(reference, clustered) -> dict:
     sig, err = {}, {}
     for fqn, m in clustered.named_modules():
-        if isinstance(m, _Clustered) and not getattr(m, "tied_to", None):
+        if isinstance(m, ClusteredModule) and not getattr(m, "tied_to", None):
             w = reference.get_submodule(fqn).weight.detach().float()
             d = m.dequantize(torch.float32) - w
             kind = layer_kind(fqn)
@@ -111,7 +111,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     model = load_source(args.source)
-    task = get_task(args.task, modality="text" if _is_text(model) else "image")
+    task = get_task(args.task, modality="text" if is_text(model) else "image")
     ev = Evaluator(model, task, image_size=args.image_size)
     if args.subset:
         ev = ev.subset(args.subset)
@@ -164,7 +164,7 @@ def main(argv=None) -> int:
         save()
     if args.ablation:
         kinds = sorted({layer_kind(n) for n, m in cluster_copy(model, wclust.ClusterConfig(args.k)).named_modules()
-                        if isinstance(m, _Clustered)})
+                        if isinstance(m, ClusteredModule)})
         out.setdefault("ablation", {})
         for scope in ("layer",):
             for kind in kinds:

@@ -1,8 +1,8 @@
-"""Fuzz the .wclust loader: N mutated real files (the mutation engine of tests/test_fuzz.py).
+"""Fuzz the .wclust loader: N mutated real files (the mutation engine of tests/fuzzing.py).
 
     .venv/bin/python benchmarks/fuzz.py [--cases 12000] [--seed 0] [--minilm 200]
 
-Base files (tests/test_fuzz.py's BASE_FILES): two TinyTransformer clusterings (4-bit groups +
+Base files (tests/fuzzing.py's BASE_FILES): two TinyTransformer clusterings (4-bit groups +
 outliers + channel scales; 3-bit model scope with aliases), a tiny BERT and a tiny GPT-2 (Conv1D
 layers clustered as Linears) that load from their headers' source, and (when installed) zoo:minilm. Each case is judged as in the tests: FormatError, or a clean load that equals the
 original bit for bit (meaning unchanged) / equals what a re-signed hostile file says. Anything
@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import wclust  # noqa: E402
-from tests import test_fuzz as F  # noqa: E402
+from tests import fuzzing as F  # noqa: E402
 
 
 class Hang(Exception):

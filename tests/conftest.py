@@ -3,6 +3,8 @@ import os
 import pytest
 import torch
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # the repository
+
 
 def pytest_collection_modifyitems(config, items):
     if os.environ.get("WCLUST_SLOW") or config.getoption("-m"):

@@ -10,7 +10,7 @@ import torch
 
 import wclust
 from tests.conftest import TinyTransformer
-from tests.test_fuzz import fingerprint
+from tests.fuzzing import fingerprint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -115,3 +115,65 @@ def test_save_keeps_file_mode(tmp_path):
     path.chmod(0o600)
     wclust.save(_model(1), path)
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_threads_writing_one_path_never_share_a_temp_file(tmp_path):
+    """Eight threads rewrite one file 25 times each: every read sees one whole payload, none is left half."""
+    import threading
+
+    from wclust import atomic
+
+    path = tmp_path / "r.json"
+    payloads = {i: bytes([65 + i]) * (4096 + 997 * i) for i in range(8)}
+    errors, go = [], threading.Barrier(8)
+
+    def writer(i):
+        try:
+            go.wait()
+            for _ in range(25):
+                atomic.atomic_write_bytes(path, payloads[i])
+                assert path.read_bytes() in payloads.values()
+        except BaseException as e:   # noqa: BLE001  (reported below)
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert path.read_bytes() in payloads.values() and os.listdir(tmp_path) == ["r.json"]
+
+
+def test_temp_name_has_pid_thread_and_random(tmp_path, monkeypatch):
+    import threading
+
+    from wclust import atomic
+
+    names = []
+    real = atomic.os.replace
+    monkeypatch.setattr(atomic.os, "replace", lambda a, b: names.append(os.path.basename(a)) or real(a, b))
+    atomic.atomic_write_bytes(tmp_path / "f.bin", b"1")
+    atomic.atomic_write_bytes(tmp_path / "f.bin", b"2")
+    prefix = f".f.bin.{os.getpid()}.{threading.get_ident()}."
+    assert all(n.startswith(prefix) and n.endswith(".tmp") for n in names) and names[0] != names[1]
+    assert (tmp_path / "f.bin").read_bytes() == b"2"
+
+
+def test_npy_json_and_directory_writers(tmp_path):
+    import json
+
+    import numpy as np
+
+    from wclust import atomic
+
+    arr = np.arange(12, dtype=np.float32).reshape(3, 4)
+    atomic.atomic_save_npy(tmp_path / "sub" / "a.npy", arr)     # its directory made
+    assert np.array_equal(np.load(tmp_path / "sub" / "a.npy"), arr)
+    atomic.atomic_write_json(tmp_path / "r.json", {"x": float("nan"), "y": np.float32(1.5), "z": float("-inf")})
+    assert json.loads((tmp_path / "r.json").read_text()) == {"x": None, "y": 1.5, "z": "-inf"}
+    assert atomic.atomic_write_dir(tmp_path / "d", {"a": b"1", "b": b"22"}) is True
+    assert sorted(os.listdir(tmp_path / "d")) == ["a", "b"] and (tmp_path / "d" / "b").read_bytes() == b"22"
+    assert atomic.atomic_write_dir(tmp_path / "d", {"c": b"3"}) is False   # there already: left as it was
+    assert sorted(os.listdir(tmp_path / "d")) == ["a", "b"]
+    assert sorted(os.listdir(tmp_path)) == ["d", "r.json", "sub"]        # no temp file or directory left

@@ -21,8 +21,73 @@ def _model(seed=0):
     return m
 
 
-def test_release_free_memory_answers_and_can_be_called_again():
-    assert isinstance(sysmem.release_free_memory(), bool)
+# In a fresh process: 128 MiB of 64 KiB blocks (heap, below glibc's mmap threshold) touched, then
+# freed while one block allocated after them pins the top of the heap, so free() alone cannot shrink
+# it. release_free_memory must then say True and the resident size fall by most of the 128 MiB.
+_CHILD = r"""
+import ctypes, ctypes.util, json, os
+from wclust import sysmem
+libc = ctypes.CDLL(ctypes.util.find_library("c"))
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+blocks = [libc.malloc(65536) for _ in range(2048)]
+for b in blocks:
+    ctypes.memset(b, 1, 65536)
+pin = libc.malloc(65536)
+ctypes.memset(pin, 1, 65536)
+held = rss()
+for b in blocks:
+    libc.free(b)
+freed = rss()
+released = sysmem.release_free_memory()
+print(json.dumps({"held": held, "freed": freed, "after": rss(), "released": released}))
+"""
+
+
+def test_release_free_memory_gives_a_freed_heap_back_and_says_so():
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import pytest
+
+    if sysmem._trim() is None:
+        pytest.skip("no malloc_trim in this C library")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(sysmem.__file__)))
+    r = subprocess.run([sys.executable, "-c", _CHILD], capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, PYTHONPATH=root, MALLOC_TRIM_THRESHOLD_="134217728"))
+    assert r.returncode == 0, r.stderr
+    m = json.loads(r.stdout)
+    mib = 2**20
+    assert m["freed"] > m["held"] - 32 * mib          # free() kept the pages (the top was pinned)
+    assert m["released"] is True
+    assert m["after"] < m["freed"] - 96 * mib         # most of the 128 MiB went back to the OS
+
+
+def test_release_free_memory_is_false_without_malloc_trim(monkeypatch):
+    import ctypes.util
+
+    sysmem._trim.cache_clear()
+    try:
+        monkeypatch.setattr(ctypes.util, "find_library", lambda name: None)    # no C library found
+        assert sysmem._trim() is None and sysmem.release_free_memory() is False
+        sysmem._trim.cache_clear()
+        monkeypatch.setattr(ctypes.util, "find_library", lambda name: "libc.so.6")
+        monkeypatch.setattr(sysmem.ctypes, "CDLL", lambda name: object())      # one without malloc_trim
+        assert sysmem._trim() is None and sysmem.release_free_memory() is False
+        sysmem._trim.cache_clear()
+
+        def missing(name):
+            raise OSError("cannot load")
+        monkeypatch.setattr(sysmem.ctypes, "CDLL", missing)
+        assert sysmem.release_free_memory() is False
+    finally:
+        monkeypatch.undo()
+        sysmem._trim.cache_clear()
     assert isinstance(sysmem.release_free_memory(), bool)
 
 

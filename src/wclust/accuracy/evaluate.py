@@ -1,7 +1,7 @@
 """Accuracy of a (clustered) model on a task: one evaluation, or a sweep over n_clusters x scope.
 
 A backbone without a classifier is scored with a linear probe fitted once on the fp32 model's
-features of the train split and frozen; fp32 features are cached on disk (``dinov2.cache_dir()``).
+features of the train split and frozen; fp32 features are cached on disk (``wclust.paths.cache_dir("features")``).
 Under ``torchrun`` (WORLD_SIZE > 1) batches are sharded over processes (gloo on CPU, nccl on GPU)
 and gathered, so every process reports the numbers one process would.
 
@@ -21,9 +21,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..atomic import atomic_save_npy
 from ..errors import WclustError
+from ..paths import cache_dir
 from .features import Encoder, fit_probe
-from ..clustering.modules import _Clustered, clustered_modules, dense_view
+from ..clustering.modules import ClusteredModule, clustered_modules, dense_view
 from .tasks import Task, get_task, interval95, paired_interval95
 
 QUICK = {"n_train": 1000, "n_test": 500}
@@ -82,7 +84,7 @@ def weight_bytes(model: nn.Module) -> int:
     """Bytes of the weights as stored: packed indices, codebooks, scales, outliers, other tensors as they are."""
     total, seen = 0, set()
     for m in model.modules():
-        if isinstance(m, _Clustered):
+        if isinstance(m, ClusteredModule):
             if id(m.indices) in seen:
                 continue
             seen.add(id(m.indices))
@@ -106,19 +108,6 @@ def fingerprint(model: nn.Module) -> str:
         h.update(name.encode())
         h.update(t.detach().contiguous().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
-
-
-def _cache_dir() -> str:
-    from ..sources.dinov2 import cache_dir
-    return os.path.join(cache_dir(), "features")
-
-
-def _atomic_save_npy(path: str, arr: np.ndarray) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as f:
-        np.save(f, arr)
-    os.replace(tmp, path)
 
 
 # -- evaluation ----------------------------------------------------------------------------------------
@@ -172,7 +161,7 @@ class Evaluator:
     def features(self, model: nn.Module, split: str = "test", cache_name: str | None = None) -> np.ndarray:
         path = None
         if cache_name and self._key:
-            path = os.path.join(_cache_dir(), f"{self._key}-{cache_name}.npy")
+            path = cache_dir("features", f"{self._key}-{cache_name}.npy")
             if os.path.isfile(path):
                 return np.load(path)
         data = self.task.split(split)
@@ -190,7 +179,7 @@ class Evaluator:
         finally:
             bar.close()
         if path and dist_context()[0] == 0:
-            _atomic_save_npy(path, feats)
+            atomic_save_npy(path, feats)
         return feats
 
     def logits(self, feats: np.ndarray) -> torch.Tensor:
@@ -275,8 +264,8 @@ def evaluate(source, task: str | Task, *, config=None, reference=None, quick: bo
     if not isinstance(task, Task):
         sizes = dict(QUICK) if quick else {"n_train": 5000, "n_test": 2000}
         sizes.update({k: v for k, v in (("n_train", n_train), ("n_test", n_test)) if v is not None})
-        task = get_task(task, modality="text" if _is_text(ref) else "image", **sizes)
-    tokenizer = tokenizer or _hf_dir(reference if isinstance(reference, str) else source)
+        task = get_task(task, modality="text" if is_text(ref) else "image", **sizes)
+    tokenizer = tokenizer or hf_dir(reference if isinstance(reference, str) else source)
     ev = Evaluator(ref, task, image_size=image_size, tokenizer=tokenizer, batch_size=batch_size, progress=progress)
     row = dict(ev.fp32) if model is ref and config is None else {}
     if config is not None:
@@ -305,14 +294,15 @@ def with_compute(model: nn.Module, compute: str) -> nn.Module:
     return model
 
 
-def _hf_dir(source) -> str | None:
+def hf_dir(source) -> str | None:
     """The directory of an hf:DIR source (where its tokenizer lives)."""
     if isinstance(source, str) and source.startswith("hf:"):
         return source[3:]
     return source if isinstance(source, str) and os.path.isdir(source) else None
 
 
-def _is_text(model) -> bool:
+def is_text(model) -> bool:
+    """Whether ``model`` reads text (its tokenizer's inputs) rather than images."""
     from .features import model_kind
     return model_kind(model) == "text"
 
@@ -376,4 +366,3 @@ def cluster_copy(reference: nn.Module, config, ev: Evaluator | None = None, samp
     return model
 
 
-from .sweeps import plot_sweep, sweep  # noqa: E402,F401  (the sweep lives beside; re-exported here)

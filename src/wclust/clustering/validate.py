@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import FormatError
-from .conv1d import as_out_in
+from .gpt2_conv1d import as_out_in
 from .packing import packed_nbytes
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024

@@ -7,7 +7,7 @@ import sys
 import tempfile
 
 from ..errors import WclustError
-from ..clustering.io import jsonable
+from ..atomic import jsonable
 
 
 # the single-k clustering options and their defaults (cluster_options_given)

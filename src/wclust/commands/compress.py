@@ -23,7 +23,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from .. import compress
+    from ..clustering.compress import compress
     from ..clustering import io
     from ..clustering.modules import clustered_modules
     from ..errors import WclustError
@@ -43,10 +43,10 @@ def run(args) -> int:
     warn_unmatched_patterns(model, args)
     sw = hs = None
     if needs_calibration(args):
-        from ..accuracy.evaluate import Calibration, _hf_dir, _is_text, calibrate
+        from ..accuracy.evaluate import Calibration, calibrate, hf_dir, is_text
         from ..accuracy.tasks import get_task
-        task = get_task(args.task, modality="text" if _is_text(model) else "image")
-        calib = Calibration(model, task, image_size=args.image_size, tokenizer=args.tokenizer or _hf_dir(args.source))
+        task = get_task(args.task, modality="text" if is_text(model) else "image")
+        calib = Calibration(model, task, image_size=args.image_size, tokenizer=args.tokenizer or hf_dir(args.source))
         sw, hs = calibrate(model, config, calib)
     with warnings.catch_warnings():  # reported below as the error it is for this command
         warnings.filterwarnings("ignore", message="wclust.compress: no layer matched")

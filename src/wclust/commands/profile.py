@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from ..clustering.io import atomic_write_json
+from ..atomic import atomic_write_json
 from .common import check_at_least_one, check_output_dir, print_json
 
 

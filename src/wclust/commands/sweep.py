@@ -22,7 +22,8 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from ..clustering.config import ClusterConfig
-    from ..accuracy.evaluate import dist_context, sweep
+    from ..accuracy.evaluate import dist_context
+    from ..accuracy.sweeps import sweep
 
     require_float_source(args.source, "sweep")
     check_task(args.task)

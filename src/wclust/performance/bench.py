@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import copy
 import json
-import multiprocessing as mp
 import os
 import random
 import statistics
@@ -36,51 +35,12 @@ import warnings
 import torch
 from torch import nn
 
-from ..clustering.conv1d import is_conv1d
+from ..clustering.gpt2_conv1d import is_conv1d
 from ..errors import WclustError
+from .pressure import STREAM_MB, Pressure
 
 VARIANTS = ("fp32", "int8_dynamic", "clustered_fp32", "clustered_bf16", "clustered_int8")
 BF16_MODEL_VARIANTS = ("dense_bf16_model", "clustered_bf16_model")
-STREAM_MB = 256
-
-
-def _stream_worker(stop, mb: int) -> None:
-    """Copy two large buffers back and forth until ``stop`` is set (memory-bandwidth pressure)."""
-    import numpy as np
-
-    n = mb * (1 << 20) // 8
-    a, b = np.ones(n), np.empty(n)
-    while not stop.is_set():
-        np.copyto(b, a)
-        np.copyto(a, b)
-
-
-class Pressure:
-    """Context manager running ``n`` memory-streaming worker processes."""
-
-    def __init__(self, n: int, mb: int = STREAM_MB):
-        self.n, self.mb, self.procs = n, mb, []
-
-    def __enter__(self):
-        if self.n > 0:
-            # fork: the workers only run NumPy (spawn would re-import torch in each, seconds)
-            ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-            self.stop = ctx.Event()
-            self.procs = [ctx.Process(target=_stream_worker, args=(self.stop, self.mb), daemon=True)
-                          for _ in range(self.n)]
-            for p in self.procs:
-                p.start()
-            time.sleep(0.5)  # let them allocate and start streaming
-        return self
-
-    def __exit__(self, *exc):
-        if self.procs:
-            self.stop.set()
-            for p in self.procs:
-                p.join(timeout=10)
-                if p.is_alive():
-                    p.terminate()
-        return False
 
 
 def linears_in_place_of_conv1d(model: nn.Module) -> nn.Module:
@@ -157,13 +117,11 @@ def stored_config(model: nn.Module) -> tuple:
 
 
 def set_linear_compute_dtype(model: nn.Module, dtype) -> None:
-    """compute_dtype on ClusteredLinear modules only (a ClusteredModule such as the patch
-    convolution does not cast its input to compute_dtype, so it stays in the input's dtype)."""
-    from ..clustering.modules import ClusteredLinear
+    """``set_compute_dtype`` on ClusteredLinear modules only (the patch convolution stays in the
+    input's dtype), the bf16 variants' setting; kept by this name for the scripts in benchmarks/."""
+    from ..clustering.modules import ClusteredLinear, set_compute_dtype
 
-    for m in model.modules():
-        if isinstance(m, ClusteredLinear):
-            m.compute_dtype = dtype
+    set_compute_dtype(model, dtype, kinds=(ClusteredLinear,))
 
 
 def _call(model, inputs):

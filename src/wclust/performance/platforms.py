@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 import torch
 
 from .. import figures
+from ..atomic import atomic_write_json
+from ..paths import cache_dir
 
 DEFAULT_KS = (16, 32, 64, 128, 256)
 PAPER = ("desktop-2080ti", "jetson-tx2", "jetson-xavier")
@@ -167,9 +169,7 @@ def measure_host(threads: int | None = None) -> dict:
 
 
 def _cache_path() -> str:
-    root = os.environ.get("WCLUST_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "wclust")
-    return os.path.join(root, "host_calibration.json")
+    return cache_dir("host_calibration.json")
 
 
 _HOST: dict = {}
@@ -205,8 +205,6 @@ def calibrate_host(threads: int | None = None, force: bool = False) -> PlatformS
         new["n_measurements"] = (m.get("n_measurements", 1) if valid else 0) + 1
         cache[key] = m = new
         try:
-            from ..clustering.io import atomic_write_json
-
             os.makedirs(os.path.dirname(path), exist_ok=True)
             atomic_write_json(path, cache)
         except OSError:
@@ -293,47 +291,18 @@ def predict(records: list[dict], spec: PlatformSpec, n_clusters: int | None = No
             "lookups": lookups, "ideal_time_s": ideal, "memory_bound_share": t_mem_bound / t if t else 0.0}
 
 
-def float_copy(model):
-    """A float model with the same architecture as a clustered one (clustered weights dequantized)."""
-    import copy
-
-    from torch import nn
-
-    from ..clustering.modules import ClusteredEmbedding, ClusteredLinear, _Clustered
-
-    model = copy.deepcopy(model)
-    for fqn, m in list(model.named_modules()):
-        if not isinstance(m, _Clustered):
-            continue
-        w = nn.Parameter(m.dequantize(torch.float32), requires_grad=False)
-        if isinstance(m, ClusteredLinear):
-            new = nn.Linear(m.in_features, m.out_features, bias=m.bias is not None)
-            new.weight = w
-            if m.bias is not None:
-                new.bias = m.bias
-        elif isinstance(m, ClusteredEmbedding):
-            new = nn.Embedding(m.num_embeddings, m.embedding_dim, padding_idx=m.padding_idx)
-            new.weight = w
-        else:
-            new = m.inner
-            new.weight = w
-        parent, _, name = fqn.rpartition(".")
-        setattr(model.get_submodule(parent) if parent else model, name, new)
-    return model
-
-
 def estimate(model, platforms=PAPER, ks=DEFAULT_KS, contention: float = 0.0, bits: int | None = None,
              activation_dram: float = 1.0,
              batch: int = 1, inputs: dict | None = None, records: list[dict] | None = None) -> dict:
     """Speed-up and energy of clustered versions of ``model`` (k in ``ks``) vs its fp32 baseline,
     per platform, plus the ideal case. A clustered model is estimated from its dequantized copy."""
-    from ..clustering.modules import clustered_modules
+    from ..clustering.modules import clustered_modules, dense_view
     from ..sources.models import example_inputs
     from .profile import trace_ops
 
     if records is None:
         if clustered_modules(model):
-            model = float_copy(model)
+            model = dense_view(model, torch.float32)
         inputs = inputs if inputs is not None else example_inputs(model, batch)
         records = trace_ops(model, inputs)
     plats = [p if isinstance(p, PlatformSpec) else get(p) for p in platforms]

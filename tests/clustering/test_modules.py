@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from wclust.clustering.modules import (ClusteredConv2d, ClusteredEmbedding, ClusteredLinear, ClusteredModule,
-                            ClusteredParts, clustered_class_for, fit_parts)
+                                       ClusteredParts, ClusteredWrapper, clustered_class_for, fit_parts)
 
 
 def _parts(out, inp, k, bits, groups=1, scale=False, outliers=0, seed=0):
@@ -90,8 +90,8 @@ def test_linear_subclass_with_own_forward_is_wrapped():
             return 2 * super().forward(x)
 
     lin = Scaled(10, 6)
-    assert clustered_class_for(lin) is ClusteredModule
-    c = ClusteredModule.from_module(lin, fit_parts(lin.weight, 8))
+    assert clustered_class_for(lin) is ClusteredWrapper
+    c = ClusteredWrapper.from_module(lin, fit_parts(lin.weight, 8))
     x = torch.randn(4, 10)
     torch.testing.assert_close(c(x), 2 * F.linear(x, c.dequantize(), lin.bias))
 
@@ -186,3 +186,72 @@ def test_torch_compile_of_a_clustered_model_matches_eager(dtype, rows):
         got = torch.compile(m)(x)  # the op's fake kernel traces it; its CPU kernel runs it
     tol = 1e-5 if dtype == torch.float32 else 1e-2   # inductor may round the GELU differently
     torch.testing.assert_close(got, want, rtol=tol, atol=tol)
+
+
+def test_set_compute_dtype_all_or_some_kinds_and_dense_view_dtype():
+    from wclust.clustering.modules import dense_view, set_compute_dtype
+
+    lin = ClusteredLinear(_parts(6, 8, 4, 2), None)
+    conv = ClusteredConv2d.from_module(torch.nn.Conv2d(2, 3, 2), n_clusters=4)
+    model = torch.nn.Sequential(lin, conv)
+    assert set_compute_dtype(model, torch.bfloat16, kinds=(ClusteredLinear,)) is model
+    assert (lin.compute_dtype, conv.compute_dtype) == (torch.bfloat16, None)
+    set_compute_dtype(model, torch.bfloat16)
+    assert conv.compute_dtype == torch.bfloat16
+    set_compute_dtype(model, None)
+    assert (lin.compute_dtype, conv.compute_dtype) == (None, None)
+    half = ClusteredLinear(_parts(6, 8, 4, 2), torch.ones(6))
+    half.codebook = half.codebook.to(torch.bfloat16)
+    own, f32 = dense_view(torch.nn.Sequential(half)), dense_view(torch.nn.Sequential(half), torch.float32)
+    assert type(own[0]) is torch.nn.Linear and own[0].weight.dtype == torch.bfloat16
+    assert f32[0].weight.dtype == torch.float32
+    assert torch.equal(f32[0].weight, half.dequantize(torch.float32)) and torch.equal(f32[0].bias, torch.ones(6))
+
+
+class _Scaled(torch.nn.Linear):
+    def forward(self, x):
+        return 2 * super().forward(x)
+
+
+def test_clustered_module_is_the_base_of_every_clustered_class():
+    import wclust
+
+    assert wclust.ClusteredModule is ClusteredModule and wclust.ClusteredWrapper is ClusteredWrapper
+    mods = [ClusteredLinear(_parts(6, 8, 4, 2), None), ClusteredEmbedding(_parts(6, 8, 4, 2)),
+            ClusteredConv2d.from_module(torch.nn.Conv2d(2, 3, 2), n_clusters=4),
+            ClusteredWrapper.from_module(_Scaled(8, 6), n_clusters=4)]
+    assert all(isinstance(m, wclust.ClusteredModule) for m in mods)
+    assert not isinstance(torch.nn.Linear(2, 2), wclust.ClusteredModule)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")            # the current names warn about nothing
+        ClusteredWrapper.from_module(_Scaled(8, 6), n_clusters=4)
+        copy.deepcopy(mods[3])
+
+
+def test_old_wrapper_name_still_wraps_with_a_deprecation_warning():
+    lin = _Scaled(8, 6)
+    parts = fit_parts(lin.weight, 4)
+    with pytest.warns(DeprecationWarning, match="use ClusteredWrapper"):
+        a = ClusteredModule.from_module(copy.deepcopy(lin), parts)
+    with pytest.warns(DeprecationWarning, match="use ClusteredWrapper"):
+        b = ClusteredModule(parts, copy.deepcopy(lin))
+    x = torch.randn(3, 8)
+    for m in (a, b):
+        assert type(m) is ClusteredWrapper and m.kind == "wrapped"
+        torch.testing.assert_close(m(x), 2 * F.linear(x, m.dequantize(), lin.bias))
+
+
+def test_wrapped_kind_in_a_file_loads_as_the_wrapper(tmp_path):
+    import wclust
+
+    torch.manual_seed(3)
+    model = torch.nn.Sequential(_Scaled(16, 8))
+    skeleton = copy.deepcopy(model)
+    wclust.compress(model, wclust.ClusterConfig(4, min_size=1), progress=False)
+    assert type(model[0]) is ClusteredWrapper
+    wclust.save(model, tmp_path / "w.wclust")
+    assert wclust.read_header(tmp_path / "w.wclust")["modules"]["0"]["kind"] == "wrapped"
+    loaded = wclust.load(tmp_path / "w.wclust", model=skeleton)
+    assert type(loaded[0]) is ClusteredWrapper
+    x = torch.randn(2, 16)
+    assert torch.equal(loaded(x), model(x))

@@ -8,7 +8,7 @@ from wclust.accuracy.evaluate import Evaluator, cluster_copy
 from wclust.accuracy.fisher import fisher_weights
 from wclust.accuracy.tasks import get_task
 
-from .helpers_eval import digits_evaluator, inputs_seen
+from tests.helpers_eval import digits_evaluator, inputs_seen
 
 
 @pytest.fixture(scope="module")

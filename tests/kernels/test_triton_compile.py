@@ -67,25 +67,3 @@ def test_launch_options_are_the_compiled_ones():
         triton_lut.LAUNCH_OPTIONS["num_warps"]
     with pytest.raises(ValueError, match="no such variant"):
         triton_aot.compile_variant("conv", "fp32")
-
-
-def test_gpu_benchmark_compile_only_reports_every_variant(monkeypatch, capsys):
-    """``python benchmarks/gpu.py --compile-only``: what a session without a GPU can check of it."""
-    import importlib.util
-    import json
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
-    spec = importlib.util.spec_from_file_location("wclust_bench_gpu", path)
-    gpu = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gpu)
-    monkeypatch.setattr(gpu, "GEMV_BLOCKS", [(1, 32, 64)])
-    monkeypatch.setattr(gpu, "BLOCKS", [(32, 32, 32)])
-    monkeypatch.setattr(gpu, "SMALL_M_BLOCKS", [(16, 32, 64)])
-    assert gpu.main(["--compile-only"]) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert out["arch"] == "sm_90" and out["failures"] == []
-    got = {(v["kernel"], v["dtype"], v["index_bits"], tuple(v["blocks"])) for v in out["variants"]}
-    assert got == {(k, d, b, blk) for k, blk in (("gemv", (1, 32, 64)), ("gemm", (16, 32, 64)), ("gemm", (32, 32, 32)))
-                   for d in ("fp32", "bf16") for b in (8, 4)}
-    assert out["spilling"] == sum(v["spill_bytes"] > 0 for v in out["variants"])

@@ -8,15 +8,16 @@ import torch
 
 import wclust
 from wclust.cli import main
-from wclust.accuracy.evaluate import Evaluator, cluster_copy, dense_view, evaluate, plot_sweep, sweep, weight_bytes
+from wclust.accuracy.evaluate import Evaluator, cluster_copy, dense_view, evaluate, weight_bytes
+from wclust.accuracy.sweeps import plot_sweep, sweep
 from wclust.accuracy.tasks import get_task
 
-from .helpers_eval import digits_evaluator, save_tiny, tiny_dinov2
+from tests.helpers_eval import digits_evaluator, save_tiny, tiny_dinov2
 
 
 @pytest.fixture(autouse=True)
 def _one_thread_and_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("WCLUST_CACHE", str(tmp_path / "cache"))
     n = torch.get_num_threads()
     torch.set_num_threads(1)      # tiny models: threads only add overhead
     yield
@@ -169,11 +170,11 @@ def test_feature_cache_is_reused(tmp_path):
     model = tiny_dinov2()
     task = get_task("digits", n_train=200, n_test=100)
     Evaluator(model, task, image_size=16, progress=False)
-    files = sorted(os.listdir(tmp_path / "cache" / "wclust" / "features"))
+    files = sorted(os.listdir(tmp_path / "cache" / "features"))
     assert len(files) == 2
     ev = Evaluator(model, get_task("digits", n_train=200, n_test=100), image_size=16, progress=False)
-    assert sorted(os.listdir(tmp_path / "cache" / "wclust" / "features")) == files
-    np.testing.assert_array_equal(ev.test_fp32, np.load(tmp_path / "cache" / "wclust" / "features" / files[0]))
+    assert sorted(os.listdir(tmp_path / "cache" / "features")) == files
+    np.testing.assert_array_equal(ev.test_fp32, np.load(tmp_path / "cache" / "features" / files[0]))
 
 
 def test_imagenet_head_models_and_mismatches():

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from .helpers_eval import save_tiny
+from tests.helpers_eval import save_tiny
 
 TIMEOUT_S = 300
 
@@ -43,7 +43,7 @@ def test_two_processes_report_the_same_numbers(tmp_path):
         env.pop(k, None)
 
     def run(cmd, cache, retry_on_port_clash=False):
-        e = dict(env, XDG_CACHE_HOME=str(tmp_path / cache))
+        e = dict(env, WCLUST_CACHE=str(tmp_path / cache))
         for attempt in range(3):
             out = _run(cmd(), e)
             clash = "address already in use" in out.stderr.lower() or "eaddrinuse" in out.stderr.lower()

@@ -111,8 +111,8 @@ def test_estimate_clustered_model_and_plot(tiny, tiny_inputs, tmp_path, monkeypa
     monkeypatch.setattr(models, "example_inputs", lambda m, b=1: {"ids": ids, "img": img})
     want = tiny(ids, img)
     wclust.compress(tiny, wclust.ClusterConfig(n_clusters=16, min_size=1))
-    flt = platforms.float_copy(tiny)
-    assert not any(isinstance(m, wclust.clustering.modules._Clustered) for m in flt.modules())
+    flt = wclust.clustering.modules.dense_view(tiny, torch.float32)
+    assert not any(isinstance(m, wclust.clustering.modules.ClusteredModule) for m in flt.modules())
     torch.testing.assert_close(flt(ids, img), tiny(ids, img))
     assert want.shape == flt(ids, img).shape
     res = platforms.estimate(tiny, platforms=["jetson-tx2"], ks=[16])

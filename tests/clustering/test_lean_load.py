@@ -180,7 +180,7 @@ def test_loading_never_holds_the_float_weights(tmp_path):
             swap_in(model, n, parts)
     path = tmp_path / "big.wclust"
     wclust.save(model, path)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    from tests.conftest import ROOT as root
     out = subprocess.run([sys.executable, "-c", PEAK_CHILD, str(path)], cwd=root, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr

@@ -9,7 +9,7 @@ import wclust
 from wclust.clustering import validate
 from wclust.errors import FormatError
 from tests.conftest import TinyTransformer
-from tests.test_fuzz import join, split
+from tests.fuzzing import join, split
 
 
 @pytest.fixture(scope="module")
@@ -200,7 +200,7 @@ def test_meta_skeleton_refused(base, tmp_path):
 @pytest.fixture(scope="module")
 def bert(tmp_path_factory):
     pytest.importorskip("transformers")
-    from tests.test_fuzz import _bert_file
+    from tests.fuzzing import _bert_file
 
     p = tmp_path_factory.mktemp("b") / "bert.wclust"
     _bert_file(p)
