@@ -177,6 +177,9 @@ int wc_lut_plan_gemv(const wc_plan_t *p, const float *cb, const float *x, int64_
         fn = wc_gemv_avx2;
     }
 #endif
+#ifdef WC_ARM64
+    if (wc_isa() >= ISA_NEON) fn = wc_gemv_neon; /* x in natural order */
+#endif
     if (!j.x) { j.x = x; j.ldx = p->in; }
     wc_parallel_rows(&j, fn, p->out, nthreads);
     free(xp);
@@ -260,6 +263,9 @@ static int dequant_job(const uint8_t *idx, int64_t out, int64_t in, int index_bi
     int level = wc_isa();
     if (level == ISA_AVX512) fn = pnb ? wc_lut_deq_packed_avx512 : wc_lut_deq_avx512;
     else if (level == ISA_AVX2 && !pnb) fn = wc_deq_avx2;
+#endif
+#ifdef WC_ARM64
+    if (wc_isa() >= ISA_NEON && !pnb) fn = wc_deq_neon;
 #endif
     wc_parallel_rows(&j, fn, pnb ? (out + 15) / 16 : out, nthreads);
     wc_lut_plan_free(p);
