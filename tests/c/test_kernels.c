@@ -222,7 +222,7 @@ static const char *i8_name(int level) {
     return f == wc_i8_gemv_dotprod ? "dotprod (sdot)" : f == wc_i8_gemv_neon ? "neon (smull/sadalp)" : "portable C";
 #else
     (void)level;
-    return "not checked by this program (x86: api.c picks it)";
+    return "not checked by this program (api.c picks it)";
 #endif
 }
 

@@ -63,7 +63,7 @@ def gemv_rows(k: int, dtype: torch.dtype = torch.float32) -> int:
     if not (_fused and dtype is torch.float32):
         return GEMV_MAX_ROWS
     return 8
-ISA_NAMES = {0: "portable-c", 1: "avx2", 2: "avx512-vbmi"}
+ISA_NAMES = {0: "portable-c", 1: "avx2", 2: "avx512-vbmi", 3: "neon", 4: "neon-dotprod"}
 
 _vp, _i64, _int = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
 _SIGNATURES = {
