@@ -15,6 +15,9 @@
  * - fp32 GEMV: the kernels sum in another order than the reference's index order, so they may
  *   differ by rounding: |y - y_ref| <= 2 in eps sum|x w| (each of the two sums is within
  *   (in - 1) eps sum|x w| of the exact value) + 1e-30.
+ * And k-means (kmeans.c, plain C that must run unchanged on every CPU): the dynamic program's SSE
+ * against every partition of a few weighted bins into contiguous runs (relative 1e-9: prefix sums
+ * vs direct sums), and wc_assign's index = the number of decision bounds strictly below the value.
  * Prints the cases and checks run, the CPU features read from the OS and the kernels each ISA
  * level dispatches to; exits 1 on any mismatch. Fixed seed. */
 #define _GNU_SOURCE
@@ -214,6 +217,66 @@ static void check_api(const layer_t *L, int nthreads) {
     free(y); free(yref); free(w); free(wref); free(cb16); free(tab16);
 }
 
+/* the least SSE over every split of bins [i, m) into k contiguous runs (brute force) */
+static double best_split(const double *w, const double *s1, const double *s2, int i, int m, int k) {
+    if (k == 1) {
+        double a = 0, b = 0, c = 0;
+        for (int t = i; t < m; t++) { a += w[t]; b += s1[t]; c += s2[t]; }
+        return c - b * b / a;
+    }
+    double best = INFINITY;
+    for (int e = i + 1; e <= m - (k - 1); e++) {
+        double a = 0, b = 0, c = 0;
+        for (int t = i; t < e; t++) { a += w[t]; b += s1[t]; c += s2[t]; }
+        const double v = (c - b * b / a) + best_split(w, s1, s2, e, m, k - 1);
+        best = v < best ? v : best;
+    }
+    return best;
+}
+
+static void check_kmeans(void) {
+    const int64_t nk = wc_nkeys();
+    double *c0 = xcalloc(sizeof(double) * (size_t)nk), *c1 = xcalloc(sizeof(double) * (size_t)nk);
+    double *c2 = xcalloc(sizeof(double) * (size_t)nk);
+    for (int rep = 0; rep < 6; rep++) {
+        memset(c0, 0, sizeof(double) * (size_t)nk); memset(c1, 0, sizeof(double) * (size_t)nk);
+        memset(c2, 0, sizeof(double) * (size_t)nk);
+        float vals[9], x[60], w[60];
+        for (int i = 0; i < 9; i++) vals[i] = frand() * (rep + 1);
+        for (int i = 0; i < 60; i++) { x[i] = vals[rnd() % 9]; w[i] = 0.5f + (float)(rnd() % 4); }
+        wc_hist_accumulate(x, w, 60, c0, c1, c2);
+        const int m = (int)wc_hist_compact(c0, c1, c2);
+        for (int k = 1; k <= m; k++) {
+            double cent[16];
+            const double sse = wc_kmeans_dp(c0, c1, c2, m, k, cent), ref = best_split(c0, c1, c2, 0, m, k);
+            g_checks++; g_cases++;
+            double tot = 0; /* prefix sums cancel: the error scales with the total sum of squares */
+            for (int i = 0; i < m; i++) tot += c2[i];
+            if (!(fabs(sse - ref) <= 1e-9 * fabs(ref) + 1e-12 * tot)) fail("kmeans dp", "wc_kmeans_dp", 0, k, m, 60, 0, 0, rep);
+            for (int i = 1; i < k; i++)
+                if (!(cent[i] > cent[i - 1])) fail("kmeans centroids", "wc_kmeans_dp", 0, k, m, 60, 0, 0, i);
+            if (k < 2) continue;
+            float cb[16], bounds[16];
+            for (int i = 0; i < k; i++) cb[i] = (float)cent[i];
+            for (int i = 0; i + 1 < k; i++) bounds[i] = 0.5f * (cb[i] + cb[i + 1]);
+            uint8_t *lut = xcalloc((size_t)nk), out[200];
+            wc_build_lut(bounds, k - 1, lut);
+            float v[200];
+            for (int i = 0; i < 200; i++) v[i] = i < 9 ? vals[i] : i < 9 + k - 1 ? bounds[i - 9] : frand() * (rep + 2);
+            double sums[3] = {0, 0, 0};
+            wc_assign(v, NULL, 200, lut, bounds, k - 1, cb, out, sums);
+            g_checks++;
+            for (int i = 0; i < 200; i++) {
+                int below = 0;
+                for (int b = 0; b + 1 < k; b++) below += bounds[b] < v[i];
+                if (out[i] != below) { fail("assign", "wc_assign", 0, k, m, 200, 0, 0, i); break; }
+            }
+            free(lut);
+        }
+    }
+    free(c0); free(c1); free(c2);
+}
+
 static const char *i8_name(int level) {
 #ifdef WC_ARM64
     wc_lut_force_isa(level);
@@ -297,6 +360,7 @@ int main(void) {
         wc_lut_force_isa(-1);
         layer_free(&L);
     }
+    check_kmeans();
     printf("%ld cases, %ld checks, %ld mismatches; ISA levels exercised:", g_cases, g_checks, g_fail);
     for (int li = 0; li < nlev; li++) printf(" %d", levels[li]);
     printf("\n%s\n", g_fail ? "FAILED" : "OK");
