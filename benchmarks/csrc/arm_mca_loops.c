@@ -1,0 +1,85 @@
+/* The inner loops of the ARM64 kernels, one block of 16 weights per iteration and one row of x
+ * (a token), for llvm-mca (benchmarks/arm_mca.py compiles this to assembly and analyses the code
+ * between each pair of LLVM-MCA markers). Each loop calls the building blocks the kernels call
+ * (src/wclust/csrc/arm64/neon_common.h) in the kernels' order: f32_chunk with one row of x (4
+ * accumulators), i8_chunk with one row of x. Not part of the library. Build with -DWC_MCA_DOTPROD
+ * (and -march=armv8.2-a+dotprod) for the sdot loops. */
+#include <stdint.h>
+
+#include "arm64/neon_common.h"
+
+#define MCA_BEGIN(name) __asm__ volatile("// LLVM-MCA-BEGIN " name)
+#define MCA_END(name) __asm__ volatile("// LLVM-MCA-END " name)
+
+/* fp32 compute, codebook lookups: 4-bit (one table register a plane) or 8-bit K <= 16 * NT */
+#define F32_TBL(fname, name, bits, nt)                                                                 \
+    float fname(const uint8_t *row, const float *x, const uint8_t *planes, int64_t nb) {                \
+        uint8x16_t P[4][4];                                                                            \
+        for (int p = 0; p < 4; p++) wc_tbl_load(P[p], planes + 256 * p, nt);                           \
+        float32x4_t acc[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};         \
+        for (int64_t b = 0; b < nb; b++) {                                                             \
+            MCA_BEGIN(name);                                                                           \
+            float32x4_t f[4];                                                                          \
+            wc_lookup_f32(P, wc_idx16(row, 16 * b, bits), nt, f);                                      \
+            for (int q = 0; q < 4; q++) acc[q] = vfmaq_f32(acc[q], f[q], vld1q_f32(x + 16 * b + 4 * q)); \
+            MCA_END(name);                                                                             \
+        }                                                                                              \
+        return vaddvq_f32(vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3])));            \
+    }
+F32_TBL(f32_b4, "f32_4bit", 4, 1)
+F32_TBL(f32_b8_k16, "f32_8bit_k16", 8, 1)
+F32_TBL(f32_b8_k32, "f32_8bit_k32", 8, 2)
+F32_TBL(f32_b8_k64, "f32_8bit_k64", 8, 4)
+
+/* fp32 compute, K > 64: lane-load gather */
+float f32_b8_gather(const uint8_t *row, const float *x, const float *t, int64_t nb) {
+    float32x4_t acc[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
+    for (int64_t b = 0; b < nb; b++) {
+        MCA_BEGIN("f32_8bit_k256_gather");
+        float32x4_t f[4];
+        wc_gather_f32(t, row + 16 * b, f);
+        for (int q = 0; q < 4; q++) acc[q] = vfmaq_f32(acc[q], f[q], vld1q_f32(x + 16 * b + 4 * q));
+        MCA_END("f32_8bit_k256_gather");
+    }
+    return vaddvq_f32(vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3])));
+}
+
+/* dense fp32: the weights themselves (16 floats) and 4 fmla */
+float f32_dense(const float *w, const float *x, int64_t nb) {
+    float32x4_t acc[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
+    for (int64_t b = 0; b < nb; b++) {
+        MCA_BEGIN("f32_dense");
+        for (int q = 0; q < 4; q++)
+            acc[q] = vfmaq_f32(acc[q], vld1q_f32(w + 16 * b + 4 * q), vld1q_f32(x + 16 * b + 4 * q));
+        MCA_END("f32_dense");
+    }
+    return vaddvq_f32(vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3])));
+}
+
+/* integer compute: int8 codebook lookup, row sum and product sum (i8_chunk, one row of x) */
+#ifdef WC_MCA_DOTPROD
+#define DOT16(acc, xq, q) vdotq_s32((acc), vreinterpretq_s8_u8(xq), (q))
+#define SUM16(acc, q) vdotq_s32((acc), (q), vdupq_n_s8(1))
+#define I8_SUFFIX "_sdot"
+#else
+#define DOT16(acc, xq, q) wc_dot16_neon((acc), (xq), (q))
+#define SUM16(acc, q) wc_sum16_neon((acc), (q))
+#define I8_SUFFIX "_smull"
+#endif
+#define I8_TBL(fname, name, bits, nt, nq)                                                              \
+    int32_t fname(const uint8_t *row, const uint8_t *xq, const uint8_t *qtab, int64_t nb) {             \
+        uint8x16_t Q[16];                                                                              \
+        wc_tbl_load(Q, qtab, nq == 1 ? nt : 4 * nq);                                                   \
+        int32x4_t acc = vdupq_n_s32(0), rsv = vdupq_n_s32(0);                                          \
+        for (int64_t b = 0; b < nb; b++) {                                                             \
+            MCA_BEGIN(name I8_SUFFIX);                                                                 \
+            const int8x16_t q = wc_lookup_i8(Q, wc_idx16(row, 16 * b, bits), nt, nq);                  \
+            rsv = SUM16(rsv, q);                                                                       \
+            acc = DOT16(acc, vld1q_u8(xq + 16 * b), q);                                                \
+            MCA_END(name I8_SUFFIX);                                                                   \
+        }                                                                                              \
+        return vaddvq_s32(acc) - vaddvq_s32(rsv);                                                      \
+    }
+I8_TBL(i8_b4, "i8_4bit", 4, 1, 1)
+I8_TBL(i8_b8_k64, "i8_8bit_k64", 8, 4, 1)
+I8_TBL(i8_b8_k256, "i8_8bit_k256", 8, 4, 4)
