@@ -2,7 +2,7 @@
  * (a token), for llvm-mca (benchmarks/arm_mca.py compiles this to assembly and analyses the code
  * between each pair of LLVM-MCA markers). Each loop calls the building blocks the kernels call
  * (src/wclust/csrc/arm64/neon_common.h) in the kernels' order: f32_chunk with one row of x (4
- * accumulators), i8_chunk with one row of x. Not part of the library. Build with -DWC_MCA_DOTPROD
+ * accumulators), i8_chunk with one row of x; 4-bit indices two blocks an iteration, as there. Not part of the library. Build with -DWC_MCA_DOTPROD
  * (and -march=armv8.2-a+dotprod) for the sdot loops. */
 #include <stdint.h>
 
@@ -11,7 +11,7 @@
 #define MCA_BEGIN(name) __asm__ volatile("// LLVM-MCA-BEGIN " name)
 #define MCA_END(name) __asm__ volatile("// LLVM-MCA-END " name)
 
-/* fp32 compute, codebook lookups: 4-bit (one table register a plane) or 8-bit K <= 16 * NT */
+/* fp32 compute, codebook lookups: 8-bit K <= 16 * NT (4-bit: f32_b4_x2 below) */
 #define F32_TBL(fname, name, bits, nt)                                                                 \
     float fname(const uint8_t *row, const float *x, const uint8_t *planes, int64_t nb) {                \
         uint8x16_t P[4][4];                                                                            \
@@ -26,10 +26,29 @@
         }                                                                                              \
         return vaddvq_f32(vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3])));            \
     }
-F32_TBL(f32_b4, "f32_4bit", 4, 1)
 F32_TBL(f32_b8_k16, "f32_8bit_k16", 8, 1)
 F32_TBL(f32_b8_k32, "f32_8bit_k32", 8, 2)
 F32_TBL(f32_b8_k64, "f32_8bit_k64", 8, 4)
+
+/* 4-bit, two blocks an iteration (one 16-byte load of indices, as the kernels): the region's name
+ * ends in _x2 (arm_mca.py halves its cycles) */
+float f32_b4_x2(const uint8_t *row, const float *x, const uint8_t *planes, int64_t nb) {
+    uint8x16_t P[4][4];
+    for (int p = 0; p < 4; p++) wc_tbl_load(P[p], planes + 256 * p, 1);
+    float32x4_t acc[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
+    for (int64_t b = 0; b + 2 <= nb; b += 2) {
+        MCA_BEGIN("f32_4bit_x2");
+        uint8x16_t v[2];
+        wc_nib32(row + 8 * b, &v[0], &v[1]);
+        for (int h = 0; h < 2; h++) {
+            float32x4_t f[4];
+            wc_lookup_f32(P, v[h], 1, f);
+            for (int q = 0; q < 4; q++) acc[q] = vfmaq_f32(acc[q], f[q], vld1q_f32(x + 16 * (b + h) + 4 * q));
+        }
+        MCA_END("f32_4bit_x2");
+    }
+    return vaddvq_f32(vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3])));
+}
 
 /* fp32 compute, K > 64: lane-load gather */
 float f32_b8_gather(const uint8_t *row, const float *x, const float *t, int64_t nb) {
@@ -80,6 +99,21 @@ float f32_dense(const float *w, const float *x, int64_t nb) {
         }                                                                                              \
         return vaddvq_s32(acc) - vaddvq_s32(rsv);                                                      \
     }
-I8_TBL(i8_b4, "i8_4bit", 4, 1, 1)
+int32_t i8_b4_x2(const uint8_t *row, const uint8_t *xq, const uint8_t *qtab, int64_t nb) {
+    const uint8x16_t Q = vld1q_u8(qtab);
+    int32x4_t acc = vdupq_n_s32(0), rsv = vdupq_n_s32(0);
+    for (int64_t b = 0; b + 2 <= nb; b += 2) {
+        MCA_BEGIN("i8_4bit_x2" I8_SUFFIX);
+        uint8x16_t v[2];
+        wc_nib32(row + 8 * b, &v[0], &v[1]);
+        for (int h = 0; h < 2; h++) {
+            const int8x16_t q = wc_lookup_i8(&Q, v[h], 1, 1);
+            rsv = SUM16(rsv, q);
+            acc = DOT16(acc, vld1q_u8(xq + 16 * (b + h)), q);
+        }
+        MCA_END("i8_4bit_x2" I8_SUFFIX);
+    }
+    return vaddvq_s32(acc) - vaddvq_s32(rsv);
+}
 I8_TBL(i8_b8_k64, "i8_8bit_k64", 8, 4, 1)
 I8_TBL(i8_b8_k256, "i8_8bit_k256", 8, 4, 4)

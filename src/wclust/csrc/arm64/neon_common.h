@@ -21,6 +21,13 @@ WC_AI uint8x16_t wc_nib16(const uint8_t *p) {
     return vzip1q_u8(vandq_u8(b, vdupq_n_u8(15)), vshrq_n_u8(b, 4));
 }
 
+/* 32 4-bit indices (16 bytes) as two vectors of 16 bytes in order (whole-register ops only) */
+WC_AI void wc_nib32(const uint8_t *p, uint8x16_t *v0, uint8x16_t *v1) {
+    const uint8x16_t b = vld1q_u8(p), lo = vandq_u8(b, vdupq_n_u8(15)), hi = vshrq_n_u8(b, 4);
+    *v0 = vzip1q_u8(lo, hi);
+    *v1 = vzip2q_u8(lo, hi);
+}
+
 /* 16 indices at block c16 (a multiple of 16) of a row of index_bits bits */
 WC_AI uint8x16_t wc_idx16(const uint8_t *row, int64_t c16, const int bits) {
     return bits == 8 ? vld1q_u8(row + c16) : wc_nib16(row + c16 / 2);

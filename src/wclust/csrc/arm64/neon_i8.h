@@ -16,7 +16,18 @@ WC_AI void i8_chunk(const job_t *j, int64_t r, int64_t g, const uint8_t *row, co
     int32x4_t acc[4], rsv = vdupq_n_s32(0);
     const uint8_t *xq[4];
     for (int m = 0; m < MC; m++) { acc[m] = vdupq_n_s32(0); xq[m] = j->xq + (m0 + m) * j->ldx; }
-    for (int64_t b = 0; b < nb; b++) {
+    int64_t b = 0;
+    if (bits == 4) /* two blocks from one 16-byte load of indices */
+        for (; b + 2 <= nb; b += 2) {
+            uint8x16_t v[2];
+            wc_nib32(row + 8 * b, &v[0], &v[1]);
+            for (int h = 0; h < 2; h++) {
+                const int8x16_t q = wc_lookup_i8(Q, v[h], nt, nq);
+                rsv = WC_I8_SUM16(rsv, q);
+                for (int m = 0; m < MC; m++) acc[m] = WC_I8_DOT16(acc[m], vld1q_u8(xq[m] + 16 * (b + h)), q);
+            }
+        }
+    for (; b < nb; b++) {
         const int8x16_t q = wc_lookup_i8(Q, wc_idx16(row, 16 * b, bits), nt, nq);
         rsv = WC_I8_SUM16(rsv, q);
         for (int m = 0; m < MC; m++) acc[m] = WC_I8_DOT16(acc[m], vld1q_u8(xq[m] + 16 * b), q);

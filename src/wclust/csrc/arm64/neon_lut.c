@@ -3,7 +3,7 @@
  * - fp32 GEMV (few rows of x): per row, the group's codebook as 4 byte planes in registers
  *   (K <= 64: nt = ceil(K/16) registers a plane; 4-bit indices: one), per block of 16 weights
  *   4 tbl lookups + 6 zips give the 16 floats in order, then fmla against each row of x (x in
- *   chunks of up to 4 rows, sharing the lookups). K > 64 (8-bit): the 4 planes would need 32 to 64
+ *   chunks of up to 4 rows, sharing the lookups; 4-bit: two blocks a 16-byte load of indices). K > 64 (8-bit): the 4 planes would need 32 to 64
  *   registers, so the floats are gathered with lane loads from the codebook (in L1) instead.
  *   Summation order: 4 partial sums per lane, then across lanes (the portable kernel sums in
  *   index order), so results differ from it by rounding only.
@@ -14,6 +14,13 @@
 #include "../internal.h"
 #ifdef WC_ARM64
 #include "neon_common.h"
+
+/* acc[m] += the 16 weights f of block b times x[m] (NA accumulators a row of x) */
+WC_AI void f32_fma(float32x4_t acc[4][4], const float *const x[4], int64_t b, const float32x4_t f[4], const int MC,
+                   const int NA) {
+    for (int m = 0; m < MC; m++)
+        for (int q = 0; q < 4; q++) acc[m][q % NA] = vfmaq_f32(acc[m][q % NA], f[q], vld1q_f32(x[m] + 16 * b + 4 * q));
+}
 
 /* rows m0 .. m0 + MC of x times row r of W (group table t / planes P) */
 WC_AI void f32_chunk(const job_t *j, int64_t r, const uint8_t *row, const float *t, const uint8x16_t P[4][4],
@@ -26,12 +33,21 @@ WC_AI void f32_chunk(const job_t *j, int64_t r, const uint8_t *row, const float 
         x[m] = j->x + (m0 + m) * j->ldx;
         for (int a = 0; a < NA; a++) acc[m][a] = vdupq_n_f32(0.f);
     }
-    for (int64_t b = 0; b < nb; b++) {
-        float32x4_t f[4];
+    int64_t b = 0;
+    float32x4_t f[4];
+    if (bits == 4) /* two blocks from one 16-byte load of indices */
+        for (; b + 2 <= nb; b += 2) {
+            uint8x16_t v0, v1;
+            wc_nib32(row + 8 * b, &v0, &v1);
+            wc_lookup_f32(P, v0, nt, f);
+            f32_fma(acc, x, b, f, MC, NA);
+            wc_lookup_f32(P, v1, nt, f);
+            f32_fma(acc, x, b + 1, f, MC, NA);
+        }
+    for (; b < nb; b++) {
         if (nt) wc_lookup_f32(P, wc_idx16(row, 16 * b, bits), nt, f);
         else wc_gather_f32(t, row + 16 * b, f);
-        for (int m = 0; m < MC; m++)
-            for (int q = 0; q < 4; q++) acc[m][q % NA] = vfmaq_f32(acc[m][q % NA], f[q], vld1q_f32(x[m] + 16 * b + 4 * q));
+        f32_fma(acc, x, b, f, MC, NA);
     }
     for (int m = 0; m < MC; m++) {
         for (int a = 1; a < NA; a++) acc[m][0] = vaddq_f32(acc[m][0], acc[m][a]);
@@ -108,8 +124,18 @@ WC_AI void deq_rows(const job_t *j, int64_t r0, int64_t r1, const int bits, cons
             for (int64_t c = 16 * nb; c < in; c++) w[c] = f32_to_bf16_bits(t[idx_at(j, r, c)]);
         } else {
             float *w = (float *)j->w + r * in;
-            for (int64_t b = 0; b < nb; b++) {
-                float32x4_t f[4];
+            float32x4_t f[4];
+            int64_t b = 0;
+            if (bits == 4)
+                for (; b + 2 <= nb; b += 2) {
+                    uint8x16_t v0, v1;
+                    wc_nib32(row + 8 * b, &v0, &v1);
+                    wc_lookup_f32(P, v0, nt, f);
+                    for (int q = 0; q < 4; q++) vst1q_f32(w + 16 * b + 4 * q, f[q]);
+                    wc_lookup_f32(P, v1, nt, f);
+                    for (int q = 0; q < 4; q++) vst1q_f32(w + 16 * b + 16 + 4 * q, f[q]);
+                }
+            for (; b < nb; b++) {
                 wc_lookup_f32(P, wc_idx16(row, 16 * b, bits), nt, f);
                 for (int q = 0; q < 4; q++) vst1q_f32(w + 16 * b + 4 * q, f[q]);
             }
