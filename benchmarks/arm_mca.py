@@ -53,6 +53,7 @@ PROBE = ("cortex-a57", "cortex-a78", "neoverse-n1", "carmel", "neoverse-n2", "ap
 # the loops: region name (without the _sdot / _smull suffix of the integer ones) -> what it is, bytes/weight
 PATHS = {
     "f32_dense": ("dense fp32 weights, 4 fmla", 4.0),
+    "f32_portable_c": ("fp32 compute, 8-bit indices, portable C (wc_gemv_c: scalar, one dependent sum)", 1.0),
     "f32_4bit": ("fp32 compute, 4-bit indices (K <= 16): nibble unzip, 4 tbl (1 register), 6 zips, 4 fmla", 0.5),
     "f32_8bit_k16": ("fp32 compute, 8-bit indices, K <= 16: 4 tbl (1 register), 6 zips, 4 fmla", 1.0),
     "f32_8bit_k32": ("fp32 compute, 8-bit indices, K <= 32: 4 tbl (2 registers)", 1.0),

@@ -63,6 +63,18 @@ float f32_b8_gather(const uint8_t *row, const float *x, const float *t, int64_t 
     return vaddvq_f32(vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3])));
 }
 
+/* what ran on ARM64 before these kernels: portable/lut_c.c's wc_gemv_c, one float sum in index
+ * order (its adds are a dependent chain: C does not reassociate float sums) */
+float f32_portable_c(const uint8_t *row, const float *x, const float *t, int64_t nb) {
+    float acc = 0.f;
+    for (int64_t b = 0; b < nb; b++) {
+        MCA_BEGIN("f32_portable_c");
+        for (int i = 0; i < 16; i++) acc += x[16 * b + i] * t[row[16 * b + i]];
+        MCA_END("f32_portable_c");
+    }
+    return acc;
+}
+
 /* dense fp32: the weights themselves (16 floats) and 4 fmla */
 float f32_dense(const float *w, const float *x, int64_t nb) {
     float32x4_t acc[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
