@@ -61,7 +61,7 @@ PATHS = {
     "f32_8bit_k256_gather": ("fp32 compute, 8-bit indices, K <= 256: 16 lane loads", 1.0),
     "i8_4bit": ("int8 compute, 4-bit indices: 1 tbl + dot + row sum", 0.5),
     "i8_8bit_k64": ("int8 compute, 8-bit indices, K <= 64: 1 tbl (4 registers) + dot + row sum", 1.0),
-    "i8_8bit_k256": ("int8 compute, 8-bit indices, K <= 256: tbl + 3 tbx + dot + row sum", 1.0),
+    "i8_8bit_k256": ("int8 compute, 8-bit indices, K <= 256: 4 tbl (4 registers each) ORed + dot + row sum", 1.0),
 }
 
 # boards: CPU cores used, their clock, the model that stands for them, and DRAM bandwidth (platforms.py)

@@ -6,7 +6,7 @@
  * q-registers and one tbl (vqtbl1q_u8 .. vqtbl4q_u8) looks up byte b of 16 weights at once; 4
  * lookups and 6 zips rebuild the 16 floats in natural order (NEON's zips span the whole register,
  * so unlike AVX-512's lane-wise unpacks no permutation of x is needed). An int8 codebook is one
- * plane: up to 16 registers, tbl for the first 64 entries then tbx for each further 64. */
+ * plane: up to 16 registers, one tbl for each 64 entries. */
 #ifndef WCLUST_NEON_COMMON_H
 #define WCLUST_NEON_COMMON_H
 #include <arm_neon.h>
@@ -73,15 +73,16 @@ WC_AI void wc_gather_f32(const float *t, const uint8_t *ix, float32x4_t f[4]) {
 }
 
 /* int8 codebook values of 16 indices: Q holds 16 * nt entries for nq == 1 (nt 1..4), else nq
- * quarters of 64 (16 registers at most; tbl for the first, tbx, which keeps what it cannot look
- * up, for the others) */
+ * quarters of 64 (16 registers at most): one tbl per quarter on the index minus its start (tbl
+ * gives 0 past its 64 entries, so exactly one quarter answers) and ORs; independent lookups, where
+ * a tbl / tbx chain (tbx keeps what it cannot look up) is one dependent sequence */
 WC_AI int8x16_t wc_lookup_i8(const uint8x16_t *Q, uint8x16_t v, const int nt, const int nq) {
     if (nq == 1) return vreinterpretq_s8_u8(wc_tbl(Q, v, nt));
     const uint8x16x4_t t0 = {{Q[0], Q[1], Q[2], Q[3]}};
     uint8x16_t r = vqtbl4q_u8(t0, v);
     for (int k = 1; k < nq; k++) {
         const uint8x16x4_t tk = {{Q[4 * k], Q[4 * k + 1], Q[4 * k + 2], Q[4 * k + 3]}};
-        r = vqtbx4q_u8(r, tk, vsubq_u8(v, vdupq_n_u8((uint8_t)(64 * k))));
+        r = vorrq_u8(r, vqtbl4q_u8(tk, vsubq_u8(v, vdupq_n_u8((uint8_t)(64 * k)))));
     }
     return vreinterpretq_s8_u8(r);
 }
