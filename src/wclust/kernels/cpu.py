@@ -145,7 +145,7 @@ def use_openmp(lib) -> None:
 
 def _set_fused(lib) -> None:
     global _fused, _amx
-    _fused = lib.wc_lut_isa() >= 2
+    _fused = lib.wc_lut_isa() == 2  # AVX-512 VBMI; ARM64's levels (3 NEON, 4 dot product) have no fused GEMM
     _amx = getattr(lib, "wc_lut_amx", None) is not None and bool(lib.wc_lut_amx())
 
 
