@@ -7,8 +7,9 @@
  *   registers, so the floats are gathered with lane loads from the codebook (in L1) instead.
  *   Summation order: 4 partial sums per lane, then across lanes (the portable kernel sums in
  *   index order), so results differ from it by rounding only.
- * - dequantize (many rows of x: the caller's BLAS multiplies): the same lookups stored as float32,
- *   or for bf16 output only planes 2 and 3 (the upper half of each float); K > 64: portable C.
+ * - dequantize (many rows of x: the caller's BLAS multiplies): the same lookups, stored with st4
+ *   (which interleaves the 4 planes' bytes into floats: no zips), or for bf16 output only planes 2
+ *   and 3 (the upper half of each float) with st2; K > 64: portable C.
  * - integer GEMV without the dot product (smull / sadalp): neon_i8.h (dotprod_int8.c: with sdot).
  * Layout and job: internal.h; building blocks: neon_common.h. */
 #include "../internal.h"
@@ -103,6 +104,13 @@ void wc_gemv_neon(const job_t *j, int64_t r0, int64_t r1) {
     else f32_b8_gather(j, r0, r1);
 }
 
+/* the 16 floats of indices v stored at w: st4 interleaves the 4 planes' bytes, which is the floats'
+ * layout in memory (no zips) */
+WC_AI void deq_store(float *w, const uint8x16_t P[4][4], uint8x16_t v, const int nt) {
+    const uint8x16x4_t o = {{wc_tbl(P[0], v, nt), wc_tbl(P[1], v, nt), wc_tbl(P[2], v, nt), wc_tbl(P[3], v, nt)}};
+    vst4q_u8((uint8_t *)w, o);
+}
+
 WC_AI void deq_rows(const job_t *j, int64_t r0, int64_t r1, const int bits, const int nt) {
     uint8x16_t P[4][4];
     zero_planes(P);
@@ -117,28 +125,21 @@ WC_AI void deq_rows(const job_t *j, int64_t r0, int64_t r1, const int bits, cons
             uint16_t *w = (uint16_t *)j->w + r * in;
             for (int64_t b = 0; b < nb; b++) {
                 const uint8x16_t v = wc_idx16(row, 16 * b, bits);
-                const uint8x16_t p2 = wc_tbl(P[2], v, nt), p3 = wc_tbl(P[3], v, nt);
-                vst1q_u8((uint8_t *)(w + 16 * b), vzip1q_u8(p2, p3));
-                vst1q_u8((uint8_t *)(w + 16 * b + 8), vzip2q_u8(p2, p3));
+                const uint8x16x2_t o = {{wc_tbl(P[2], v, nt), wc_tbl(P[3], v, nt)}};
+                vst2q_u8((uint8_t *)(w + 16 * b), o); /* bytes 2, 3 of each float interleaved: its bf16 */
             }
             for (int64_t c = 16 * nb; c < in; c++) w[c] = f32_to_bf16_bits(t[idx_at(j, r, c)]);
         } else {
             float *w = (float *)j->w + r * in;
-            float32x4_t f[4];
             int64_t b = 0;
             if (bits == 4)
                 for (; b + 2 <= nb; b += 2) {
                     uint8x16_t v0, v1;
                     wc_nib32(row + 8 * b, &v0, &v1);
-                    wc_lookup_f32(P, v0, nt, f);
-                    for (int q = 0; q < 4; q++) vst1q_f32(w + 16 * b + 4 * q, f[q]);
-                    wc_lookup_f32(P, v1, nt, f);
-                    for (int q = 0; q < 4; q++) vst1q_f32(w + 16 * b + 16 + 4 * q, f[q]);
+                    deq_store(w + 16 * b, P, v0, nt);
+                    deq_store(w + 16 * b + 16, P, v1, nt);
                 }
-            for (; b < nb; b++) {
-                wc_lookup_f32(P, wc_idx16(row, 16 * b, bits), nt, f);
-                for (int q = 0; q < 4; q++) vst1q_f32(w + 16 * b + 4 * q, f[q]);
-            }
+            for (; b < nb; b++) deq_store(w + 16 * b, P, wc_idx16(row, 16 * b, bits), nt);
             for (int64_t c = 16 * nb; c < in; c++) w[c] = t[idx_at(j, r, c)];
         }
     }
