@@ -13,6 +13,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -91,6 +92,25 @@ def test_arm64_library_exports_exactly_the_header(arm64_build):
                          check=True).stdout
     exported = {line.split()[-1] for line in out.splitlines() if line.split()[1:2] == ["T"]}
     assert exported == set(_native.header_functions())
+
+
+def test_setup_py_cross_build(tmp_path):
+    """setup.py's own build for aarch64 (CC and WCLUST_TARGET_ARCH set, as on an x86 machine): the
+    arm64/ sources and no x86/ ones, an aarch64 library exporting wclust.h's functions."""
+    need_cross()
+    nm = "aarch64-linux-gnu-nm"
+    if shutil.which(nm) is None:
+        pytest.skip(f"no {nm} (Debian: binutils-aarch64-linux-gnu)")
+    env = dict(os.environ, CC=CROSS, WCLUST_TARGET_ARCH="aarch64")
+    env.pop("CFLAGS", None), env.pop("LDSHARED", None)
+    subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--build-lib", str(tmp_path / "lib"),
+                    "--build-temp", str(tmp_path / "tmp")], cwd=ROOT, env=env, check=True, capture_output=True)
+    objs = {os.path.relpath(p, tmp_path / "tmp") for p in glob.glob(str(tmp_path / "tmp" / "**" / "*.o"), recursive=True)}
+    assert any("arm64" in o for o in objs) and not any("x86" in o for o in objs), objs
+    (lib,) = glob.glob(str(tmp_path / "lib" / "wclust" / "_libwclust*.so"))
+    out = subprocess.run([nm, "-D", "--defined-only", lib], capture_output=True, text=True, check=True).stdout
+    assert {line.split()[-1] for line in out.splitlines() if line.split()[1:2] == ["T"]} == \
+        set(_native.header_functions())
 
 
 def test_arm64_portable_build(tmp_path):
