@@ -43,6 +43,14 @@ static int64_t rint_in(int64_t lo, int64_t hi) { return lo + (int64_t)(rnd() % (
 static float frand(void) { return (float)((rnd() >> 8) * (1.0 / 8388608.0) - 1.0); } /* [-1, 1) */
 
 static long g_cases, g_checks, g_fail;
+static long g_by_bits[9], g_by_width[9], g_grouped, g_many_rows, g_odd_in, g_kmeans; /* coverage, printed */
+
+static void count_layer(int bits, int K, int64_t in, int64_t ng, int64_t M) {
+    int w = 1;
+    while ((1 << w) < K) w++;  /* the packed width of K clusters, ceil(log2 K) */
+    g_by_bits[bits]++; g_by_width[w]++;
+    g_grouped += ng > 1; g_many_rows += M > 4; g_odd_in += in % 16 != 0;
+}
 static void fail(const char *what, const char *kernel, int bits, int K, int64_t out, int64_t in, int64_t gs, int64_t M,
                  int64_t at) {
     if (g_fail++ < 20)
@@ -249,7 +257,7 @@ static void check_kmeans(void) {
         for (int k = 1; k <= m; k++) {
             double cent[16];
             const double sse = wc_kmeans_dp(c0, c1, c2, m, k, cent), ref = best_split(c0, c1, c2, 0, m, k);
-            g_checks++; g_cases++;
+            g_checks++; g_cases++; g_kmeans++;
             double tot = 0; /* prefix sums cancel: the error scales with the total sum of squares */
             for (int i = 0; i < m; i++) tot += c2[i];
             if (!(fabs(sse - ref) <= 1e-9 * fabs(ref) + 1e-12 * tot)) fail("kmeans dp", "wc_kmeans_dp", 0, k, m, 60, 0, 0, rep);
@@ -340,6 +348,7 @@ int main(void) {
                 layer_t L;
                 layer_make(&L, bits, K, out, in, gs, M);
                 g_cases++;
+                count_layer(bits, K, in, L.ng, M);
                 check_kernels(&L, detected);
                 for (int li = 0; li < nlev; li++) {
                     wc_lut_force_isa(levels[li]);
@@ -350,17 +359,25 @@ int main(void) {
             }
         }
     }
-    /* a wide layer split over threads (blocks of 16 rows and more per thread) */
-    {
+    /* wide layers split over threads (blocks of 16 rows and more per thread), and many rows of x */
+    static const int64_t wide[][6] = {{8, 64, 200, 300, 7, 2}, {4, 16, 96, 77, 96, 37}, {8, 256, 64, 129, 64, 24}};
+    for (size_t i = 0; i < sizeof wide / sizeof wide[0]; i++) {
         layer_t L;
-        layer_make(&L, 8, 64, 200, 300, 7, 2);
+        const int64_t *c = wide[i];
+        layer_make(&L, (int)c[0], (int)c[1], c[2], c[3], c[4], c[5]);
         g_cases++;
+        count_layer((int)c[0], (int)c[1], c[3], L.ng, c[5]);
         check_kernels(&L, detected);
         for (int li = 0; li < nlev; li++) { wc_lut_force_isa(levels[li]); check_api(&L, 4); }
         wc_lut_force_isa(-1);
         layer_free(&L);
     }
     check_kmeans();
+    printf("layers: %ld at 4-bit and %ld at 8-bit indices; by packed width (ceil(log2 K)) 1..8:", g_by_bits[4],
+           g_by_bits[8]);
+    for (int w = 1; w <= 8; w++) printf(" %ld", g_by_width[w]);
+    printf("; %ld with several codebook groups, %ld with > 4 rows of x, %ld with in %% 16 != 0; %ld k-means cases\n",
+           g_grouped, g_many_rows, g_odd_in, g_kmeans);
     printf("%ld cases, %ld checks, %ld mismatches; ISA levels exercised:", g_cases, g_checks, g_fail);
     for (int li = 0; li < nlev; li++) printf(" %d", levels[li]);
     printf("\n%s\n", g_fail ? "FAILED" : "OK");

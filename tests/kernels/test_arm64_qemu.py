@@ -11,6 +11,7 @@ Skipped, with the reason, where the cross compiler, its sysroot or qemu is missi
 import glob
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -62,6 +63,15 @@ def run_qemu(prog: str, cpu: str) -> str:
     return r.stdout
 
 
+def coverage(out: str) -> None:
+    """Every packed width 1..8, both in-memory widths, groups, many rows and ragged rows were run."""
+    m = re.search(r"layers: (\d+) at 4-bit and (\d+) at 8-bit indices; by packed width \(ceil\(log2 K\)\) 1..8:"
+                  r"((?: \d+){8}); (\d+) with several codebook groups, (\d+) with > 4 rows of x, (\d+) with", out)
+    assert m, out
+    assert int(m.group(1)) and int(m.group(2)) and all(int(n) for n in m.group(3).split())
+    assert int(m.group(4)) and int(m.group(5)) and int(m.group(6))
+
+
 @pytest.fixture(scope="module")
 def arm64_build(tmp_path_factory):
     need_cross()
@@ -70,6 +80,7 @@ def arm64_build(tmp_path_factory):
 
 def test_arm64_kernels_without_dot_product(arm64_build):
     out = run_qemu(arm64_build["prog"], "cortex-a57")
+    coverage(out)
     assert "asimd=1 asimddp=0" in out
     assert "detected ISA level 3" in out and "ISA levels exercised: 0 3\n" in out
     assert "dispatch at level 3: fp32 gemv / dequantize: neon (tbl + fmla); int8 gemv: neon (smull/sadalp)" in out
@@ -78,6 +89,7 @@ def test_arm64_kernels_without_dot_product(arm64_build):
 
 def test_arm64_kernels_with_dot_product(arm64_build):
     out = run_qemu(arm64_build["prog"], "max")
+    coverage(out)
     assert "asimddp=1" in out
     assert "detected ISA level 4" in out and "ISA levels exercised: 0 3 4\n" in out
     assert "dispatch at level 4: fp32 gemv / dequantize: neon (tbl + fmla); int8 gemv: dotprod (sdot)" in out
