@@ -15,6 +15,7 @@ against dense fp32 (4 bytes a weight, 4 fmla per 16 weights) on the same cores. 
 wclust.performance.platforms (the boards' datasheets); core counts and clocks: below, with sources.
 
 Usage: python benchmarks/arm_mca.py [--out benchmarks/results/arm_mca.json]
+       python benchmarks/arm_mca.py --markdown benchmarks/results/arm_mca.json   (the tables of docs/arm64.md)
 Needs aarch64-linux-gnu-gcc (Debian gcc-aarch64-linux-gnu) and llvm-mca (Debian llvm; a newer
 llvm-mca-NN is preferred: LLVM 16 has a Neoverse N2 model, LLVM 14 none for an ARMv8.2 big core).
 """
@@ -125,10 +126,37 @@ def compile_loops(cflags: list[str], dotprod: bool) -> str:
         return open(s).read()
 
 
+def markdown(result: dict) -> str:
+    """The cycles table (loops x core models) and, per board, one ViT-B/16 token per path."""
+    models = list(result["models"])
+    names = list(PATHS)
+    rows = [n for base in names for n in (base, base + "_smull", base + "_sdot")
+            if any(n in result["models"][m]["loops"] for m in models)]
+    out = ["| loop (16 weights, 1 token) | " + " | ".join(models) + " |", "|---|" + "---:|" * len(models)]
+    for n in rows:
+        cells = [str(result["models"][m]["loops"].get(n, {}).get("cycles_per_16", "n/a")) for m in models]
+        out.append(f"| `{n}` | " + " | ".join(cells) + " |")
+    for board, b in result["boards"].items():
+        out += ["", f"{board}: {b['cpu']}, {b['dram_bytes_per_s'] / 1e9:.1f} GB/s", "",
+                "| path | bytes/weight | cycles/16 | compute ms | DRAM ms | token ms | vs dense fp32 |",
+                "|---|---:|---:|---:|---:|---:|---:|"]
+        for n in rows:
+            p = b["paths"].get(n)
+            if p:
+                out.append(f"| `{n}` | {p['bytes_per_weight']:g} | {p['cycles_per_16']} | {p['compute_ms']:.2f} | "
+                           f"{p['dram_ms']:.2f} | {p['token_ms']:.2f} ({p['bound']}) | {p['speedup_vs_dense']:.2f}x |")
+    return "\n".join(out)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", help="write the JSON here too")
+    ap.add_argument("--markdown", metavar="JSON", help="print the tables of docs/arm64.md from a saved result")
     args = ap.parse_args()
+    if args.markdown:
+        with open(args.markdown) as f:
+            print(markdown(json.load(f)))
+        return 0
     tool = llvm_mca()
     if tool is None or shutil.which(CC) is None:
         print(f"needs {CC} and llvm-mca (Debian: gcc-aarch64-linux-gnu, llvm)", file=sys.stderr)

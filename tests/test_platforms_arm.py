@@ -67,3 +67,31 @@ def test_cli_names_a_board_and_gets_its_cpu(monkeypatch, capsys, tiny, tiny_inpu
     assert list(res["platforms"]) == ["jetson-xavier", "jetson-xavier-cpu"]
     assert main(["estimate", "tiny", "--platform", "paper", "-k", "16", "--json"]) == 0
     assert set(json.loads(capsys.readouterr().out)["platforms"]) == set(platforms.PAPER)
+
+
+def _arm_mca():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("arm_mca", os.path.join(ROOT, "benchmarks", "arm_mca.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_arm_mca_cuts_loop_bodies_between_markers():
+    asm = ("f:\n\tmov x0, 1\n#APP\n// 12 \"loops.c\" 1\n\t// LLVM-MCA-BEGIN a\n// 0 \"\" 2\n#NO_APP\n"
+           "\tldr q0, [x1]\n\ttbl v0.16b, {v1.16b}, v0.16b\n#APP\n\t// LLVM-MCA-END a\n#NO_APP\n\tret\n")
+    assert _arm_mca().regions(asm) == {"a": "\tldr q0, [x1]\n\ttbl v0.16b, {v1.16b}, v0.16b\n"}
+
+
+def test_arm_mca_saved_result_renders_and_is_consistent():
+    mod = _arm_mca()
+    with open(os.path.join(ROOT, "benchmarks", "results", "arm_mca.json")) as f:
+        saved = json.load(f)
+    text = mod.markdown(saved)
+    assert "| `f32_dense` |" in text and "jetson-xavier" in text
+    for board, b in saved["boards"].items():
+        for name, p in b["paths"].items():  # the token time is the larger of compute and DRAM
+            assert p["token_ms"] == max(p["compute_ms"], p["dram_ms"]), (board, name)
+            assert p["compute_ms"] == pytest.approx(
+                b["weights"] / 16 * p["cycles_per_16"] / b["clock_hz"] / b["cores"] * 1e3, abs=1e-3)

@@ -30,7 +30,7 @@
 #include "internal.h"
 #include "wclust.h"
 
-#ifdef WC_ARM64
+#if defined(WC_ARM64) && defined(__linux__)
 #include <sys/auxv.h>
 #endif
 
@@ -313,9 +313,13 @@ int main(void) {
 #ifdef WC_ARM64
     if (detected >= ISA_NEON) levels[nlev++] = ISA_NEON;
     if (detected >= ISA_DOTPROD) levels[nlev++] = ISA_DOTPROD;
+#if defined(__linux__) /* the bits as the OS reports them (runtime.c reads the same) */
     const unsigned long hw = getauxval(AT_HWCAP), hw2 = getauxval(AT_HWCAP2);
     printf("arch: aarch64; HWCAP asimd=%d asimddp=%d; HWCAP2 i8mm=%d\n", (int)((hw >> 1) & 1), (int)((hw >> 20) & 1),
            (int)((hw2 >> 13) & 1));
+#else
+    printf("arch: aarch64\n");
+#endif
 #else
     for (int l = 1; l <= detected && l <= ISA_AVX512; l++) levels[nlev++] = l;
     printf("arch: %s (ARM64 kernels compiled out)\n",
