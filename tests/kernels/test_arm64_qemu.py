@@ -96,6 +96,27 @@ def test_arm64_kernels_with_dot_product(arm64_build):
     assert " 0 mismatches" in out and out.rstrip().endswith("OK")
 
 
+def test_arm64_kernels_under_sanitizers(tmp_path):
+    """The same program with AddressSanitizer and UBSan (any read or write past a buffer, e.g. a
+    16-byte load at a row's end, or undefined behaviour stops it), on the dot-product CPU, which
+    runs every ARM64 kernel. Its buffers are allocated to their exact sizes."""
+    need_cross()
+    prog = str(tmp_path / "test_kernels_asan")
+    flags = ["-O1", "-std=c11", "-pthread", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
+             "-fno-sanitize-recover=all", "-I" + CSRC]
+    r = subprocess.run([CROSS, *flags, TEST_C, *lib_sources("arm64"), "-lm", "-ldl", "-o", prog],
+                       capture_output=True, text=True)
+    if r.returncode and "asan" in r.stderr.lower():
+        pytest.skip(f"no aarch64 sanitizer runtime: {r.stderr.strip().splitlines()[-1]}")
+    assert r.returncode == 0, r.stderr
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0")  # LeakSanitizer does not run under qemu-user
+    r = subprocess.run([QEMU, "-L", SYSROOT, "-cpu", "max", prog], capture_output=True, text=True, timeout=600,
+                       env=env)
+    print(r.stdout + r.stderr)
+    assert r.returncode == 0 and "ERROR" not in r.stderr and "runtime error" not in r.stderr, r.stdout + r.stderr
+    assert " 0 mismatches" in r.stdout and "ISA levels exercised: 0 3 4" in r.stdout
+
+
 def test_arm64_library_exports_exactly_the_header(arm64_build):
     nm = "aarch64-linux-gnu-nm"
     if shutil.which(nm) is None:
