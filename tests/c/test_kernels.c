@@ -158,18 +158,20 @@ static void check_exact(const layer_t *L, const void *a, const void *b, size_t n
 static void check_kernels(const layer_t *L, int level) {
 #ifdef WC_ARM64
     const int64_t ny = L->M * L->out, nw = L->out * L->in;
-    float *yref = xcalloc(sizeof(float) * (size_t)ny + 4), *y = xcalloc(sizeof(float) * (size_t)ny + 4);
+    float *yref = xcalloc(sizeof(float) * (size_t)ny), *y = xcalloc(sizeof(float) * (size_t)ny); /* exact sizes */
     job_t j = layer_job(L);
     j.y = yref; wc_gemv_c(&j, 0, L->out);
     j.y = y; wc_gemv_neon(&j, 0, L->out);
     check_f32(L, y, yref, "wc_gemv_neon");
     /* dequantize: float32 and bf16 bits (both keep the codebook's bits: exact) */
-    float *w = xcalloc(sizeof(float) * (size_t)nw + 4), *wref = xcalloc(sizeof(float) * (size_t)nw + 4);
     for (int bf = 0; bf < 2; bf++) {
+        const size_t nb = (size_t)nw * (bf ? 2 : 4); /* exact: a store past the end stops the sanitizer build */
+        void *w = xcalloc(nb), *wref = xcalloc(nb);
         j.out_bf16 = bf;
         j.w = wref; wc_deq_c(&j, 0, L->out);
         j.w = w; wc_deq_neon(&j, 0, L->out);
-        check_exact(L, w, wref, (size_t)nw * (bf ? 2 : 4), bf ? "dequantize bf16" : "dequantize f32", "wc_deq_neon");
+        check_exact(L, w, wref, nb, bf ? "dequantize bf16" : "dequantize f32", "wc_deq_neon");
+        free(w); free(wref);
     }
     j.out_bf16 = 0;
     /* integer compute: exact */
@@ -188,7 +190,7 @@ static void check_kernels(const layer_t *L, int level) {
     const int64_t half = (L->out / 2) & ~(int64_t)3;
     f(&j, 0, half); f(&j, half, L->out);
     check_exact(L, y, yref, sizeof(float) * (size_t)ny, "int8 gemv", "wc_i8_gemv_arm64()");
-    free(y); free(yref); free(w); free(wref);
+    free(y); free(yref);
 #else
     (void)L; (void)level;
 #endif
@@ -197,7 +199,7 @@ static void check_kernels(const layer_t *L, int level) {
 /* the exported entry points (whatever kernel the level picks) against the portable kernels */
 static void check_api(const layer_t *L, int nthreads) {
     const int64_t ny = L->M * L->out, nw = L->out * L->in;
-    float *yref = xcalloc(sizeof(float) * (size_t)ny + 4), *y = xcalloc(sizeof(float) * (size_t)ny + 4);
+    float *yref = xcalloc(sizeof(float) * (size_t)ny), *y = xcalloc(sizeof(float) * (size_t)ny); /* exact sizes */
     job_t j = layer_job(L);
     j.y = yref; wc_gemv_c(&j, 0, L->out);
     int rc = wc_lut_gemv_f32(L->x, L->M, L->in, L->idx, L->out, L->bits, L->cb, L->ng, L->K, L->gs, L->bias, y, nthreads);
@@ -208,7 +210,8 @@ static void check_api(const layer_t *L, int nthreads) {
     if (rc == 0) check_f32(L, y, yref, "wc_lut_gemm_f32");
     else if (rc != 1) fail("rc", "wc_lut_gemm_f32", L->bits, L->K, L->out, L->in, L->gs, L->M, rc);
     /* dequantize float32; bf16 with a bf16-representable codebook (the API's contract) */
-    float *w = xcalloc(sizeof(float) * (size_t)nw + 4), *wref = xcalloc(sizeof(float) * (size_t)nw + 4);
+    float *w = xcalloc(sizeof(float) * (size_t)nw), *wref = xcalloc(sizeof(float) * (size_t)nw); /* exact sizes */
+    uint16_t *h = xcalloc(2 * (size_t)nw), *href = xcalloc(2 * (size_t)nw);
     float *cb16 = xcalloc(sizeof(float) * (size_t)(L->ng * L->K));
     for (int64_t i = 0; i < L->ng * L->K; i++) cb16[i] = bf16_round(L->cb[i]);
     job_t jd = layer_job(L);
@@ -218,11 +221,11 @@ static void check_api(const layer_t *L, int nthreads) {
     check_exact(L, w, wref, sizeof(float) * (size_t)nw, "dequantize f32", "wc_lut_dequant");
     float *tab16 = xcalloc(sizeof(float) * (size_t)(L->ng * 256));
     for (int64_t g = 0; g < L->ng; g++) memcpy(tab16 + g * 256, cb16 + g * L->K, sizeof(float) * (size_t)L->K);
-    jd.tab = tab16; jd.out_bf16 = 1; jd.w = wref; wc_deq_c(&jd, 0, L->out);
-    rc = wc_lut_dequant(L->idx, L->out, L->in, L->bits, cb16, L->ng, L->K, L->gs, w, 1, nthreads);
+    jd.tab = tab16; jd.out_bf16 = 1; jd.w = href; wc_deq_c(&jd, 0, L->out);
+    rc = wc_lut_dequant(L->idx, L->out, L->in, L->bits, cb16, L->ng, L->K, L->gs, h, 1, nthreads);
     if (rc) fail("rc", "wc_lut_dequant", L->bits, L->K, L->out, L->in, L->gs, L->M, rc);
-    check_exact(L, w, wref, 2 * (size_t)nw, "dequantize bf16", "wc_lut_dequant");
-    free(y); free(yref); free(w); free(wref); free(cb16); free(tab16);
+    check_exact(L, h, href, 2 * (size_t)nw, "dequantize bf16", "wc_lut_dequant");
+    free(y); free(yref); free(w); free(wref); free(h); free(href); free(cb16); free(tab16);
 }
 
 /* the least SSE over every split of bins [i, m) into k contiguous runs (brute force) */
