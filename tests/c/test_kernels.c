@@ -14,7 +14,8 @@
  *   wc_i8_out): bit-for-bit equal to the reference;
  * - fp32 GEMV: the kernels sum in another order than the reference's index order, so they may
  *   differ by rounding: |y - y_ref| <= 2 in eps sum|x w| (each of the two sums is within
- *   (in - 1) eps sum|x w| of the exact value) + 1e-30.
+ *   (in - 1) eps sum|x w| of the exact value) + 1e-30; a bf16 plan's GEMV (x, codebook, bias and y
+ *   rounded to bf16) within that plus one bf16 rounding (|y| / 128), and y bf16-representable.
  * And k-means (kmeans.c, plain C that must run unchanged on every CPU): the dynamic program's SSE
  * against every partition of a few weighted bins into contiguous runs (relative 1e-9: prefix sums
  * vs direct sums), and wc_assign's index = the number of decision bounds strictly below the value.
@@ -225,6 +226,30 @@ static void check_api(const layer_t *L, int nthreads) {
     rc = wc_lut_dequant(L->idx, L->out, L->in, L->bits, cb16, L->ng, L->K, L->gs, h, 1, nthreads);
     if (rc) fail("rc", "wc_lut_dequant", L->bits, L->K, L->out, L->in, L->gs, L->M, rc);
     check_exact(L, h, href, 2 * (size_t)nw, "dequantize bf16", "wc_lut_dequant");
+    /* a bf16 plan: x, the codebook and the bias rounded to bf16, fp32 sums, y rounded to bf16; the
+     * reference sums in another order, so the two may round to neighbouring bf16 values */
+    float *xr = xcalloc(sizeof(float) * (size_t)(L->M * L->in)), *br = NULL;
+    for (int64_t i = 0; i < L->M * L->in; i++) xr[i] = bf16_round(L->x[i]);
+    if (L->bias) {
+        br = xcalloc(sizeof(float) * (size_t)L->out);
+        for (int64_t r = 0; r < L->out; r++) br[r] = bf16_round(L->bias[r]);
+    }
+    job_t jb = layer_job(L);
+    jb.x = xr; jb.tab = tab16; jb.bias = br; jb.y = yref;
+    wc_gemv_c(&jb, 0, L->out);
+    wc_plan_t *p = wc_lut_plan_new_bf16(L->cb, L->ng, L->K, L->in, L->out, L->bits, L->gs);
+    rc = p ? wc_lut_plan_gemv(p, L->cb, L->x, L->M, L->idx, L->bias, y, nthreads) : -1;
+    if (rc) fail("rc", "wc_lut_plan_gemv (bf16 plan)", L->bits, L->K, L->out, L->in, L->gs, L->M, rc);
+    g_checks++;
+    for (int64_t i = 0; i < L->M * L->out; i++) {
+        const double tol = 2.0 * (double)L->in * FLT_EPSILON * 1.02 * L->sabs[i] + fabs((double)yref[i]) / 128.0 + 1e-30;
+        if (!(fabs((double)y[i] - bf16_round(yref[i])) <= tol) || bf16_round(y[i]) != y[i]) {
+            fail("bf16 gemv", "wc_lut_plan_gemv (bf16 plan)", L->bits, L->K, L->out, L->in, L->gs, L->M, i);
+            break;
+        }
+    }
+    wc_lut_plan_free(p);
+    free(xr); free(br);
     free(y); free(yref); free(w); free(wref); free(h); free(href); free(cb16); free(tab16);
 }
 
