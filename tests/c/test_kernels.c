@@ -361,6 +361,12 @@ int main(void) {
     );
 #endif
     printf("detected ISA level %d\n", detected);
+#ifdef WC_ARM64
+    for (int l = ISA_AVX2; l <= ISA_AVX512; l++) /* x86 levels asked of an ARM64 CPU: portable C */
+        if (wc_lut_force_isa(l) != ISA_C) fail("force_isa", "wc_lut_force_isa", 0, l, 0, 0, 0, 0, wc_lut_isa());
+    wc_lut_force_isa(-1);
+    g_checks++;
+#endif
     for (int li = 0; li < nlev; li++)
         printf("dispatch at level %d: fp32 gemv / dequantize: %s; int8 gemv: %s\n", levels[li], f32_name(levels[li]),
                i8_name(levels[li]));

@@ -56,7 +56,11 @@ static int detect_isa(void) {
 
 int wc_isa(void) {
     if (g_isa < 0) g_isa = detect_isa();
-    return (g_force >= 0 && g_force < g_isa) ? g_force : g_isa;
+    const int level = (g_force >= 0 && g_force < g_isa) ? g_force : g_isa;
+#ifdef WC_ARM64
+    if (level > ISA_C && level < ISA_NEON) return ISA_C; /* an x86 level asked of an ARM64 CPU: portable */
+#endif
+    return level;
 }
 
 int wc_lut_isa(void) { return wc_isa(); }
