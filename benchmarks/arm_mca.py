@@ -52,14 +52,18 @@ MODELS = {
 PROBE = ("cortex-a57", "cortex-a78", "neoverse-n1", "carmel", "neoverse-n2", "apple-m1")
 
 # the loops: region name (without the _sdot / _smull suffix of the integer ones) -> what it is, bytes/weight
+# for one token (None: not a one-token path)
 PATHS = {
     "f32_dense": ("dense fp32 weights, 4 fmla", 4.0),
     "f32_portable_c": ("fp32 compute, 8-bit indices, portable C (wc_gemv_c: scalar, one dependent sum)", 1.0),
-    "f32_4bit": ("fp32 compute, 4-bit indices (K <= 16): nibble unzip, 4 tbl (1 register), 6 zips, 4 fmla", 0.5),
-    "f32_8bit_k16": ("fp32 compute, 8-bit indices, K <= 16: 4 tbl (1 register), 6 zips, 4 fmla", 1.0),
+    "f32_4bit": ("fp32 compute, 4-bit indices (K <= 16): nibble unzip, 4 tbl (1 register), 8 zips, 4 fmla", 0.5),
+    "f32_8bit_k16": ("fp32 compute, 8-bit indices, K <= 16: 4 tbl (1 register), 8 zips, 4 fmla", 1.0),
     "f32_8bit_k32": ("fp32 compute, 8-bit indices, K <= 32: 4 tbl (2 registers)", 1.0),
     "f32_8bit_k64": ("fp32 compute, 8-bit indices, K <= 64: 4 tbl (4 registers)", 1.0),
     "f32_8bit_k256_gather": ("fp32 compute, 8-bit indices, K <= 256: 16 lane loads", 1.0),
+    "deq_f32_8bit_k16": ("dequantize to float32, 8-bit indices, K <= 16: 4 tbl (1 register), st4", None),
+    "deq_f32_8bit_k64": ("dequantize to float32, 8-bit indices, K <= 64: 4 tbl (4 registers), st4", None),
+    "deq_bf16_8bit_k64": ("dequantize to bf16, 8-bit indices, K <= 64: 2 tbl (4 registers), st2", None),
     "i8_4bit": ("int8 compute, 4-bit indices: 1 tbl + dot + row sum", 0.5),
     "i8_8bit_k64": ("int8 compute, 8-bit indices, K <= 64: 1 tbl (4 registers) + dot + row sum", 1.0),
     "i8_8bit_k256": ("int8 compute, 8-bit indices, K <= 256: 4 tbl (4 registers each) ORed + dot + row sum", 1.0),
@@ -204,6 +208,8 @@ def main() -> int:
                 continue
             base = re.sub(r"_(sdot|smull)$", "", name)
             desc, bpw = PATHS[base]
+            if bpw is None:  # dequantize: many rows of x, not one token
+                continue
             compute = VIT_B16_WEIGHTS / 16 * r["cycles_per_16"] / b["clock_hz"] / b["cores"]
             memory = VIT_B16_WEIGHTS * bpw / bw
             rows[name] = {"what": desc, "bytes_per_weight": bpw, "cycles_per_16": r["cycles_per_16"],

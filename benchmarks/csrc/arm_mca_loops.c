@@ -87,6 +87,29 @@ float f32_dense(const float *w, const float *x, int64_t nb) {
     return vaddvq_f32(vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3])));
 }
 
+/* dequantize (many rows of x): 16 floats stored with st4, or 16 bf16 with st2 (deq_rows) */
+#define DEQ(fname, name, nt, bf16)                                                                     \
+    void fname(const uint8_t *row, void *w, const uint8_t *planes, int64_t nb) {                       \
+        uint8x16_t P[4][4];                                                                            \
+        for (int p = 0; p < 4; p++) wc_tbl_load(P[p], planes + 256 * p, nt);                           \
+        for (int64_t b = 0; b < nb; b++) {                                                             \
+            MCA_BEGIN(name);                                                                           \
+            const uint8x16_t v = vld1q_u8(row + 16 * b);                                               \
+            if (bf16) {                                                                                \
+                const uint8x16x2_t o = {{wc_tbl(P[2], v, nt), wc_tbl(P[3], v, nt)}};                   \
+                vst2q_u8((uint8_t *)w + 32 * b, o);                                                    \
+            } else {                                                                                   \
+                const uint8x16x4_t o = {{wc_tbl(P[0], v, nt), wc_tbl(P[1], v, nt), wc_tbl(P[2], v, nt), \
+                                         wc_tbl(P[3], v, nt)}};                                        \
+                vst4q_u8((uint8_t *)w + 64 * b, o);                                                    \
+            }                                                                                          \
+            MCA_END(name);                                                                             \
+        }                                                                                              \
+    }
+DEQ(deq_f32_k16, "deq_f32_8bit_k16", 1, 0)
+DEQ(deq_f32_k64, "deq_f32_8bit_k64", 4, 0)
+DEQ(deq_bf16_k64, "deq_bf16_8bit_k64", 4, 1)
+
 /* integer compute: int8 codebook lookup, row sum and product sum (i8_chunk, one row of x) */
 #ifdef WC_MCA_DOTPROD
 #define DOT16(acc, xq, q) vdotq_s32((acc), vreinterpretq_s8_u8(xq), (q))

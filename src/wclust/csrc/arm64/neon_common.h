@@ -4,7 +4,7 @@
  * Codebook lookups with tbl: a float codebook (zero padded to 256 entries) is kept as 4 byte
  * planes (plane b holds byte b of every entry); for K <= 64 each plane fits in nt = ceil(K/16)
  * q-registers and one tbl (vqtbl1q_u8 .. vqtbl4q_u8) looks up byte b of 16 weights at once; 4
- * lookups and 6 zips rebuild the 16 floats in natural order (NEON's zips span the whole register,
+ * lookups and 8 zips rebuild the 16 floats in natural order (NEON's zips span the whole register,
  * so unlike AVX-512's lane-wise unpacks no permutation of x is needed). An int8 codebook is one
  * plane: up to 16 registers, one tbl for each 64 entries. */
 #ifndef WCLUST_NEON_COMMON_H

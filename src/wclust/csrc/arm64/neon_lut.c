@@ -2,7 +2,7 @@
  * runtime.c still reads it from the OS before api.c picks these):
  * - fp32 GEMV (few rows of x): per row, the group's codebook as 4 byte planes in registers
  *   (K <= 64: nt = ceil(K/16) registers a plane; 4-bit indices: one), per block of 16 weights
- *   4 tbl lookups + 6 zips give the 16 floats in order, then fmla against each row of x (x in
+ *   4 tbl lookups + 8 zips give the 16 floats in order, then fmla against each row of x (x in
  *   chunks of up to 4 rows, sharing the lookups; 4-bit: two blocks a 16-byte load of indices). K > 64 (8-bit): the 4 planes would need 32 to 64
  *   registers, so the floats are gathered with lane loads from the codebook (in L1) instead.
  *   Summation order: 4 partial sums per lane, then across lanes (the portable kernel sums in
