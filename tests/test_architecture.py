@@ -14,6 +14,9 @@ OVER_LIMIT = {
     "src/wclust/kernels/cpu.py": 520,
     # the AVX-512 GEMM kernels (fp32 and bf16 tiles of one blocking scheme); csrc/ is split by ISA on its own branch
     "src/wclust/csrc/x86/avx512_gemm.c": 420,
+    # the platform specs (GPUs and, since the ARM64 work, the boards' CPUs from llvm-mca rates) and the
+    # host calibration; the calibration (measure_host .. host_spec, ~120 lines) is the part to move out next
+    "src/wclust/performance/platforms.py": 440,
 }
 
 

@@ -5,8 +5,8 @@ from .errors import FormatError, WclustError
 from .clustering.io import load, read_header, save
 from .clustering.kmeans import KMeans1D
 from .sources.models import load_source
-from .clustering.modules import (ClusteredConv2d, ClusteredEmbedding, ClusteredLinear, ClusteredModule,
-                                 ClusteredWrapper, set_compute_dtype)
+from .clustering.compute import set_compute_dtype
+from .clustering.modules import ClusteredConv2d, ClusteredEmbedding, ClusteredLinear, ClusteredModule, ClusteredWrapper
 
 __all__ = [
     "compress", "ClusterConfig", "save", "load", "read_header", "load_source", "KMeans1D",

@@ -189,7 +189,8 @@ def test_torch_compile_of_a_clustered_model_matches_eager(dtype, rows):
 
 
 def test_set_compute_dtype_all_or_some_kinds_and_dense_view_dtype():
-    from wclust.clustering.modules import dense_view, set_compute_dtype
+    from wclust.clustering.compute import set_compute_dtype
+    from wclust.clustering.modules import dense_view
 
     lin = ClusteredLinear(_parts(6, 8, 4, 2), None)
     conv = ClusteredConv2d.from_module(torch.nn.Conv2d(2, 3, 2), n_clusters=4)

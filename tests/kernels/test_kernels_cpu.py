@@ -159,7 +159,8 @@ def test_opcheck(m, dtype):
 
 def test_clustered_linear_uses_fast_path():
     """A ClusteredLinear module (per-layer codebook) matches its dequantized weight in both dtypes."""
-    from wclust.clustering.modules import ClusteredLinear, set_compute_dtype
+    from wclust.clustering.compute import set_compute_dtype
+    from wclust.clustering.modules import ClusteredLinear
 
     lin = torch.nn.Linear(70, 45)
     mod = ClusteredLinear.from_module(lin, n_clusters=32)

@@ -285,7 +285,7 @@ def evaluate(source, task: str | Task, *, config=None, reference=None, quick: bo
 
 def with_compute(model: nn.Module, compute: str) -> nn.Module:
     """``model`` (changed in place) set to compute in ``compute`` (one of COMPUTE)."""
-    from ..clustering.modules import set_compute_dtype
+    from ..clustering.compute import set_compute_dtype
 
     if compute in ("bf16", "int8"):
         return set_compute_dtype(model, compute)

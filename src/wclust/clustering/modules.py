@@ -372,25 +372,6 @@ def clustered_modules(model: nn.Module) -> dict[str, ClusteredModule]:
     return {n: m for n, m in model.named_modules() if isinstance(m, ClusteredModule)}
 
 
-COMPUTE_DTYPES = {"fp32": None, "float32": None, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
-                  "int8": torch.int8}
-
-
-def set_compute_dtype(model: nn.Module, dtype: torch.dtype | str | None, kinds: tuple[type, ...] = ()) -> nn.Module:
-    """Compute every clustered module (or only those of the classes ``kinds``) in ``dtype``: None or
-    "fp32" (the input's dtype), torch.bfloat16 / "bf16" (bf16 matrix units), or torch.int8 / "int8":
-    integer compute on the indices (kernels/int8.py), which only matrix products have, so it is set
-    on ClusteredLinear modules alone (the others keep the input's dtype). Returns ``model``."""
-    if isinstance(dtype, str):
-        if dtype not in COMPUTE_DTYPES:
-            raise ValueError(f"compute dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {dtype!r}")
-        dtype = COMPUTE_DTYPES[dtype]
-    if dtype not in (None, torch.float32, torch.bfloat16, torch.float16, torch.int8):
-        raise ValueError(f"compute dtype must be a float dtype, torch.int8 or None, got {dtype}")
-    for m in model.modules():
-        if isinstance(m, ClusteredModule) and (not kinds or isinstance(m, kinds)):
-            m.compute_dtype = dtype if dtype is not torch.int8 or isinstance(m, ClusteredLinear) else None
-    return model
 
 
 def dense_view(model: nn.Module, dtype: torch.dtype | None = None) -> nn.Module:
@@ -415,5 +396,3 @@ def dense_view(model: nn.Module, dtype: torch.dtype | None = None) -> nn.Module:
             continue
         replace_module(out, fqn, new)
     return out
-
-

@@ -55,7 +55,8 @@ def run(args) -> int:
         torch.set_num_threads(args.threads)
     plats = []
     for name in args.platform:
-        more = {"all": platforms.names(), "paper": list(platforms.PAPER)}.get(name, [name])
+        more = {"all": platforms.names(), "paper": list(platforms.PAPER)}.get(
+            name, [name] + ([platforms.CPU_OF[name]] if name in platforms.CPU_OF else []))  # a board: GPU and CPU
         plats += [p for p in more if p not in plats]
     out_dir = check_output_dir(args.output_dir) if args.output_dir else None
     model = load_source(args.source)
@@ -81,10 +82,10 @@ def run(args) -> int:
     print(f"{args.source}: {result['model']}, batch {args.batch}, {tot['flops'] / 1e9:.1f} GFLOP, "
           f"weights read {tot['weight_bytes_fp32'] / 2**20:.1f} MiB (fp32), contention {args.contention:.0%}, "
           f"index bits {bits or 'ceil(log2 k)'}")
-    print(f"{'platform':<16} {'k':>4} {'fp32 ms':>9} {'speed-up':>9} {'ideal':>7} {'energy':>8} {'mem-bound':>9}")
+    print(f"{'platform':<18} {'k':>4} {'fp32 ms':>9} {'speed-up':>9} {'ideal':>7} {'energy':>8} {'mem-bound':>9}")
     for name, d in result["platforms"].items():
         for k, p in d["k"].items():
-            print(f"{name:<16} {k:>4} {1e3 * d['fp32']['time_s']:>9.3f} {p['speedup']:>8.3f}x "
+            print(f"{name:<18} {k:>4} {1e3 * d['fp32']['time_s']:>9.3f} {p['speedup']:>8.3f}x "
                   f"{p['speedup_ideal']:>6.2f}x {p['energy_change_pct']:>+7.1f}% "
                   f"{100 * d['fp32']['memory_bound_share']:>8.1f}%")
     print("energy: change vs fp32 (negative = less energy); mem-bound: share of fp32 time in memory-bound ops")

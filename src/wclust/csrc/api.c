@@ -28,22 +28,6 @@
 #include "wclust.h"
 
 /* ---- entry points -------------------------------------------------------------------------- */
-/* A plan: what a weight's kernels need besides the indices, built once per codebook instead of
- * per call (a model calls each layer once per token, and building the tables took ~1 us per
- * codebook group, more than the lookups of a small layer). Indices, x, bias and y are passed per
- * call, so a plan never holds a pointer into the caller's tensors. */
-struct wc_plan {
-    int64_t in, out, n_groups, group_size, rowbytes;
-    int index_bits, K, mode, bw;  /* mode, bw: the AVX-512 GEMV's lookup and block width */
-    float *tab;                   /* (n_groups, 256) codebook, zero padded */
-    uint8_t *planes;              /* (n_groups, 4, 256) byte planes of tab */
-    int xperm[128];               /* AVX-512 GEMV: position in a lookup block -> feature in it */
-    int bf16;                     /* bf16 compute (wc_lut_plan_new_bf16): tab holds the codebook rounded */
-    float *src;                   /* bf16 plans: the codebook's values as given, for plan_current */
-    int8_t *qtab;                 /* int8 compute: (n_groups, 256) codebook rounded to int8 (portable/int8_c.c) */
-    float *qs;                    /* int8 compute: (n_groups) their scales */
-};
-typedef struct wc_plan wc_plan_t;
 
 static int check(int64_t K, int index_bits, int64_t group_size, int64_t n_groups, int64_t out) {
     return K >= 1 && K <= 256 && (index_bits == 8 || (index_bits == 4 && K <= 16)) && group_size >= 1 &&
@@ -117,7 +101,7 @@ wc_plan_t *wc_lut_plan_new_bf16(const float *cb, int64_t n_groups, int64_t K, in
 }
 
 /* the job of y (M, out) = x (M, in) . W^T + bias, shared by the GEMV and the fused GEMM */
-static void init_linear_job(job_t *j, const wc_plan_t *p, int64_t M, const uint8_t *idx, const float *bias, float *y) {
+void wc_init_linear_job(job_t *j, const wc_plan_t *p, int64_t M, const uint8_t *idx, const float *bias, float *y) {
     memset(j, 0, sizeof *j);
     j->M = M; j->in = p->in; j->out = p->out; j->index_bits = p->index_bits; j->group_size = p->group_size;
     j->rowbytes = p->rowbytes; j->K = p->K; j->mode = p->mode;
@@ -128,7 +112,7 @@ static void init_linear_job(job_t *j, const wc_plan_t *p, int64_t M, const uint8
 /* Whether codebook cb (n_groups, K) still holds the values the plan was built from (a few
  * hundred bytes compared: cheaper than any version bookkeeping, and it also covers tensors that
  * have no version counter, e.g. PyTorch's inference tensors). */
-static int plan_current(const wc_plan_t *p, const float *cb) {
+int wc_plan_current(const wc_plan_t *p, const float *cb) {
     if (p->src) return !memcmp(p->src, cb, (size_t)(p->n_groups * p->K) * sizeof(float));
     for (int64_t g = 0; g < p->n_groups; g++)
         if (memcmp(p->tab + g * 256, cb + g * p->K, (size_t)p->K * sizeof(float))) return 0;
@@ -141,7 +125,7 @@ static int plan_current(const wc_plan_t *p, const float *cb) {
 int wc_lut_plan_gemv(const wc_plan_t *p, const float *cb, const float *x, int64_t M, const uint8_t *idx,
                      const float *bias, float *y, int nthreads) {
     if (!p || M < 0) return -1;
-    if (!plan_current(p, cb)) return 2;
+    if (!wc_plan_current(p, cb)) return 2;
     float *xr = NULL, *br = NULL; /* bf16 plans: x and the bias rounded to bf16 */
     if (p->bf16) {
         xr = (float *)malloc((size_t)(M * p->in) * sizeof(float) + 1);
@@ -152,7 +136,7 @@ int wc_lut_plan_gemv(const wc_plan_t *p, const float *cb, const float *x, int64_
         x = xr; bias = br;
     }
     job_t j;
-    init_linear_job(&j, p, M, idx, bias, y);
+    wc_init_linear_job(&j, p, M, idx, bias, y);
     float *xp = NULL;
     range_fn fn = wc_gemv_c;
 #ifdef WC_X86
@@ -182,6 +166,9 @@ int wc_lut_plan_gemv(const wc_plan_t *p, const float *cb, const float *x, int64_
         fn = wc_gemv_avx2;
     }
 #endif
+#ifdef WC_ARM64
+    if (wc_isa() >= ISA_NEON) fn = wc_gemv_neon; /* x in natural order */
+#endif
     if (!j.x) { j.x = x; j.ldx = p->in; }
     wc_parallel_rows(&j, fn, p->out, nthreads);
     free(xp);
@@ -199,7 +186,7 @@ int wc_lut_plan_gemv(const wc_plan_t *p, const float *cb, const float *x, int64_
 int wc_lut_plan_gemm(const wc_plan_t *p, const float *cb, const float *x, int64_t M, const uint8_t *idx,
                      const float *bias, float *y, int nthreads) {
     if (!p || M < 0 || p->bf16) return -1;  /* bf16 plans are for the GEMV */
-    if (!plan_current(p, cb)) return 2;
+    if (!wc_plan_current(p, cb)) return 2;
 #ifdef WC_X86
     if (wc_isa() != ISA_AVX512) return 1;
     if (M == 0 || p->out == 0) return 0;
@@ -209,7 +196,7 @@ int wc_lut_plan_gemm(const wc_plan_t *p, const float *cb, const float *x, int64_
         return 0;
     }
     job_t j;
-    init_linear_job(&j, p, M, idx, bias, y);
+    wc_init_linear_job(&j, p, M, idx, bias, y);
     j.x = x;
     wc_parallel_rows(&j, wc_lut_gemm_avx512, 4 * ((p->out + 31) / 32), nthreads);
     return 0;
@@ -217,76 +204,6 @@ int wc_lut_plan_gemm(const wc_plan_t *p, const float *cb, const float *x, int64_
     (void)x; (void)idx; (void)bias; (void)y; (void)nthreads;
     return 1;
 #endif
-}
-
-/* int8 compute (portable/int8_c.c has the numeric): x quantized per row here, then the GEMV
- * (gemm == 0: few rows) or the GEMM (many rows) on the indices. 0, 2 stale plan, -1 bad
- * arguments / out of memory. */
-static int plan_linear_i8(const wc_plan_t *p, const float *cb, const float *x, int64_t M, const uint8_t *idx,
-                          const float *bias, float *y, int nthreads, int gemm) {
-    if (!p || M < 0 || p->bf16) return -1;
-    if (!plan_current(p, cb)) return 2;
-    if (M == 0 || p->out == 0) return 0;
-    const int64_t ldx = ((p->in + 63) & ~(int64_t)63) + 64;
-    uint8_t *xq = (uint8_t *)aligned_alloc(64, (size_t)(M * ldx));
-    float *xs = (float *)malloc((size_t)M * sizeof(float));
-    int32_t *xz = (int32_t *)malloc((size_t)M * sizeof(int32_t));
-    if (!xq || !xs || !xz) { free(xq); free(xs); free(xz); return -1; }
-#ifdef WC_X86
-    if (wc_isa() >= ISA_AVX2) wc_i8_quantize_x_avx2(x, M, p->in, xq, ldx, xs, xz);
-    else
-#endif
-        wc_i8_quantize_x(x, M, p->in, xq, ldx, xs, xz);
-    job_t j;
-    init_linear_job(&j, p, M, idx, bias, y);
-    j.xq = xq; j.ldx = ldx; j.xs = xs; j.xz = xz; j.qtab = p->qtab; j.qs = p->qs;
-    int fail = 0;
-    j.fail = &fail;
-    uint8_t *xa = NULL;
-    range_fn fn = wc_i8_gemv_c;
-    int64_t units = p->out;
-#ifdef WC_X86
-    if (wc_isa() >= ISA_AVX2) {
-        if (gemm) {
-            fn = wc_i8_gemm_avx2;
-            units = 4 * ((p->out + 15) / 16);
-        } else {
-            fn = wc_i8_gemv_avx2;
-            if (p->index_bits == 4) { /* per whole block of 64: even features, then odd (the nibbles' order) */
-                uint8_t tmp[64];
-                for (int64_t m = 0; m < M; m++)
-                    for (int64_t c = 0; c + 64 <= p->in; c += 64) {
-                        uint8_t *b = xq + m * ldx + c;
-                        for (int e = 0; e < 32; e++) { tmp[e] = b[2 * e]; tmp[32 + e] = b[2 * e + 1]; }
-                        memcpy(b, tmp, 64);
-                    }
-            }
-            /* x without its zero point (int8), and its magnitude: the GEMV's operands */
-            xa = (uint8_t *)malloc((size_t)(M * ldx));
-            if (!xa) { free(xq); free(xs); free(xz); return -1; }
-            for (int64_t m = 0; m < M; m++)
-                for (int64_t c = 0; c < ldx; c++) {
-                    const int v = c < p->in ? (int)xq[m * ldx + c] - xz[m] : 0;
-                    xq[m * ldx + c] = (uint8_t)(int8_t)v;
-                    xa[m * ldx + c] = (uint8_t)(v < 0 ? -v : v);
-                }
-            j.xa = xa;
-        }
-    }
-#endif
-    wc_parallel_rows(&j, fn, units, nthreads);
-    free(xq); free(xs); free(xz); free(xa);
-    return fail ? -1 : 0;
-}
-
-int wc_lut_plan_gemv_i8(const wc_plan_t *p, const float *cb, const float *x, int64_t M, const uint8_t *idx,
-                        const float *bias, float *y, int nthreads) {
-    return plan_linear_i8(p, cb, x, M, idx, bias, y, nthreads, 0);
-}
-
-int wc_lut_plan_gemm_i8(const wc_plan_t *p, const float *cb, const float *x, int64_t M, const uint8_t *idx,
-                        const float *bias, float *y, int nthreads) {
-    return plan_linear_i8(p, cb, x, M, idx, bias, y, nthreads, 1);
 }
 
 typedef int (*plan_linear_fn)(const wc_plan_t *, const float *, const float *, int64_t, const uint8_t *,
@@ -328,13 +245,16 @@ static int dequant_job(const uint8_t *idx, int64_t out, int64_t in, int index_bi
     wc_plan_t *p = wc_lut_plan_new(cb, n_groups, K, in, out, index_bits, group_size);
     if (!p) return -1;
     job_t j;
-    init_linear_job(&j, p, 0, idx, NULL, NULL);
+    wc_init_linear_job(&j, p, 0, idx, NULL, NULL);
     j.w = w; j.out_bf16 = out_bf16 != 0; j.pnb = pnb; j.pkp2 = pkp2;
     range_fn fn = pnb ? wc_deq_packed_c : wc_deq_c;
 #ifdef WC_X86
     int level = wc_isa();
     if (level == ISA_AVX512) fn = pnb ? wc_lut_deq_packed_avx512 : wc_lut_deq_avx512;
     else if (level == ISA_AVX2 && !pnb) fn = wc_deq_avx2;
+#endif
+#ifdef WC_ARM64
+    if (wc_isa() >= ISA_NEON && !pnb) fn = wc_deq_neon;
 #endif
     wc_parallel_rows(&j, fn, pnb ? (out + 15) / 16 : out, nthreads);
     wc_lut_plan_free(p);
@@ -391,7 +311,7 @@ int wc_lut_gemm_bf16(const void *x, int x_bf16, int64_t M, int64_t in, const uin
     wc_amx_pack_x(x, x_bf16, M, in, xb, ldxb);
     int fail = 0;
     job_t j;
-    init_linear_job(&j, p, M, idx, br, (float *)y);
+    wc_init_linear_job(&j, p, M, idx, br, (float *)y);
     j.out_bf16 = y_bf16 != 0; j.xb = xb; j.ldxb = ldxb; j.fail = &fail;
     wc_parallel_rows(&j, wc_lut_gemm_amx, 4 * ((out + 31) / 32), nthreads);
     wc_lut_plan_free(p);

@@ -12,6 +12,9 @@
 #define T512 __attribute__((target("avx512f,avx512bw,avx512vbmi,avx512vl")))
 #define T256 __attribute__((target("avx2,fma")))
 #endif
+#if defined(__aarch64__) && defined(__GNUC__) && !defined(WC_NO_ARM64) /* WC_NO_ARM64: the portable build */
+#define WC_ARM64 1
+#endif
 #define WC_HIDDEN __attribute__((visibility("hidden")))
 
 typedef struct {
@@ -39,8 +42,29 @@ typedef struct {
 
 typedef void (*range_fn)(const job_t *, int64_t, int64_t);
 
+/* api.c */
+/* A plan: what a weight's kernels need besides the indices, built once per codebook instead of
+ * per call (a model calls each layer once per token, and building the tables took ~1 us per
+ * codebook group, more than the lookups of a small layer). Indices, x, bias and y are passed per
+ * call, so a plan never holds a pointer into the caller's tensors. */
+struct wc_plan {
+    int64_t in, out, n_groups, group_size, rowbytes;
+    int index_bits, K, mode, bw;  /* mode, bw: the AVX-512 GEMV's lookup and block width */
+    float *tab;                   /* (n_groups, 256) codebook, zero padded */
+    uint8_t *planes;              /* (n_groups, 4, 256) byte planes of tab */
+    int xperm[128];               /* AVX-512 GEMV: position in a lookup block -> feature in it */
+    int bf16;                     /* bf16 compute (wc_lut_plan_new_bf16): tab holds the codebook rounded */
+    float *src;                   /* bf16 plans: the codebook's values as given, for plan_current */
+    int8_t *qtab;                 /* int8 compute: (n_groups, 256) codebook rounded to int8 (portable/int8_c.c) */
+    float *qs;                    /* int8 compute: (n_groups) their scales */
+};
+WC_HIDDEN void wc_init_linear_job(job_t *j, const wc_plan_t *p, int64_t M, const uint8_t *idx, const float *bias,
+                                  float *y);
+WC_HIDDEN int wc_plan_current(const wc_plan_t *p, const float *cb); /* cb still holds the plan's values */
+
 /* runtime.c */
-enum { ISA_C = 0, ISA_AVX2 = 1, ISA_AVX512 = 2 };
+/* levels within one architecture, ordered (wc_lut_force_isa keeps the lower); ARM's follow x86's */
+enum { ISA_C = 0, ISA_AVX2 = 1, ISA_AVX512 = 2, ISA_NEON = 3, ISA_DOTPROD = 4 };
 WC_HIDDEN int wc_isa(void); /* the ISA level in use: detected once, lowered by wc_lut_force_isa */
 /* fn(job, r0, r1) over [0, rows) split across up to nthreads threads (boundaries on multiples of 4) */
 WC_HIDDEN void wc_parallel_rows(const job_t *job, range_fn fn, int64_t rows, int nthreads);
@@ -150,6 +174,18 @@ WC_HIDDEN void wc_lut_deq_packed_avx512(const job_t *j, int64_t u0, int64_t u1);
 /* position p in a lookup block -> weight within the block, for a GEMV mode (x is permuted to match) */
 WC_HIDDEN int wc_lut_xperm(int mode, int p);
 WC_HIDDEN void wc_bf16_round_avx512(float *d, const float *s, int64_t n);
+#endif
+#ifdef WC_ARM64
+/* arm64/neon_lut.c: fp32 GEMV (rows [r0, r1), every row of x) and dequantize (float32 or bf16
+ * bits), codebook lookups with tbl over byte planes; integer GEMV (the numeric of
+ * portable/int8_c.c) with smull / sadalp */
+WC_HIDDEN void wc_gemv_neon(const job_t *j, int64_t r0, int64_t r1);
+WC_HIDDEN void wc_deq_neon(const job_t *j, int64_t r0, int64_t r1);
+WC_HIDDEN void wc_i8_gemv_neon(const job_t *j, int64_t r0, int64_t r1);
+/* arm64/dotprod_int8.c: the integer GEMV with sdot (ARMv8.2 dot product: call only at ISA_DOTPROD) */
+WC_HIDDEN void wc_i8_gemv_dotprod(const job_t *j, int64_t r0, int64_t r1);
+/* the integer GEMV for the ISA level in use (api.c's integer entry point calls it) */
+WC_HIDDEN range_fn wc_i8_gemv_arm64(void);
 #endif
 /* x86/avx512_gemm.c: fused LUT-GEMM (many rows of x). Blocking: m-blocks of <= GEMM_MR rows of x, k-blocks
  * of GEMM_KC features (a multiple of 16), chunks of GEMM_NCP panels of 32 output rows, m-chunks of

@@ -11,6 +11,34 @@
 #include "internal.h"
 #include "wclust.h"
 
+#ifdef WC_ARM64
+#if defined(__linux__)
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMD
+#define HWCAP_ASIMD (1 << 1)
+#endif
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1 << 20)
+#endif
+#elif defined(__APPLE__)
+#include <sys/sysctl.h>
+#endif
+/* ARM64: NEON (Advanced SIMD) and the ARMv8.2 dot product (sdot / udot), as the OS reports them */
+static int detect_arm64(void) {
+#if defined(__linux__)
+    const unsigned long hw = getauxval(AT_HWCAP);
+    if (!(hw & HWCAP_ASIMD)) return ISA_C;
+    return (hw & HWCAP_ASIMDDP) ? ISA_DOTPROD : ISA_NEON;
+#elif defined(__APPLE__)
+    int dp = 0; size_t n = sizeof dp;
+    if (sysctlbyname("hw.optional.arm.FEAT_DotProd", &dp, &n, NULL, 0) != 0) dp = 0;
+    return dp ? ISA_DOTPROD : ISA_NEON;
+#else
+    return ISA_C;
+#endif
+}
+#endif
+
 static int g_isa = -1, g_force = -1;
 static int detect_isa(void) {
 #ifdef WC_X86
@@ -20,12 +48,19 @@ static int detect_isa(void) {
         return ISA_AVX512;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return ISA_AVX2;
 #endif
+#ifdef WC_ARM64
+    return detect_arm64();
+#endif
     return ISA_C;
 }
 
 int wc_isa(void) {
     if (g_isa < 0) g_isa = detect_isa();
-    return (g_force >= 0 && g_force < g_isa) ? g_force : g_isa;
+    const int level = (g_force >= 0 && g_force < g_isa) ? g_force : g_isa;
+#ifdef WC_ARM64
+    if (level > ISA_C && level < ISA_NEON) return ISA_C; /* an x86 level asked of an ARM64 CPU: portable */
+#endif
+    return level;
 }
 
 int wc_lut_isa(void) { return wc_isa(); }
@@ -56,6 +91,9 @@ static void *pool_worker(void *arg) {
         for (int spin = 0; spin < 2000 && __atomic_load_n(&pool_gen, __ATOMIC_ACQUIRE) == seen; spin++) {
 #ifdef WC_X86
             _mm_pause();
+#endif
+#ifdef WC_ARM64
+            __asm__ __volatile__("yield");
 #endif
         }
         pthread_mutex_lock(&pool_mu);

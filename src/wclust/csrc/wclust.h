@@ -30,7 +30,8 @@ WC_API int64_t wc_assign(const float *x, const float *w, int64_t n, const uint8_
                          const float *codebook, uint8_t *out, double *sums);
 
 /* ---- runtime (runtime.c) --------------------------------------------------------------------- */
-/* ISA level in use: 0 portable C, 1 AVX2+FMA, 2 AVX-512 F/BW/VBMI/VL (x86); 0 elsewhere */
+/* ISA level in use: 0 portable C, 1 AVX2+FMA, 2 AVX-512 F/BW/VBMI/VL (x86); 3 NEON, 4 NEON with
+ * the dot product (ARM64); 0 elsewhere */
 WC_API int wc_lut_isa(void);
 /* use at most `level` (tests); -1 restores the detected one; returns the level now in use */
 WC_API int wc_lut_force_isa(int level);

@@ -56,7 +56,7 @@ def gemv_rows(k: int, dtype: torch.dtype = torch.float32) -> int:
     return choice.gemv_rows(case(1, 8, k, "bf16" if dtype is torch.bfloat16 else "fp32"))
 
 
-ISA_NAMES = {0: "portable-c", 1: "avx2", 2: "avx512-vbmi"}
+ISA_NAMES = {0: "portable-c", 1: "avx2", 2: "avx512-vbmi", 3: "neon", 4: "neon-dotprod"}
 
 _vp, _i64, _int = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
 _SIGNATURES = {
@@ -144,7 +144,7 @@ def use_openmp(lib) -> None:
 
 def _set_fused(lib) -> None:
     global _fused, _amx
-    _fused = lib.wc_lut_isa() >= 2
+    _fused = lib.wc_lut_isa() == 2  # AVX-512 VBMI; ARM64's levels (3 NEON, 4 dot product) have no fused GEMM
     _amx = getattr(lib, "wc_lut_amx", None) is not None and bool(lib.wc_lut_amx())
 
 

@@ -83,6 +83,8 @@ def _fast(x, indices, codebook, bias, in_features, group_size, index_bits) -> to
         return y
     args = (sig[1], x.data_ptr(), m, sig[0], sig[2], y.data_ptr(), torch.get_num_threads())
     rc = fn(e[4].ptr, *args)
+    if rc == 1:  # no kernel for this layer (too many features for exact int32 sums)
+        return None
     if rc == cpu.STALE:  # the codebook's values were changed in place: a new plan
         cpu._fast[False].pop(id(indices), None)
         rc = fn(cpu.plan(codebook, in_features, indices.shape[0], index_bits, group_size, fresh=True).ptr, *args)
@@ -124,6 +126,8 @@ def linear(x, indices, codebook, bias, in_features, group_size, index_bits) -> t
         else:  # many groups: a plan for this call only
             p = cpu.one_off_plan(cb, in_features, out, index_bits, group_size)
             rc = fn(p.ptr, *args)
+        if rc == 1:
+            return None
         if rc:
             raise MemoryError("wc_lut_plan_gemv_i8 / gemm_i8 failed")
     return y.reshape(*x.shape[:-1], out)

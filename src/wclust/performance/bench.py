@@ -119,7 +119,8 @@ def stored_config(model: nn.Module) -> tuple:
 def set_linear_compute_dtype(model: nn.Module, dtype) -> None:
     """``set_compute_dtype`` on ClusteredLinear modules only (the patch convolution stays in the
     input's dtype), the bf16 variants' setting; kept by this name for the scripts in benchmarks/."""
-    from ..clustering.modules import ClusteredLinear, set_compute_dtype
+    from ..clustering.compute import set_compute_dtype
+    from ..clustering.modules import ClusteredLinear
 
     set_compute_dtype(model, dtype, kinds=(ClusteredLinear,))
 

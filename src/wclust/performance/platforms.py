@@ -61,6 +61,21 @@ class PlatformSpec:
     lookup_tile: int | None    # rows (tokens) that share one lookup of a weight; None = once per op
     op_overhead_s: float = 0.0
     sources: dict = field(default_factory=dict)
+    # lookup rates by codebook: ((max k, index bits in memory (4 or 8), lookups/s), ...), the first
+    # that fits; () = lookup_rate for every k (CPU kernels pick their lookup by k and width)
+    lookup_rates: tuple = ()
+
+    def lookup_rate_for(self, n_clusters: int | None, bits: int | None = None) -> float:
+        """Lookups/s of a codebook of ``n_clusters`` stored at ``bits`` (None: ceil(log2 k))."""
+        if n_clusters is None or not self.lookup_rates:
+            return self.lookup_rate
+        from ..clustering.packing import bits_for
+
+        width = 4 if (bits or bits_for(n_clusters)) <= 4 else 8
+        for kmax, w, rate in self.lookup_rates:
+            if n_clusters <= kmax and width <= w:
+                return rate
+        return self.lookup_rate
 
     def sram_j_per_access(self, table_bytes: float) -> float:
         """Energy of one read of a ``table_bytes`` codebook (64..1024 B typical), CACTI-style sqrt scaling."""
@@ -88,6 +103,44 @@ def _gpu(name, desc, cores, clock_hz, bw, bw_src, dram_pj_bit, dram_src, nm, rat
         })
 
 
+# The boards' CPUs running wclust's ARM64 NEON kernels (fp32 compute), from llvm-mca on the kernels'
+# inner loops (benchmarks/arm_mca.py, LLVM 16; benchmarks/results/arm_mca.json): cycles per 16 weights
+# and one token. Dense fp32 sets the FLOP rate (4 fmla per 16 weights); a clustered weight costs the
+# same FMAs plus its lookup, the cycles beyond dense. Lookups are counted once per weight and op
+# (lookup_tile None): a GEMV for one token looks each weight up once, many rows dequantize once.
+ARM_MCA_CYCLES = {
+    "cortex-a57": {"f32_dense": 8.03, "f32_4bit": 24.78, "f32_8bit_k16": 22.05, "f32_8bit_k32": 26.08,
+                   "f32_8bit_k64": 41.07, "f32_8bit_k256_gather": 36.04},
+    "neoverse-n2": {"f32_dense": 4.02, "f32_4bit": 9.02, "f32_8bit_k16": 8.03, "f32_8bit_k32": 8.04,
+                    "f32_8bit_k64": 14.04, "f32_8bit_k256_gather": 28.03},
+}
+_LUT_PATHS = ((16, 4, "f32_4bit"), (16, 8, "f32_8bit_k16"), (32, 8, "f32_8bit_k32"), (64, 8, "f32_8bit_k64"),
+              (256, 8, "f32_8bit_k256_gather"))
+
+
+def _arm_cpu(name, desc, cores, clock_hz, clock_src, model, model_note, board):
+    cyc = ARM_MCA_CYCLES[model]
+    hz = cores * clock_hz
+    rates = tuple((kmax, w, 16 * hz / max(cyc[path] - cyc["f32_dense"], 1e-9)) for kmax, w, path in _LUT_PATHS)
+    rate = 32 * hz / cyc["f32_dense"]
+    g = _REGISTRY[board]
+    return PlatformSpec(
+        name=name, description=desc, flops_rate=rate, bandwidth=g.bandwidth, dram_j_per_byte=g.dram_j_per_byte,
+        j_per_flop=g.j_per_flop, process_nm=g.process_nm, static_w=g.static_w, lookup_rate=rates[-1][2],
+        lookup_tile=None, lookup_rates=rates,
+        sources={
+            "flops_rate": f"{cores} cores x {clock_hz / 1e9:.3f} GHz ({clock_src}) x 32 FLOP per "
+                          f"{cyc['f32_dense']} cycles (llvm-mca, {model} model{model_note}: dense fp32 NEON "
+                          f"loop, 16 weights) = {rate / 1e9:.1f} GFLOP/s",
+            "lookup_rate": "per k and index width: 16 lookups per (NEON LUT loop - dense loop) cycles, "
+                           + ", ".join(f"{p} {cyc[p]}" for _, _, p in _LUT_PATHS)
+                           + " cycles per 16 weights (llvm-mca, benchmarks/arm_mca.py)",
+            "bandwidth": g.sources["bandwidth"] + " (shared with the GPU)",
+            "dram_j_per_byte": g.sources["dram_j_per_byte"], "j_per_flop": g.sources["j_per_flop"],
+            "static_w": g.sources["static_w"], "sram": g.sources["sram"],
+        })
+
+
 _REGISTRY = {
     "desktop-2080ti": _gpu(
         "desktop-2080ti", "Conf-1: desktop GeForce RTX 2080 Ti (TU102, 12 nm), 11 GB GDDR6", 4352, 1.545e9,
@@ -105,6 +158,17 @@ _REGISTRY = {
         "assumption: LPDDR4x ~4 pJ/bit (LPDDR4 with 0.6 V I/O; public DRAM power models)",
         12, 30, "30 W max power mode (Jetson AGX Xavier datasheet)", " (max GPU clock 1.377 GHz)"),
 }
+
+
+_REGISTRY["jetson-tx2-cpu"] = _arm_cpu(
+    "jetson-tx2-cpu", "Jetson TX2's CPU: 4x Cortex-A57 (the 2 Denver2 cores not counted), NEON kernels, fp32",
+    4, 2.0e9, "Jetson TX2 module datasheet, max CPU clock", "cortex-a57", "", "jetson-tx2")
+_REGISTRY["jetson-xavier-cpu"] = _arm_cpu(
+    "jetson-xavier-cpu", "Jetson AGX Xavier's CPU: 8x Carmel (ARMv8.2), NEON kernels, fp32", 8, 2.265e9,
+    "Jetson AGX Xavier datasheet, max CPU clock", "neoverse-n2",
+    ", the nearest LLVM has: none for Carmel", "jetson-xavier")
+# a board's CPU, estimated beside its GPU when the board is named
+CPU_OF = {"jetson-tx2": "jetson-tx2-cpu", "jetson-xavier": "jetson-xavier-cpu"}
 
 
 def names() -> list[str]:
@@ -266,13 +330,14 @@ def predict(records: list[dict], spec: PlatformSpec, n_clusters: int | None = No
     if not 0.0 <= activation_dram <= 1.0:
         raise ValueError(f"activation_dram must be in [0, 1], got {activation_dram}")
     bw = spec.bandwidth * (1.0 - contention)
+    lookup_rate = spec.lookup_rate_for(n_clusters, bits)
     t = e_dram = e_flop = e_sram = ideal = t_mem_bound = 0.0
     n_bytes = flops = lookups = 0
     for r in records:
         c = op_costs(r, n_clusters, bits)
         b = c["weight_bytes"] + activation_dram * c["act_bytes"]
         lk = c["lookups"] * (math.ceil(c["reuse"] / spec.lookup_tile) if spec.lookup_tile else 1)
-        compute = c["flops"] / spec.flops_rate + lk / spec.lookup_rate
+        compute = c["flops"] / spec.flops_rate + lk / lookup_rate
         memory = b / bw
         op_t = spec.op_overhead_s + max(compute, memory)
         t += op_t
