@@ -239,6 +239,26 @@ T256 static AI void micro(const uint8_t *const *x, const int8_t *P, int64_t kq4,
     for (int i = 0; i < I8_MR; i++) { acc[i][0] = a[i][0]; acc[i][1] = a[i][1]; }
 }
 
+/* dst + 64 q (q = 0..7) gets dword q of the 8 rows src + i ld (i = 0..7): an 8 x 8 dword transpose */
+T256 static AI void transpose8(const int8_t *src, int64_t ld, int8_t *dst) {
+    __m256i r[8], t[8], u[8];
+    for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_si256((const __m256i *)(src + i * ld));
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_epi32(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        u[i] = _mm256_unpacklo_epi64(t[i], t[i + 2]);
+        u[i + 1] = _mm256_unpackhi_epi64(t[i], t[i + 2]);
+        u[i + 2] = _mm256_unpacklo_epi64(t[i + 1], t[i + 3]);
+        u[i + 3] = _mm256_unpackhi_epi64(t[i + 1], t[i + 3]);
+    }
+    for (int q = 0; q < 4; q++) {
+        _mm256_store_si256((__m256i *)(dst + 64 * q), _mm256_permute2x128_si256(u[q], u[q + 4], 0x20));
+        _mm256_store_si256((__m256i *)(dst + 64 * (q + 4)), _mm256_permute2x128_si256(u[q], u[q + 4], 0x31));
+    }
+}
+
 T256 static void gemm_panels(const job_t *j, int64_t p0, int64_t p1, const int nt) {
     const int64_t kp = (j->in + 3) & ~(int64_t)3, kq4 = kp / 4;
     int8_t *rows = (int8_t *)aligned_alloc(64, (size_t)(NR * kp + 64));
@@ -262,8 +282,11 @@ T256 static void gemm_panels(const job_t *j, int64_t p0, int64_t p1, const int n
             for (int64_t c = 0; c < j->in; c++) s += buf[c];
             rs[n] = s;
         }
-        /* interleave: P[q][n][0..3] = rows[n][4q .. 4q + 3] */
-        for (int64_t q = 0; q < kq4; q++)
+        /* interleave: P[q][n][0..3] = rows[n][4q .. 4q + 3], 8 x 8 dwords at a time */
+        int64_t q0 = 0;
+        for (; q0 + 8 <= kq4; q0 += 8)
+            for (int h = 0; h < 2; h++) transpose8(rows + 8 * h * kp + 4 * q0, kp, P + q0 * 64 + 32 * h);
+        for (int64_t q = q0; q < kq4; q++)
             for (int n = 0; n < NR; n++) memcpy(P + q * 64 + 4 * n, rows + n * kp + 4 * q, 4);
         /* the output stage, 16 outputs at a time: their group scales, biases and weight sums */
         const int full = r0 + NR <= j->out && j->in < (1 << 16); /* int32 holds acc - z rs below 2^16 features */
