@@ -19,7 +19,7 @@ def kernel(base: Case, compute: str, rows: int, bits: int = 8, k: int = 64, devi
     (ZEN3, "bf16", 197, 64, "dequantize+matmul"), (ZEN4, "bf16", 197, 64, "onednn-packed"),
     (SPR, "bf16", 3, 64, "gemv-bf16"), (SPR, "bf16", 4, 64, "amx-bf16"), (SPR, "bf16", 2, 256, "amx-bf16"),
     (SPR, "bf16", 384, 64, "amx-bf16"), (SPR, "bf16", 385, 64, "onednn-packed"), (ZEN4, "bf16", 12, 64, "gemv-bf16"),
-    (ZEN3, "int8", 1, 64, "int8-gemv"), (ZEN3, "int8", 4, 256, "int8-gemv"), (ZEN3, "int8", 5, 16, "int8-gemm"),
+    (ZEN3, "int8", 1, 64, "int8-gemv"), (ZEN3, "int8", 8, 256, "int8-gemv"), (ZEN3, "int8", 9, 16, "int8-gemm"),
     (SPR, "int8", 197, 64, "int8-gemm"), (Case(isa="portable-c"), "int8", 197, 64, "int8-gemm"),
     (Case(isa="reference"), "fp32", 1, 64, "reference"), (Case(isa="reference"), "int8", 1, 64, "reference-int8"),
 ])

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 GEMV_MAX_ROWS = 12        # fp32 GEMV vs dequantize + sgemm (no fused GEMM): 12..16 rows, ViT-B shapes
 FUSED_GEMV_MAX_ROWS = 8   # fp32 GEMV vs the fused AVX-512 LUT-GEMM (benchmarks/results/crossover_1thread.json)
 AMX_MAX_ROWS = 384        # the AMX bf16 kernel vs oneDNN's packed path, more rows: oneDNN's cache blocking wins
-INT8_GEMV_MAX_ROWS = 4    # int8 GEMV (indices read once per 4 rows of x) vs the int8 panel GEMM
+INT8_GEMV_MAX_ROWS = 8    # int8 GEMV vs panel GEMM: GEMM / GEMV time 1.11-1.49 at 6-8 rows, 0.81-1.04 at 12
+                          # (benchmarks/results/zen3/int8_crossover.json, AVX2, 1 thread)
 TRITON_GEMV_MAX_ROWS = 8  # kernels/triton_lut.py
 
 KERNELS = {
@@ -50,7 +51,7 @@ class Case:
 RULES = (
     "cuda: Triton GEMV up to 8 rows of x, Triton GEMM above (int8 compute: the reference)",
     "no C library: the torch reference",
-    "int8: the int8 GEMV up to 4 rows, the int8 panel GEMM above (every ISA: portable C where no SIMD kernel)",
+    "int8: the int8 GEMV up to 8 rows, the int8 panel GEMM above (every ISA: portable C where no SIMD kernel)",
     "fp32: the C GEMV up to 8 rows with the fused GEMM (AVX-512 VBMI), 12 without; above: fused GEMM or "
     "dequantize + matmul",
     "bf16: the GEMV's bf16 plan up to 1 row (k > 64) or 3 rows (k <= 64) with AMX, 12 without; above: AMX up to "
