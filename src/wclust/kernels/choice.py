@@ -63,7 +63,7 @@ def gemv_rows(c: Case) -> int:
     """Most rows of x the C GEMV takes in float compute (fp32 or bf16) for this case."""
     if c.compute == "bf16" and c.amx:
         # the AMX kernel is ahead of the GEMV from 4 rows of x for k <= 64 and from 2 beyond
-        # (time ratio GEMV / AMX at 2, 4, 8 rows: 0.61-1.2, 0.82-1.43, 1.42-2.63; ViT-B shapes, 1 thread)
+        # (measured on the AMX machine, ViT-B shapes, 1 thread: the closing notes of the AMX kernel's issue)
         return 1 if c.k > 64 else 3
     if c.compute == "fp32" and c.isa == "avx512-vbmi":
         return FUSED_GEMV_MAX_ROWS

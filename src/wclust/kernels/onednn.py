@@ -1,9 +1,9 @@
 """bf16 compute with the weight dequantized straight into oneDNN's packed layout.
 
 torch's bf16 matmul on a CPU (oneDNN, on AMX where there is one) repacks a plain (out, in)
-weight into its own blocked layout on every call: on ViT-B's shapes at 197 rows a pre-packed
-weight made the matmul ~28% faster here (an interleaved ad-hoc comparison; the clustered paths
-side by side: ``python benchmarks/gemm.py --bf16``). A clustered layer is
+weight into its own blocked layout on every call, which a pre-packed weight avoids (the paths
+side by side: ``python benchmarks/gemm.py --bf16``, ``benchmarks/results/gemm_bf16_1thread.json``,
+``*_bf16_plain`` against ``*_bf16_packed``). A clustered layer is
 dequantized on every call anyway, so the C kernel (``wc_lut_dequant_packed``) writes the bf16
 values where oneDNN wants them, into a per-thread packed scratch tensor, and
 ``torch.ops.mkldnn._linear_pointwise`` multiplies without repacking.

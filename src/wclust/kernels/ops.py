@@ -1,8 +1,9 @@
 """The ``wclust::lut_linear`` op: schema, fake (shape) implementation, default implementation.
 
 Defined with a plain ``torch.library.Library`` rather than ``torch.library.custom_op``: the latter
-wraps every call in a Python autograd layer that cost ~25 us per call here (measured: 50 us vs
-28 us for a 16x64 layer), more than the whole GEMV of a 768x768 4-bit layer's lookups. The op has
+wraps every call in a Python autograd layer that costs more per call than the whole GEMV of a
+small layer (what a call costs: ``python benchmarks/op_overhead.py``,
+``benchmarks/results/op_overhead_1thread.json``). The op has
 no autograd formula (clustered weights are frozen); ``torch.library.opcheck`` covers it in tests.
 
 Device kernels register with ``register_kernel("cpu")`` / ``("cuda")`` in their own modules

@@ -134,8 +134,8 @@ def _call(model, inputs):
 def round_order(names: list, r: int, seed: int = 0) -> list:
     """The order of round ``r`` of interleaved timing: ``names`` shuffled (seeded, reproducible).
     Not a rotation: rotating keeps each candidate behind the same neighbour in almost every round,
-    and a neighbour can leave the core slower for a while (after a burst of AMX work a dense
-    float32 GEMM ran 3-7% slower here, an ad-hoc measurement), which would bias one ratio."""
+    and a neighbour can leave the core slower for a while (e.g. after a burst of AMX work), which
+    would bias one ratio."""
     order = list(names)
     random.Random(seed * 1_000_003 + r).shuffle(order)
     return order
