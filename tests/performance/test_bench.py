@@ -184,6 +184,35 @@ def test_cli_table_warns_when_the_fp32_runs_spread(monkeypatch, capsys, runs, no
     assert ("note: the fp32 runs ranged 100.0-140.0 ms" in out) == noisy and "minima" in out
 
 
+@pytest.mark.parametrize("has_bf16", [True, False])
+def test_cli_leaves_out_emulated_bf16_unless_asked(monkeypatch, capsys, has_bf16):
+    from wclust.cli import main
+    from wclust.commands import bench as bench_cmd
+
+    seen = {}
+
+    def fake(*args, **kwargs):
+        seen.update(kwargs)
+        lat = {"median_ms": 1.0, "min_ms": 1.0, "runs_ms": [1.0], "speedup_vs_fp32": 1.0, "speedup_paired": 1.0,
+               "speedup_min": 1.0}
+        return {"source": "x", "n_clusters": 64, "scope": "layer", "threads": 1, "repeats": 1, "kernel_isa": "c",
+                "bf16_kernel": "x", "clock": "thread", "seq_len": None, "latency": {"fp32": lat},
+                "memory": {"fp32": {"param_mb": 1.0}}}
+
+    monkeypatch.setattr(bench, "run_bench", fake)
+    monkeypatch.setattr(bench_cmd, "bf16_hardware", lambda: has_bf16)
+    assert main(["bench", "zoo:minilm"]) == 0
+    err = capsys.readouterr().err
+    if has_bf16:
+        assert seen["variants"] is None and seen["bf16_models"] and "no bf16" not in err
+    else:
+        assert "clustered_bf16" not in seen["variants"] and "clustered_int8" in seen["variants"]
+        assert not seen["bf16_models"] and "no bf16 instructions" in err
+    seen.clear()
+    assert main(["bench", "zoo:minilm", "--variants", "clustered_bf16"]) == 0  # asked: always timed
+    assert seen["variants"] == ["clustered_bf16"]
+
+
 def test_plot_bench_draws_every_run_each_median_and_speed_up(monkeypatch, tmp_path):
     from matplotlib.collections import LineCollection, PathCollection
 

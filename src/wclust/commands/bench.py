@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from ..atomic import atomic_write_json
 from ..errors import WclustError
@@ -35,6 +36,13 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def bf16_hardware() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX-512 BF16, AMX-BF16, ARM BF16)."""
+    from ..kernels import machine
+
+    return bool({"avx512_bf16", "amx_bf16", "bf16"} & set(machine.cpu()["features"]))
+
+
 def run(args) -> int:
     from ..performance.bench import run_bench
 
@@ -44,11 +52,17 @@ def run(args) -> int:
     if str(args.source).endswith(".wclust") and (args.n_clusters is not None or args.scope is not None):
         raise WclustError("-k and --scope cluster a float model; a .wclust file is benchmarked as stored, "
                           "against its dense twin (drop them, or bench its fp32 source)")
+    variants, bf16_models = args.variants, not args.no_bf16_models
+    if variants is None and not bf16_hardware():
+        # emulated bf16 runs many times slower than fp32: minutes of timing that tell nothing new
+        variants, bf16_models = ["int8_dynamic", "clustered_fp32", "clustered_int8"], False
+        print("wclust: no bf16 instructions on this CPU: the bf16 variants are left out "
+              "(--variants clustered_bf16 ... times them)", file=sys.stderr)
     out_dir = check_output_dir(args.output_dir) if args.output_dir else None  # before minutes of timing
     res = run_bench(args.source, k=args.n_clusters or 64, threads=args.threads, pressure=args.pressure,
                     repeats=args.repeats, quick=args.quick, scope=args.scope or "layer", memory=not args.no_memory,
-                    batch=args.batch, bf16_models=not args.no_bf16_models, clock=args.clock,
-                    progress=not args.json, seq_len=args.seq_len, variants=args.variants)
+                    batch=args.batch, bf16_models=bf16_models, clock=args.clock,
+                    progress=not args.json, seq_len=args.seq_len, variants=variants)
     if out_dir:
         from ..performance.bench import plot_bench
 
