@@ -50,20 +50,25 @@ def default_task(source: str, model) -> tuple[str, list[str]]:
 
 
 def _bench_part(model, ks, quick: bool, threads: int, source: str) -> dict:
+    from .kernels import machine
     from .performance.bench import run_bench
 
+    # without bf16 instructions torch emulates bf16, many times slower: those variants are left out
+    bf16 = machine.has_bf16()
+    variants = None if bf16 else ["int8_dynamic", "clustered_fp32", "clustered_int8"]
     by_k, runs, last = {}, {}, None
     for k in ks:
-        r = run_bench(model, k=k, threads=threads, repeats=5 if quick else 10, quick=quick, memory=False)
+        r = run_bench(model, k=k, threads=threads, repeats=5 if quick else 10, quick=quick, memory=False,
+                      bf16_models=bf16, variants=variants)
         runs[str(k)] = dict(r, source=source)  # every timed run, for the figure (bench.png)
         lat = r["latency"]
         by_k[str(k)] = {"fp32_ms": lat["fp32"]["median_ms"], "int8_ms": lat["int8_dynamic"]["median_ms"],
                         "clustered_ms": lat["clustered_fp32"]["median_ms"],
-                        "clustered_bf16_ms": lat["clustered_bf16"]["median_ms"],
+                        "clustered_bf16_ms": lat["clustered_bf16"]["median_ms"] if bf16 else None,
                         "clustered_int8_ms": lat["clustered_int8"]["median_ms"],
                         "speedup_int8_compute": lat["clustered_int8"]["speedup_vs_fp32"],
                         "speedup_fp32": lat["clustered_fp32"]["speedup_vs_fp32"],
-                        "speedup_bf16": lat["clustered_bf16"]["speedup_vs_fp32"],
+                        "speedup_bf16": lat["clustered_bf16"]["speedup_vs_fp32"] if bf16 else None,
                         "speedup_int8": lat["int8_dynamic"]["speedup_vs_fp32"]}
         last = r
     return {"threads": threads, "kernel_isa": last.get("kernel_isa") if last else None,

@@ -37,10 +37,9 @@ def register(sub) -> None:
 
 
 def bf16_hardware() -> bool:
-    """Whether this CPU computes bf16 in hardware (AVX-512 BF16, AMX-BF16, ARM BF16)."""
     from ..kernels import machine
 
-    return bool({"avx512_bf16", "amx_bf16", "bf16"} & set(machine.cpu()["features"]))
+    return machine.has_bf16()
 
 
 def run(args) -> int:

@@ -40,3 +40,9 @@ def describe() -> str:
     """One line: the CPU model and its kernel-relevant features."""
     c = cpu()
     return f"{c['model']} ({c['arch']}, {c['cores']} cores; {' '.join(c['features']) or 'no SIMD features listed'})"
+
+
+def has_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX-512 BF16, AMX-BF16, ARM BF16): elsewhere
+    torch emulates it, many times slower than float32."""
+    return bool({"avx512_bf16", "amx_bf16", "bf16"} & set(cpu()["features"]))
