@@ -122,6 +122,10 @@ static inline float wc_i8_out(const job_t *j, int64_t m, int64_t g, int32_t acc,
     return v + (j->bias ? j->bias[r] : 0.f);
 }
 
+/* byte-plane slot s -> weight, so that the byte / word unpacks of wc_bp_floats come out in natural
+ * order (the AVX-512 dequantize and fused GEMM order the indices by it) */
+static inline int wc_q_f32(int s) { int L = s / 16, v = (s / 4) % 4, e = s % 4; return 16 * v + 4 * L + e; }
+
 enum { MODE_A8_16 = 1, MODE_A8_32, MODE_A4, MODE_BP1, MODE_BP2, MODE_BP4 };
 
 #ifdef WC_X86

@@ -88,21 +88,19 @@ T512 static void pack_x(const float *x, int64_t M, int64_t in, int64_t nb, int64
     }
 }
 
-/* byte-plane slot s -> weight, so that the byte unpacks come out in natural order (as x86/avx512_lut.c) */
-static int q_f32(int s) { int L = s / 16, v = (s / 4) % 4, e = s % 4; return 16 * v + 4 * L + e; }
 
 typedef struct { __m512i ia, ib, io0, io1; } tperm_t;
 
 /* Index vectors of the 16x16 byte transpose. Inputs A_i = rows 4i..4i+3 x 16 columns (byte
  * 16 * (r % 4) + c). Stage 1: (A0, A1) and (A2, A3) -> [c][r] 8 x 8 blocks for columns 0..7 (ia)
  * and 8..15 (ib). Stage 2: output j (columns 4j..4j+3 x 16 rows), byte s = weight nat(s) of the
- * natural order [c'][r] (c' = column within the 4, r = row), nat = identity or q_f32 (byte planes). */
+ * natural order [c'][r] (c' = column within the 4, r = row), nat = identity or wc_q_f32 (byte planes). */
 static void make_tperm(tperm_t *t, int bp) {
     uint8_t a[64], b[64], o0[64], o1[64];
     for (int c = 0; c < 8; c++)
         for (int r = 0; r < 8; r++) { a[8 * c + r] = (uint8_t)(16 * r + c); b[8 * c + r] = (uint8_t)(16 * r + c + 8); }
     for (int s = 0; s < 64; s++) {
-        int w = bp ? q_f32(s) : s, cp = w / 16, r = w % 16;
+        int w = bp ? wc_q_f32(s) : s, cp = w / 16, r = w % 16;
         int base = (r < 8 ? 0 : 64) + (r % 8);
         o0[s] = (uint8_t)(base + 8 * cp);
         o1[s] = (uint8_t)(base + 8 * (4 + cp));
@@ -155,7 +153,7 @@ T512 static ALWAYS_INLINE void st_row(float *d, __mmask16 mk, __m512 v, const in
     else _mm512_mask_store_ps(d, mk, v);
 }
 
-/* T (transposed indices of one half, q_f32 order, rows of group g where mk is set) -> panel columns 16h.. */
+/* T (transposed indices of one half, wc_q_f32 order, rows of group g where mk is set) -> panel columns 16h.. */
 T512 static ALWAYS_INLINE void lookup_bp(const job_t *j, int64_t g, __mmask16 mk, const uint8_t *T, int64_t kc,
                                          float *P, const int nt, const int full) {
     __m512i PL[4][4];

@@ -7,8 +7,7 @@
 static int perm_a8(int p) { int v = p / 16, d = p % 16; return 4 * d + v; }           /* 64 */
 static int perm_a4(int p) { int v = p / 16, d = p % 16; return 8 * d + v; }           /* 128 */
 static int perm_bp(int p) { int v = p / 16, q = p % 16; return 16 * (q / 4) + 4 * v + q % 4; } /* 64 */
-/* byte-plane slot s -> weight, so that the unpacks come out in natural order */
-static int q_f32(int s) { int L = s / 16, v = (s / 4) % 4, e = s % 4; return 16 * v + 4 * L + e; }
+/* byte-plane slot s -> weight, so that the unpacks come out in natural order: wc_q_f32 (internal.h), and for bf16 */
 static int q_bf16(int s) { int L = s / 16, v = (s / 8) % 2, w = s % 8; return 32 * v + 8 * L + w; }
 static int nib_pos(int w) { return (w & 1) ? 32 + w / 2 : w / 2; }
 
@@ -168,7 +167,7 @@ T512 void wc_lut_deq_avx512(const job_t *j, int64_t r0, int64_t r1) {
     const int four = j->index_bits == 4, bf = j->out_bf16, np = bf ? 2 : 4;
     uint8_t qb[64];
     for (int s = 0; s < 64; s++) {
-        int w = bf ? q_bf16(s) : q_f32(s);
+        int w = bf ? q_bf16(s) : wc_q_f32(s);
         qb[s] = (uint8_t)(four ? nib_pos(w) : w);
     }
     const __m512i Q = _mm512_loadu_si512(qb);
