@@ -46,3 +46,15 @@ def test_this_machine_agrees_with_what_runs():
     c = cpu.case(197, 8, 64, "bf16")
     assert c.isa == cpu.isa() and c.amx == cpu.amx_available()
     assert cpu.bf16_path() == choose(c)
+
+
+def test_the_int8_entry_follows_the_table():
+    """kernels/int8 picks its C entry by the table's int8 rule without building a Case per call"""
+    from wclust.kernels import int8
+
+    if cpu.native() is None:
+        pytest.skip("the C library is not built here")
+    lib = cpu.native()
+    for m in (1, choice.INT8_GEMV_MAX_ROWS, choice.INT8_GEMV_MAX_ROWS + 1, 197):
+        gemv = choose(cpu.case(m, 8, 64, "int8")) == "int8-gemv"
+        assert int8._entry(m) is (lib.wc_lut_plan_gemv_i8 if gemv else lib.wc_lut_plan_gemm_i8)

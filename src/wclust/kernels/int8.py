@@ -61,9 +61,26 @@ def reference_linear(x, indices, codebook, bias, in_features, group_size, index_
 
 
 def available() -> bool:
-    """Whether the C int8 kernels are here (any CPU: portable C where there is no SIMD kernel)."""
+    """Whether the C int8 kernels are here (any CPU: portable C where there is no SIMD kernel; a
+    stale library without them is refused by _native.lib)."""
+    return cpu.native() is not None
+
+
+def _entry(m: int):
+    """The C entry for m rows of x: the kernel-choice table's int8 rule (choice.choose: the GEMV up to
+    INT8_GEMV_MAX_ROWS rows, the panel GEMM above), without building a Case per call."""
     lib = cpu.native()
-    return lib is not None and getattr(lib, "wc_lut_plan_gemv_i8", None) is not None
+    return lib.wc_lut_plan_gemv_i8 if m <= choice.INT8_GEMV_MAX_ROWS else lib.wc_lut_plan_gemm_i8
+
+
+def _written(rc: int) -> bool:
+    """A C call's return code: True y was written, False no kernel for this layer (too many features
+    for exact int32 sums); a failure raises."""
+    if rc == 1:
+        return False
+    if rc:
+        raise MemoryError("wc_lut_plan_gemv_i8 / gemm_i8 failed")
+    return True
 
 
 def _fast(x, indices, codebook, bias, in_features, group_size, index_bits) -> torch.Tensor | None:
@@ -76,21 +93,16 @@ def _fast(x, indices, codebook, bias, in_features, group_size, index_bits) -> to
     if e[4] is None:
         return None
     sig, m = e[0], x.numel() // in_features
-    lib = cpu.native()
-    fn = lib.wc_lut_plan_gemv_i8 if m <= choice.INT8_GEMV_MAX_ROWS else lib.wc_lut_plan_gemm_i8
+    fn = _entry(m)
     y = torch.empty(*x.shape[:-1], sig[3][0], dtype=torch.float32)
     if m == 0:
         return y
     args = (sig[1], x.data_ptr(), m, sig[0], sig[2], y.data_ptr(), torch.get_num_threads())
     rc = fn(e[4].ptr, *args)
-    if rc == 1:  # no kernel for this layer (too many features for exact int32 sums)
-        return None
     if rc == cpu.STALE:  # the codebook's values were changed in place: a new plan
         cpu._fast[False].pop(id(indices), None)
         rc = fn(cpu.plan(codebook, in_features, indices.shape[0], index_bits, group_size, fresh=True).ptr, *args)
-    if rc:
-        raise MemoryError("wc_lut_plan_gemv_i8 / gemm_i8 failed")
-    return y
+    return y if _written(rc) else None
 
 
 def linear(x, indices, codebook, bias, in_features, group_size, index_bits) -> torch.Tensor | None:
@@ -114,9 +126,7 @@ def linear(x, indices, codebook, bias, in_features, group_size, index_bits) -> t
     m, out = xf.shape[0], idx.shape[0]
     y = torch.empty(m, out, dtype=torch.float32)
     if m:
-        lib = cpu.native()
-        gemv = choice.choose(cpu.case(m, index_bits, cb.shape[1], "int8")) == "int8-gemv"
-        fn = lib.wc_lut_plan_gemv_i8 if gemv else lib.wc_lut_plan_gemm_i8
+        fn = _entry(m)
         args = (cb.data_ptr(), xf.data_ptr(), m, idx.data_ptr(), None if b is None else b.data_ptr(), y.data_ptr(),
                 torch.get_num_threads())
         if cb.shape[0] <= cpu.PLAN_MAX_GROUPS:  # a model's codebook: its plan is kept
@@ -126,8 +136,6 @@ def linear(x, indices, codebook, bias, in_features, group_size, index_bits) -> t
         else:  # many groups: a plan for this call only
             p = cpu.one_off_plan(cb, in_features, out, index_bits, group_size)
             rc = fn(p.ptr, *args)
-        if rc == 1:
+        if not _written(rc):
             return None
-        if rc:
-            raise MemoryError("wc_lut_plan_gemv_i8 / gemm_i8 failed")
     return y.reshape(*x.shape[:-1], out)
