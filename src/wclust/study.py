@@ -50,12 +50,9 @@ def default_task(source: str, model) -> tuple[str, list[str]]:
 
 
 def _bench_part(model, ks, quick: bool, threads: int, source: str) -> dict:
-    from .kernels import machine
-    from .performance.bench import run_bench
+    from .performance.bench import default_variants, run_bench
 
-    # without bf16 instructions torch emulates bf16, many times slower: those variants are left out
-    bf16 = machine.has_bf16()
-    variants = None if bf16 else ["int8_dynamic", "clustered_fp32", "clustered_int8"]
+    variants, bf16 = default_variants()  # no bf16 instructions here: the emulated bf16 variants left out
     by_k, runs, last = {}, {}, None
     for k in ks:
         r = run_bench(model, k=k, threads=threads, repeats=5 if quick else 10, quick=quick, memory=False,

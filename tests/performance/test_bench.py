@@ -187,7 +187,7 @@ def test_cli_table_warns_when_the_fp32_runs_spread(monkeypatch, capsys, runs, no
 @pytest.mark.parametrize("has_bf16", [True, False])
 def test_cli_leaves_out_emulated_bf16_unless_asked(monkeypatch, capsys, has_bf16):
     from wclust.cli import main
-    from wclust.commands import bench as bench_cmd
+    from wclust.kernels import machine
 
     seen = {}
 
@@ -200,7 +200,7 @@ def test_cli_leaves_out_emulated_bf16_unless_asked(monkeypatch, capsys, has_bf16
                 "memory": {"fp32": {"param_mb": 1.0}}}
 
     monkeypatch.setattr(bench, "run_bench", fake)
-    monkeypatch.setattr(bench_cmd, "bf16_hardware", lambda: has_bf16)
+    monkeypatch.setattr(machine, "has_bf16", lambda: has_bf16)
     assert main(["bench", "zoo:minilm"]) == 0
     err = capsys.readouterr().err
     if has_bf16:

@@ -36,12 +36,6 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def bf16_hardware() -> bool:
-    from ..kernels import machine
-
-    return machine.has_bf16()
-
-
 def run(args) -> int:
     from ..performance.bench import run_bench
 
@@ -51,10 +45,11 @@ def run(args) -> int:
     if str(args.source).endswith(".wclust") and (args.n_clusters is not None or args.scope is not None):
         raise WclustError("-k and --scope cluster a float model; a .wclust file is benchmarked as stored, "
                           "against its dense twin (drop them, or bench its fp32 source)")
+    from ..performance.bench import default_variants
+
     variants, bf16_models = args.variants, not args.no_bf16_models
-    if variants is None and not bf16_hardware():
-        # emulated bf16 runs many times slower than fp32: minutes of timing that tell nothing new
-        variants, bf16_models = ["int8_dynamic", "clustered_fp32", "clustered_int8"], False
+    if variants is None and default_variants()[0] is not None:
+        variants, bf16_models = default_variants()[0], False
         print("wclust: no bf16 instructions on this CPU: the bf16 variants are left out "
               "(--variants clustered_bf16 ... times them)", file=sys.stderr)
     out_dir = check_output_dir(args.output_dir) if args.output_dir else None  # before minutes of timing

@@ -76,6 +76,14 @@ def int8_dynamic(model: nn.Module) -> nn.Module:
         return quantize_dynamic(linears_in_place_of_conv1d(copy.deepcopy(model)), {nn.Linear}, dtype=torch.qint8)
 
 
+def default_variants() -> tuple[list[str] | None, bool]:
+    """(variants, bf16_models) timed by default: all, or without bf16 where this CPU lacks its
+    instructions (torch emulates it there, many times slower: minutes that tell nothing new)."""
+    from ..kernels import machine
+
+    return (None, True) if machine.has_bf16() else (["int8_dynamic", "clustered_fp32", "clustered_int8"], False)
+
+
 def build_variants(model: nn.Module, k: int = 64, scope: str = "layer", bf16_models: bool = False,
                    progress: bool = False) -> dict:
     """name -> (module, compute_dtype or None, input dtype or None).
