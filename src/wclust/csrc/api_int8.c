@@ -11,6 +11,32 @@
 /* int8 compute (portable/int8_c.c has the numeric): x quantized per row here, then the GEMV
  * (gemm == 0: few rows) or the GEMM (many rows) on the indices. 0; 1 in >= 2^17 features (no
  * kernel: int32 sums could overflow); 2 stale plan; -1 bad arguments / out of memory. */
+#ifdef WC_X86
+/* The AVX2 GEMV's operands, in place of the quantized x (rows of ldx bytes): 4-bit weights come as
+ * even features then odd per whole block of 64 (the nibbles' order), so x is permuted to match; then
+ * x without its zero point (int8, in xq) and its magnitude (returned; NULL out of memory). */
+static uint8_t *gemv_operands_x86(uint8_t *xq, const int32_t *xz, int64_t M, int64_t in, int64_t ldx, int index_bits) {
+    if (index_bits == 4) {
+        uint8_t tmp[64];
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t c = 0; c + 64 <= in; c += 64) {
+                uint8_t *b = xq + m * ldx + c;
+                for (int e = 0; e < 32; e++) { tmp[e] = b[2 * e]; tmp[32 + e] = b[2 * e + 1]; }
+                memcpy(b, tmp, 64);
+            }
+    }
+    uint8_t *xa = (uint8_t *)malloc((size_t)(M * ldx));
+    if (!xa) return NULL;
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t c = 0; c < ldx; c++) {
+            const int v = c < in ? (int)xq[m * ldx + c] - xz[m] : 0;
+            xq[m * ldx + c] = (uint8_t)(int8_t)v;
+            xa[m * ldx + c] = (uint8_t)(v < 0 ? -v : v);
+        }
+    return xa;
+}
+#endif
+
 static int plan_linear_i8(const wc_plan_t *p, const float *cb, const float *x, int64_t M, const uint8_t *idx,
                           const float *bias, float *y, int nthreads, int gemm) {
     if (!p || M < 0 || p->bf16) return -1;
@@ -23,7 +49,8 @@ static int plan_linear_i8(const wc_plan_t *p, const float *cb, const float *x, i
     int32_t *xz = (int32_t *)malloc((size_t)M * sizeof(int32_t));
     if (!xq || !xs || !xz) { free(xq); free(xs); free(xz); return -1; }
 #ifdef WC_X86
-    if (wc_isa() == ISA_AVX2 || wc_isa() == ISA_AVX512) wc_i8_quantize_x_avx2(x, M, p->in, xq, ldx, xs, xz);
+    const int avx2 = wc_isa() == ISA_AVX2 || wc_isa() == ISA_AVX512;
+    if (avx2) wc_i8_quantize_x_avx2(x, M, p->in, xq, ldx, xs, xz);
     else
 #endif
         wc_i8_quantize_x(x, M, p->in, xq, ldx, xs, xz);
@@ -36,30 +63,14 @@ static int plan_linear_i8(const wc_plan_t *p, const float *cb, const float *x, i
     range_fn fn = wc_i8_gemv_c;
     int64_t units = p->out;
 #ifdef WC_X86
-    if (wc_isa() == ISA_AVX2 || wc_isa() == ISA_AVX512) {
+    if (avx2) {
         if (gemm) {
             fn = wc_i8_gemm_avx2;
             units = 4 * ((p->out + 15) / 16);
         } else {
             fn = wc_i8_gemv_avx2;
-            if (p->index_bits == 4) { /* per whole block of 64: even features, then odd (the nibbles' order) */
-                uint8_t tmp[64];
-                for (int64_t m = 0; m < M; m++)
-                    for (int64_t c = 0; c + 64 <= p->in; c += 64) {
-                        uint8_t *b = xq + m * ldx + c;
-                        for (int e = 0; e < 32; e++) { tmp[e] = b[2 * e]; tmp[32 + e] = b[2 * e + 1]; }
-                        memcpy(b, tmp, 64);
-                    }
-            }
-            /* x without its zero point (int8), and its magnitude: the GEMV's operands */
-            xa = (uint8_t *)malloc((size_t)(M * ldx));
+            xa = gemv_operands_x86(xq, xz, M, p->in, ldx, p->index_bits);
             if (!xa) { free(xq); free(xs); free(xz); return -1; }
-            for (int64_t m = 0; m < M; m++)
-                for (int64_t c = 0; c < ldx; c++) {
-                    const int v = c < p->in ? (int)xq[m * ldx + c] - xz[m] : 0;
-                    xq[m * ldx + c] = (uint8_t)(int8_t)v;
-                    xa[m * ldx + c] = (uint8_t)(v < 0 ? -v : v);
-                }
             j.xa = xa;
         }
     }
